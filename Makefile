@@ -1,0 +1,52 @@
+# gatewayasgi developer commands. Every target sets up what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck unit redis-server bench bench-quick clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,benchmarks]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install gatewayasgi with dev and benchmark extras
+
+run: $(STAMP) ## Serve the example chat app (FastAPI + gateway) under hypercorn on $(HOST):$(PORT)
+	$(VENV)/bin/hypercorn examples.chat.app:app --bind $(HOST):$(PORT)
+
+redis-server: ## Install redis-server (Debian/apt) when it is missing; tests start their own
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server not found: install it (apt-get install redis-server) to run the Redis tests"; fi; }
+
+lint: $(STAMP) ## ruff format check + ruff lint
+	$(VENV)/bin/ruff format --check gatewayasgi tests examples benchmarks
+	$(VENV)/bin/ruff check gatewayasgi tests examples benchmarks
+
+typecheck: $(STAMP) ## mypy --strict on the package
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) ## Only the fast tests of the pure layers
+	$(PY) -m pytest -q tests/unit
+
+test: $(STAMP) redis-server lint typecheck ## Lint, type check and run the whole test suite
+	$(PY) -m pytest -q
+
+bench: $(STAMP) ## Run the benchmark suite; writes benchmarks/results/*.md and *.png
+	$(PY) -m benchmarks
+
+bench-quick: $(STAMP) ## A short benchmark run (fewer repetitions, fewer peers)
+	$(PY) -m benchmarks --quick
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

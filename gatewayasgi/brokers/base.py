@@ -1,0 +1,49 @@
+"""The broker contract every backplane implements.
+
+A broker knows nothing of frames, rooms or clients: it moves opaque ``bytes`` over
+named channels. The runtime encodes above it (see ``protocol.envelope``).
+
+Lifecycle: ``start(on_message, task_group)`` once, then ``subscribe``/``unsubscribe``
+/``publish`` any number of times, then ``close()``. Background work (a reader loop,
+reconnects) must be started in the given task group, which the runtime owns and
+cancels after ``close()``. ``on_message(channel, data)`` is called from the broker's
+task for every message on a subscribed channel; it never blocks and never raises.
+Whether a publisher receives its own messages is up to the broker (Redis does, the
+memory broker does not); the runtime drops its own echoes by node id either way.
+
+Failures: ``publish`` must not raise into callers because a peer is unreachable; it
+logs, counts and drops (delivery across the backplane is at-most-once).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from anyio.abc import TaskGroup
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+class Broker(ABC):
+    """Bytes over named channels between processes; see the module docstring."""
+
+    @abstractmethod
+    async def start(self, on_message: MessageHandler, task_group: TaskGroup) -> None:
+        """Connect (or begin retrying in the background) and remember ``on_message``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop delivering, drop subscriptions and release connections. Idempotent."""
+
+    @abstractmethod
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Send ``data`` to every subscriber of ``channel`` in other processes too."""
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving messages published on ``channel``."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving messages published on ``channel``."""

@@ -1,0 +1,1 @@
+"""Pure protocol layer: no I/O, no event loop, no ASGI callables."""

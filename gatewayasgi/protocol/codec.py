@@ -1,0 +1,116 @@
+"""Frame codec: wire bytes/text <-> ``{"event", "data", "id"?}`` frames.
+
+Pure functions only. Decoding validates the envelope (object, event, id) and raises
+``FrameError`` with the exact message the client will see; encoding serialises once,
+so a frame sent to many sockets is the same ``str`` object for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+
+from gatewayasgi._types import JSONValue
+
+INVALID_JSON = "Invalid JSON payload"
+NOT_AN_OBJECT = "WebSocket message must be a JSON object"
+MISSING_EVENT = "WebSocket message is missing an event"
+EVENT_NOT_A_STRING = "WebSocket message event must be a string"
+INVALID_ID = "WebSocket message id must be a string or an integer"
+UNKNOWN_EVENT = "No handler for WebSocket event '{event}'"
+ACCESS_DENIED = "Access denied: insufficient permissions"
+INTERNAL_ERROR = "Internal server error"
+INVALID_PAYLOAD = "Invalid payload for WebSocket event '{event}'"
+
+ERROR_EVENT = "error"
+
+
+class Frame(NamedTuple):
+    """One decoded client frame. ``id`` is ``None`` when the client sent none."""
+
+    event: str
+    data: JSONValue
+    id: str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError(Exception):
+    """A client frame that cannot be dispatched; ``message`` goes out in an error frame."""
+
+    message: str
+    id: str | int | None = None
+
+
+def _default(obj: Any) -> Any:
+    # orjson serialises dataclasses, datetimes, UUIDs and enums itself; pydantic
+    # models are the one common type it needs help with.
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json")
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise any JSON-able value (pydantic models included) to UTF-8 JSON bytes."""
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
+
+
+def _frame_id(obj: dict[str, Any]) -> str | int | None:
+    frame_id = obj.get("id")
+    if frame_id is None or (type(frame_id) is str or type(frame_id) is int):
+        return frame_id
+    raise FrameError(INVALID_ID)
+
+
+def decode(raw: str | bytes) -> Frame:
+    """Parse one text or binary frame into a ``Frame``.
+
+    Raises ``FrameError`` (carrying the frame's id when one could be read) for
+    undecodable JSON, non-object messages, a missing or non-string event, or an id
+    that is neither a string nor an integer.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FrameError(INVALID_JSON) from None
+    if type(obj) is not dict:
+        raise FrameError(NOT_AN_OBJECT)
+    frame_id = _frame_id(obj)
+    event = obj.get("event")
+    if type(event) is not str:
+        message = MISSING_EVENT if event is None or event == "" else EVENT_NOT_A_STRING
+        raise FrameError(message, frame_id)
+    if not event:
+        raise FrameError(MISSING_EVENT, frame_id)
+    return Frame(event, obj.get("data"), frame_id)
+
+
+def encode(event: str, data: JSONValue, frame_id: str | int | None = None) -> str:
+    """Serialise ``{"event", "data"}`` (plus ``"id"`` when given) to a text frame."""
+    if frame_id is None:
+        return dumps({"event": event, "data": data}).decode()
+    return dumps({"event": event, "data": data, "id": frame_id}).decode()
+
+
+def encode_message(message: dict[str, Any], frame_id: str | int | None = None) -> str:
+    """Serialise a handler's ready-made ``{"event", "data", ...}`` dict, adding ``"id"``."""
+    if frame_id is not None:
+        message = {**message, "id": frame_id}
+    return dumps(message).decode()
+
+
+def encode_error(
+    message: str, frame_id: str | int | None = None, **details: JSONValue
+) -> str:
+    """Serialise an error frame ``{"event": "error", "data": {"message": ..., **details}}``."""
+    return encode(ERROR_EVENT, {"message": message, **details}, frame_id)
+
+
+def is_reply_message(value: Any) -> bool:
+    """True when a handler's return value is a complete ``{"event", "data"}`` message."""
+    return type(value) is dict and "event" in value and "data" in value

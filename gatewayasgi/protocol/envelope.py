@@ -1,0 +1,82 @@
+"""Backplane envelope: how one node tells the others to deliver a frame.
+
+Pure and pickle-free. A broker message is ``header + b"\\n" + frame`` where the header is
+a small JSON object and the frame is the already-encoded text frame (UTF-8), so a
+receiving node forwards the very bytes it got, without decoding or re-encoding the
+payload. Sizes are checked before anything is parsed.
+
+Header keys:
+  ``n``  node id of the sender (a node ignores its own echoes)
+  ``k``  kind: ``"all"`` (every client of the namespace), ``"to"`` (rooms or client ids)
+  ``t``  list of room names / client ids (for ``"to"``)
+  ``x``  list of client ids to skip
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+MAX_HEADER_BYTES = 64 * 1024
+KIND_ALL = "all"
+KIND_TO = "to"
+CHANNEL_PREFIX = "gatewayasgi:"
+
+
+class EnvelopeError(ValueError):
+    """A backplane message that is malformed or too large."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A delivery order for every node: which clients get ``frame``."""
+
+    node: str
+    kind: str
+    frame: str
+    targets: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def channel_for(namespace: str) -> str:
+    """The broker channel that carries deliveries for one gateway namespace."""
+    return CHANNEL_PREFIX + namespace
+
+
+def pack(envelope: Envelope) -> bytes:
+    """Serialise an envelope for ``Broker.publish``."""
+    header: dict[str, object] = {"n": envelope.node, "k": envelope.kind}
+    if envelope.targets:
+        header["t"] = list(envelope.targets)
+    if envelope.exclude:
+        header["x"] = list(envelope.exclude)
+    return orjson.dumps(header) + b"\n" + envelope.frame.encode()
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if type(value) is not list or not all(type(item) is str for item in value):
+        raise EnvelopeError(f"envelope field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def unpack(message: bytes, max_size: int) -> Envelope:
+    """Parse a broker message; raises ``EnvelopeError`` when it is not a valid envelope."""
+    if len(message) > max_size:
+        raise EnvelopeError(f"envelope of {len(message)} bytes exceeds {max_size}")
+    head, sep, frame = message.partition(b"\n")
+    if not sep or len(head) > MAX_HEADER_BYTES:
+        raise EnvelopeError("envelope has no header line")
+    try:
+        header = orjson.loads(head)
+        text = frame.decode()
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        raise EnvelopeError("envelope is not JSON header + UTF-8 frame") from None
+    if type(header) is not dict:
+        raise EnvelopeError("envelope header must be an object")
+    node, kind = header.get("n"), header.get("k")
+    if type(node) is not str or kind not in (KIND_ALL, KIND_TO):
+        raise EnvelopeError("envelope header needs a node id and a known kind")
+    return Envelope(node, kind, text, _strings(header.get("t"), "t"), _strings(header.get("x"), "x"))
