@@ -1,0 +1,1 @@
+"""Compile-once dispatch: gateway classes -> frozen tables of prepared handlers."""

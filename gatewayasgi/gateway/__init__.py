@@ -1,0 +1,1 @@
+"""Declaration layer: decorators and markers that attach metadata, nothing else."""

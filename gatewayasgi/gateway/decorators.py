@@ -1,0 +1,159 @@
+"""``@WebSocketGateway``, ``@SubscribeMessage``, ``@UseGuards``, ``@Injectable`` and the
+lifecycle interfaces. Decorators only record metadata; the dispatch layer reads it once
+when the middleware is built.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+DEFAULT_NAMESPACE = "/ws"
+GATEWAY_ATTR = "__gateway__"
+EVENT_ATTR = "__ws_event__"
+GUARDS_ATTR = "__guards__"
+INJECTABLE_ATTR = "__injectable__"
+
+_registry: list[type] = []
+
+
+@dataclass(frozen=True)
+class GatewayMeta:
+    """What ``@WebSocketGateway`` recorded on a class."""
+
+    namespace: str
+    port: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_namespace(namespace: str | None) -> str:
+    """``None``/``""`` -> ``"/ws"``; ``"chat"`` -> ``"/chat"``; trailing slashes dropped."""
+    if not namespace:
+        return DEFAULT_NAMESPACE
+    path = "/" + namespace.strip().strip("/")
+    return path if path != "/" else "/"
+
+
+def registered_gateways() -> list[type]:
+    """Every class decorated with ``@WebSocketGateway`` so far, in declaration order."""
+    return list(_registry)
+
+
+def gateway_meta(cls: type) -> GatewayMeta | None:
+    """The ``GatewayMeta`` of a gateway class (its own, not inherited), or ``None``."""
+    meta = cls.__dict__.get(GATEWAY_ATTR)
+    return meta if isinstance(meta, GatewayMeta) else None
+
+
+@overload
+def WebSocketGateway(namespace: C, /) -> C: ...
+@overload
+def WebSocketGateway(
+    namespace: str | None = None,
+    port: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Callable[[C], C]: ...
+def WebSocketGateway(  # noqa: N802 - NestJS name is the public contract
+    namespace: Any = None,
+    port: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """Mark a class as a gateway serving ``namespace`` (default ``"/ws"``).
+
+    Usable as ``@WebSocketGateway``, ``@WebSocketGateway("/chat")`` or
+    ``@WebSocketGateway(namespace="chat")``. The namespace may hold parameters
+    (``"/rooms/{room_id}"``), exposed as ``client.path_params``. ``port`` and
+    ``options`` are kept as metadata: gateways share the app's server and port.
+    The class becomes injectable: its constructor arguments come from providers.
+    """
+    if isinstance(namespace, type):
+        return WebSocketGateway()(namespace)
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"WebSocketGateway namespace must be a string, got {namespace!r}")
+    meta = GatewayMeta(normalize_namespace(namespace), port, dict(options or {}))
+
+    def decorate(cls: C) -> C:
+        setattr(cls, GATEWAY_ATTR, meta)
+        setattr(cls, INJECTABLE_ATTR, True)
+        if cls not in _registry:
+            _registry.append(cls)
+        return cls
+
+    return decorate
+
+
+def SubscribeMessage(event: str) -> Callable[[T], T]:  # noqa: N802
+    """Make a gateway method the handler of frames whose ``event`` equals ``event``."""
+    if not isinstance(event, str) or not event:
+        raise TypeError(f"SubscribeMessage needs a non-empty event name, got {event!r}")
+
+    def decorate(func: T) -> T:
+        setattr(func, EVENT_ATTR, event)
+        return func
+
+    return decorate
+
+
+def UseGuards(*guards: Any) -> Callable[[T], T]:  # noqa: N802
+    """Attach guards (``BaseGuard`` classes or instances) to a gateway class or handler.
+
+    Class guards run before handler guards, each list in the order given; a guard
+    whose ``can_activate`` returns false denies the frame and closes with 1008.
+    """
+    if not guards:
+        raise TypeError("UseGuards needs at least one guard")
+
+    def decorate(target: T) -> T:
+        own = target.__dict__.get(GUARDS_ATTR, ()) if isinstance(target, type) else getattr(
+            target, GUARDS_ATTR, ()
+        )
+        # Decorators apply bottom-up; prepend so the written order is the run order.
+        setattr(target, GUARDS_ATTR, (*guards, *own))
+        return target
+
+    return decorate
+
+
+@overload
+def Injectable(cls: C, /) -> C: ...
+@overload
+def Injectable() -> Callable[[C], C]: ...
+def Injectable(cls: Any = None) -> Any:  # noqa: N802
+    """Mark a class as a provider (``@Injectable`` or ``@Injectable()``).
+
+    Providers are listed in ``GatewayMiddleware(providers=[...])``; each is built once
+    and its constructor's type-hinted parameters are resolved from other providers.
+    """
+
+    def decorate(target: C) -> C:
+        setattr(target, INJECTABLE_ATTR, True)
+        return target
+
+    return decorate(cls) if cls is not None else decorate
+
+
+class OnGatewayInit(ABC):
+    """Implement ``after_init(server)``: runs once, before the first connection."""
+
+    @abstractmethod
+    def after_init(self, server: Any) -> Any: ...
+
+
+class OnGatewayConnection(ABC):
+    """Implement ``on_connection(client)``: runs after accept and registration."""
+
+    @abstractmethod
+    def on_connection(self, client: Any) -> Any: ...
+
+
+class OnGatewayDisconnect(ABC):
+    """Implement ``on_disconnect(client)``: runs when the receive loop ends, whatever
+    ended it, before the client leaves the registry and its rooms."""
+
+    @abstractmethod
+    def on_disconnect(self, client: Any) -> Any: ...

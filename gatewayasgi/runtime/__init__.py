@@ -1,0 +1,1 @@
+"""I/O layer: connections, gateway servers and the ASGI middleware."""

@@ -1,0 +1,192 @@
+"""A connection's bounded outbox and the writer that drains it.
+
+Every frame to one socket goes through here, in order. Producers never wait: ``put``
+enqueues (or applies the overflow policy) and returns, so one client that stops
+reading cannot delay anyone else. When nothing is queued or in flight, ``send`` writes
+straight through, which keeps request/reply traffic free of a task switch.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+
+import anyio
+
+from gatewayasgi._types import Message, Send
+
+logger = logging.getLogger("gatewayasgi")
+
+
+class Overflow(str, enum.Enum):
+    """What happens when a frame would exceed a connection's outbox caps."""
+
+    CLOSE = "close"
+    """Close the slow client with 1013 (try again later); its rooms are released."""
+    DROP_OLDEST = "drop_oldest"
+    """Discard the oldest queued frames until the new one fits."""
+    DROP_NEW = "drop_new"
+    """Discard the new frame."""
+
+
+class Outbox:
+    """Bounded FIFO of ASGI send messages with a single writer.
+
+    ``max_messages`` and ``max_bytes`` cap what may wait; ``on_overflow_close`` is
+    called (once) when the ``CLOSE`` policy trips. ``sent``, ``dropped`` count frames.
+    """
+
+    __slots__ = (
+        "_bytes",
+        "_busy",
+        "_event",
+        "_on_close",
+        "_queue",
+        "_send",
+        "closed",
+        "flushed",
+        "dropped",
+        "max_bytes",
+        "max_messages",
+        "overflow",
+        "sent",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        *,
+        max_messages: int,
+        max_bytes: int,
+        overflow: Overflow,
+        on_overflow_close: Callable[[], None],
+    ) -> None:
+        self._send = send
+        self._queue: deque[tuple[Message, int]] = deque()
+        self._bytes = 0
+        self._busy = False
+        self._event = anyio.Event()
+        self._on_close = on_overflow_close
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.overflow = overflow
+        self.closed = False
+        self.flushed = anyio.Event()
+        self.sent = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def put(self, message: Message, size: int) -> bool:
+        """Queue ``message`` without waiting; False when it was not queued."""
+        if self.closed:
+            return False
+        queue = self._queue
+        if len(queue) >= self.max_messages or self._bytes + size > self.max_bytes:
+            if not self._make_room(size):
+                return False
+        queue.append((message, size))
+        self._bytes += size
+        if not self._busy:
+            self._event.set()
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        if self.overflow is Overflow.CLOSE:
+            self.dropped += 1
+            self.close()
+            self._on_close()
+            return False
+        if self.overflow is Overflow.DROP_NEW or size > self.max_bytes:
+            self._count_drop(1)
+            return False
+        queue = self._queue
+        dropped = 0
+        while queue and (len(queue) >= self.max_messages or self._bytes + size > self.max_bytes):
+            self._bytes -= queue.popleft()[1]
+            dropped += 1
+        self._count_drop(dropped)
+        return True
+
+    def _count_drop(self, count: int) -> None:
+        if self.dropped == 0 and count:
+            logger.warning("outbox full: dropping frames (policy %s)", self.overflow.value)
+        self.dropped += count
+
+    async def send(self, message: Message, size: int) -> None:
+        """Send in order: straight through when idle, else behind what is queued."""
+        if self._busy or self._queue:
+            self.put(message, size)
+            return
+        if self.closed:
+            return
+        self._busy = True
+        try:
+            await self._write(message)
+        finally:
+            self._busy = False
+        if self._queue:
+            self._event.set()
+
+    async def _write(self, message: Message) -> None:
+        await self._send(message)
+        self.sent += 1
+        if message["type"] == "websocket.close":
+            self.flushed.set()
+
+    async def run(self) -> None:
+        """The writer: drain the queue whenever something arrives, until cancelled."""
+        queue = self._queue
+        while True:
+            await self._event.wait()
+            self._event = anyio.Event()
+            self._busy = True
+            try:
+                while queue:
+                    message, size = queue.popleft()
+                    self._bytes -= size
+                    await self._write(message)
+            finally:
+                self._busy = False
+
+    def seal(self) -> None:
+        """Refuse further frames but send what is queued (a close frame is last)."""
+        self.closed = True
+
+    def close(self) -> None:
+        """Refuse further frames and forget queued ones."""
+        self.closed = True
+        self._queue.clear()
+        self._bytes = 0
+
+
+def guarded_send(send: Send, on_gone: Callable[[], None]) -> Callable[[Message], Awaitable[None]]:
+    """Wrap the ASGI ``send`` so a peer that went away never raises into user code.
+
+    Servers differ (uvicorn raises ``ClientDisconnected``/``OSError``, hypercorn
+    returns silently, granian raises ``RuntimeError``); all mean the same here.
+    """
+    gone = False
+
+    async def safe_send(message: Message) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            await send(message)
+        except Exception as exc:
+            gone = True
+            logger.debug("send failed, peer gone: %r", exc)
+            on_gone()
+
+    return safe_send
+
+
