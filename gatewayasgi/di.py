@@ -15,8 +15,13 @@ from typing import Any
 from gatewayasgi.exceptions import ConfigurationError, MissingProviderError
 
 
+def vars_init(cls: type) -> Any:
+    """The ``__init__`` a class's instances run (looked up on the class, not an instance)."""
+    return getattr(cls, "__init__")  # noqa: B009 - mypy forbids cls.__init__ here
+
+
 def _constructor_hints(cls: type) -> dict[str, Any]:
-    init = cls.__init__  # type: ignore[misc]
+    init = vars_init(cls)
     try:
         return typing.get_type_hints(init)
     except Exception:
@@ -82,11 +87,12 @@ class Container:
         return self._construct(cls, ())
 
     def _construct(self, cls: type, chain: tuple[type, ...]) -> Any:
-        if cls.__init__ is object.__init__:
+        init = vars_init(cls)
+        if init is object.__init__:
             return cls()
         hints = _constructor_hints(cls)
         kwargs: dict[str, Any] = {}
-        signature = inspect.signature(cls.__init__)
+        signature = inspect.signature(init)
         for name, param in list(signature.parameters.items())[1:]:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue

@@ -88,9 +88,7 @@ def compile_gateway(cls: type, container: Container) -> GatewayTable:
         own_guards = _guard_instances(
             tuple(getattr(func, GUARDS_ATTR, ())), container, f"{cls.__name__}.{name}"
         )
-        handlers[event] = compile_handler(
-            event, cls.__name__, method, class_guards + own_guards
-        )
+        handlers[event] = compile_handler(event, cls.__name__, method, class_guards + own_guards)
     return GatewayTable(
         gateway=gateway,
         cls=cls,

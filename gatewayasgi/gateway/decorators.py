@@ -58,7 +58,7 @@ def WebSocketGateway(
     port: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> Callable[[C], C]: ...
-def WebSocketGateway(  # noqa: N802 - NestJS name is the public contract
+def WebSocketGateway(
     namespace: Any = None,
     port: int | None = None,
     options: dict[str, Any] | None = None,
@@ -87,7 +87,7 @@ def WebSocketGateway(  # noqa: N802 - NestJS name is the public contract
     return decorate
 
 
-def SubscribeMessage(event: str) -> Callable[[T], T]:  # noqa: N802
+def SubscribeMessage(event: str) -> Callable[[T], T]:
     """Make a gateway method the handler of frames whose ``event`` equals ``event``."""
     if not isinstance(event, str) or not event:
         raise TypeError(f"SubscribeMessage needs a non-empty event name, got {event!r}")
@@ -99,7 +99,7 @@ def SubscribeMessage(event: str) -> Callable[[T], T]:  # noqa: N802
     return decorate
 
 
-def UseGuards(*guards: Any) -> Callable[[T], T]:  # noqa: N802
+def UseGuards(*guards: Any) -> Callable[[T], T]:
     """Attach guards (``BaseGuard`` classes or instances) to a gateway class or handler.
 
     Class guards run before handler guards, each list in the order given; a guard
@@ -109,8 +109,10 @@ def UseGuards(*guards: Any) -> Callable[[T], T]:  # noqa: N802
         raise TypeError("UseGuards needs at least one guard")
 
     def decorate(target: T) -> T:
-        own = target.__dict__.get(GUARDS_ATTR, ()) if isinstance(target, type) else getattr(
-            target, GUARDS_ATTR, ()
+        own = (
+            target.__dict__.get(GUARDS_ATTR, ())
+            if isinstance(target, type)
+            else getattr(target, GUARDS_ATTR, ())
         )
         # Decorators apply bottom-up; prepend so the written order is the run order.
         setattr(target, GUARDS_ATTR, (*guards, *own))
@@ -123,7 +125,7 @@ def UseGuards(*guards: Any) -> Callable[[T], T]:  # noqa: N802
 def Injectable(cls: C, /) -> C: ...
 @overload
 def Injectable() -> Callable[[C], C]: ...
-def Injectable(cls: Any = None) -> Any:  # noqa: N802
+def Injectable(cls: Any = None) -> Any:
     """Mark a class as a provider (``@Injectable`` or ``@Injectable()``).
 
     Providers are listed in ``GatewayMiddleware(providers=[...])``; each is built once

@@ -104,9 +104,7 @@ def encode_message(message: dict[str, Any], frame_id: str | int | None = None) -
     return dumps(message).decode()
 
 
-def encode_error(
-    message: str, frame_id: str | int | None = None, **details: JSONValue
-) -> str:
+def encode_error(message: str, frame_id: str | int | None = None, **details: JSONValue) -> str:
     """Serialise an error frame ``{"event": "error", "data": {"message": ..., **details}}``."""
     return encode(ERROR_EVENT, {"message": message, **details}, frame_id)
 

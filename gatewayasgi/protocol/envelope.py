@@ -79,4 +79,6 @@ def unpack(message: bytes, max_size: int) -> Envelope:
     node, kind = header.get("n"), header.get("k")
     if type(node) is not str or kind not in (KIND_ALL, KIND_TO):
         raise EnvelopeError("envelope header needs a node id and a known kind")
-    return Envelope(node, kind, text, _strings(header.get("t"), "t"), _strings(header.get("x"), "x"))
+    return Envelope(
+        node, kind, text, _strings(header.get("t"), "t"), _strings(header.get("x"), "x")
+    )

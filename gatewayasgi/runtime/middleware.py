@@ -74,7 +74,9 @@ class GatewayMiddleware:
             table.gateway.server = server
             self.tables.append(table)
             self.servers[table.meta.namespace] = server
-            entries.append((table.meta.namespace, Session(table, server, self.settings), cls.__name__))
+            entries.append(
+                (table.meta.namespace, Session(table, server, self.settings), cls.__name__)
+            )
         self.routes: Routes[Session] = Routes(entries)
         self._started = False
         self._start_lock: anyio.Lock | None = None

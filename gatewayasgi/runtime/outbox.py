@@ -13,7 +13,6 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-
 import anyio
 
 from gatewayasgi._types import Message, Send
@@ -40,15 +39,15 @@ class Outbox:
     """
 
     __slots__ = (
-        "_bytes",
         "_busy",
+        "_bytes",
         "_event",
         "_on_close",
         "_queue",
         "_send",
         "closed",
-        "flushed",
         "dropped",
+        "flushed",
         "max_bytes",
         "max_messages",
         "overflow",
@@ -90,9 +89,9 @@ class Outbox:
         if self.closed:
             return False
         queue = self._queue
-        if len(queue) >= self.max_messages or self._bytes + size > self.max_bytes:
-            if not self._make_room(size):
-                return False
+        full = len(queue) >= self.max_messages or self._bytes + size > self.max_bytes
+        if full and not self._make_room(size):
+            return False
         queue.append((message, size))
         self._bytes += size
         if not self._busy:
@@ -188,5 +187,3 @@ def guarded_send(send: Send, on_gone: Callable[[], None]) -> Callable[[Message],
             on_gone()
 
     return safe_send
-
-

@@ -138,9 +138,7 @@ class WebSocketServer:
         """Every client but these: ``await server.except_(client).emit(...)``."""
         return BroadcastOperator(self, (), tuple(_key(target) for target in targets))
 
-    async def deliver(
-        self, frame: str, targets: tuple[str, ...], exclude: tuple[str, ...]
-    ) -> int:
+    async def deliver(self, frame: str, targets: tuple[str, ...], exclude: tuple[str, ...]) -> int:
         """Serve local recipients of an encoded frame, then publish it to other nodes."""
         count = self.deliver_local(frame, targets, exclude)
         if self._backplane and self._broker is not None:

@@ -35,9 +35,7 @@ TRY_AGAIN_LATER = 1013
 class Session:
     """Runs one accepted client of one gateway until it goes away."""
 
-    def __init__(
-        self, table: GatewayTable, server: WebSocketServer, settings: Settings
-    ) -> None:
+    def __init__(self, table: GatewayTable, server: WebSocketServer, settings: Settings) -> None:
         self.table = table
         self.server = server
         self.settings = settings

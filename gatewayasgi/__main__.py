@@ -1,0 +1,5 @@
+"""``python -m gatewayasgi ...`` runs the CLI."""
+
+from gatewayasgi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""``gatewayasgi generate gateway --name chat [--path DIR]``: scaffold a gateway file."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+TEMPLATE = '''"""The {title} gateway. Serve it with: hypercorn {module}:app"""
+
+from gatewayasgi import GatewayMiddleware, MessageBody, SubscribeMessage, WebSocketGateway
+
+
+@WebSocketGateway(namespace="/{namespace}")
+class {cls}:
+    @SubscribeMessage("ping")
+    async def ping(self, data=MessageBody()):
+        return {{"event": "pong", "data": data}}
+
+
+app = GatewayMiddleware(gateways=[{cls}])
+'''
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def gateway_source(name: str) -> tuple[str, str]:
+    """(file name, source) of a generated gateway called ``name``."""
+    words = _WORD.findall(name)
+    if not words or not words[0][0].isalpha():
+        raise ValueError(f"gateway name must start with a letter, got {name!r}")
+    snake = "_".join(word.lower() for word in words)
+    cls = "".join(word[:1].upper() + word[1:] for word in words)
+    if not cls.endswith("Gateway"):
+        cls += "Gateway"
+    if snake.endswith("_gateway"):
+        snake = snake[: -len("_gateway")] or snake
+    module = f"{snake}_gateway"
+    source = TEMPLATE.format(
+        title=" ".join(words), module=module, namespace="-".join(w.lower() for w in words), cls=cls
+    )
+    return f"{module}.py", source
+
+
+def _generate_gateway(args: argparse.Namespace) -> int:
+    try:
+        filename, source = gateway_source(args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    directory = Path(args.path)
+    target = directory / filename
+    if target.exists() and not args.force:
+        print(f"error: {target} already exists (use --force to overwrite)", file=sys.stderr)
+        return 1
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(source, encoding="utf-8")
+    print(f"created {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewayasgi", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", aliases=["g"], help="scaffold code")
+    kinds = generate.add_subparsers(dest="kind", required=True)
+    gateway = kinds.add_parser("gateway", help="write NAME_gateway.py")
+    gateway.add_argument("-n", "--name", required=True, help="gateway name, e.g. chat")
+    gateway.add_argument("-p", "--path", default=".", help="directory to write into")
+    gateway.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+    gateway.set_defaults(handler=_generate_gateway)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gatewayasgi`` command."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
