@@ -14,7 +14,6 @@ class MemoryHub:
         self.subscribers: dict[str, list[MemoryBroker]] = {}
 
 
-
 class MemoryBroker(Broker):
     """Delivers to every ``MemoryBroker`` on the same hub subscribed to the channel.
 
