@@ -1,0 +1,137 @@
+"""Emit to a gateway's clients from outside the websocket server.
+
+A worker, a cron job or an HTTP handler in another process publishes delivery orders
+on the same backplane the gateway servers listen to; every node delivers to its own
+clients. Nothing here holds a websocket::
+
+    async with RedisEmitter("redis://127.0.0.1:6379/0", namespace="/chat") as emitter:
+        await emitter.to("room-1").emit("message", {"text": "hi"})
+        await emitter.except_(client_id).emit("notice", "maintenance at noon")
+
+Delivery is at-most-once, like every backplane message: a failed publish is logged and
+counted (``emitter.broker.stats`` for Redis), never raised.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from gatewayasgi._types import JSONValue
+from gatewayasgi.brokers.base import Broker
+from gatewayasgi.protocol.codec import encode
+from gatewayasgi.protocol.envelope import KIND_ALL, KIND_TO, Envelope, channel_for, pack
+
+if TYPE_CHECKING:
+    from gatewayasgi.brokers.redis import RedisBroker
+
+DEFAULT_NAMESPACE = "/ws"
+
+
+class EmitOperator:
+    """An emit in the making: ``to()`` adds rooms or client ids, ``except_()`` skips ids.
+
+    Immutable: each call returns a new operator, so one can be kept and reused.
+    """
+
+    __slots__ = ("_emitter", "_exclude", "_targets")
+
+    def __init__(
+        self, emitter: Emitter, targets: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+    ) -> None:
+        self._emitter = emitter
+        self._targets = targets
+        self._exclude = exclude
+
+    def to(self, *rooms_or_client_ids: str) -> EmitOperator:
+        """Narrow the emit to these rooms and/or client ids (a union)."""
+        return EmitOperator(
+            self._emitter, _merge(self._targets, rooms_or_client_ids), self._exclude
+        )
+
+    in_ = to
+
+    def except_(self, *rooms_or_client_ids: str) -> EmitOperator:
+        """Skip these clients (or every member of these rooms)."""
+        return EmitOperator(
+            self._emitter, self._targets, _merge(self._exclude, rooms_or_client_ids)
+        )
+
+    async def emit(self, event: str, data: JSONValue = None) -> None:
+        """Encode ``{"event", "data"}`` once and publish it for every node to deliver."""
+        frame = encode(event, data)
+        kind = KIND_TO if self._targets else KIND_ALL
+        emitter = self._emitter
+        envelope = Envelope(emitter.node_id, kind, frame, self._targets, self._exclude)
+        await emitter.broker.publish(emitter.channel, pack(envelope))
+
+
+class Emitter:
+    """Publishes to one gateway namespace's clients over any ``Broker``.
+
+    The broker is used for publishing only (``start`` is not needed). ``node_id`` is
+    this emitter's own id, never a server's, so every server delivers its messages.
+    """
+
+    def __init__(self, broker: Broker, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.broker = broker
+        self.namespace = namespace
+        self.channel = channel_for(namespace)
+        self.node_id = uuid.uuid4().hex
+
+    def to(self, *rooms_or_client_ids: str) -> EmitOperator:
+        """Address these rooms and/or client ids on every node."""
+        return EmitOperator(self).to(*rooms_or_client_ids)
+
+    in_ = to
+
+    def except_(self, *rooms_or_client_ids: str) -> EmitOperator:
+        """Address every client of the namespace except these (clients or room members)."""
+        return EmitOperator(self).except_(*rooms_or_client_ids)
+
+    async def emit(self, event: str, data: JSONValue = None) -> None:
+        """Send ``event`` to every client of the namespace on every node."""
+        await EmitOperator(self).emit(event, data)
+
+    broadcast = emit
+
+    async def aclose(self) -> None:
+        """Close the broker (and its connections)."""
+        await self.broker.close()
+
+    async def __aenter__(self) -> Emitter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class RedisEmitter(Emitter):
+    """An ``Emitter`` over its own ``RedisBroker`` (``pip install "gatewayasgi[redis]"``).
+
+    Extra keyword arguments go to ``RedisBroker`` (``max_message_size``, timeouts).
+    Use it as an async context manager, or call ``aclose()``, to release connections.
+    ``broker.stats`` counts what was published and what failed.
+    """
+
+    broker: RedisBroker
+
+    def __init__(self, url: str, namespace: str = DEFAULT_NAMESPACE, **broker_options: Any) -> None:
+        from gatewayasgi.brokers.redis import RedisBroker
+
+        super().__init__(RedisBroker(url, **broker_options), namespace)
+
+    async def __aenter__(self) -> RedisEmitter:
+        return self
+
+
+def _merge(current: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    if not extra:
+        return current
+    return tuple(dict.fromkeys((*current, *extra)))

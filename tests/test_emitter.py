@@ -1,0 +1,114 @@
+"""Emitters publish envelopes a gateway server can deliver: checked from a subscriber."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from gatewayasgi.brokers import MemoryBroker
+from gatewayasgi.brokers.memory import MemoryHub
+from gatewayasgi.brokers.redis import RedisBroker
+from gatewayasgi.emitter import Emitter, RedisEmitter
+from gatewayasgi.protocol.envelope import KIND_ALL, KIND_TO, Envelope, channel_for, unpack
+from tests.redis_server import RedisServer, running_redis_server
+
+pytestmark = pytest.mark.anyio
+
+WAIT = 5.0
+MAX = 1024 * 1024
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis_server(tmp_path) as server:
+        yield server
+
+
+class Subscriber:
+    """Collects the envelopes published on one namespace's channel."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = anyio.create_memory_object_stream[bytes](100)
+
+    def on_message(self, channel: str, data: bytes) -> None:
+        self.send.send_nowait(data)
+
+    async def next(self) -> Envelope:
+        with anyio.fail_after(WAIT):
+            return unpack(await self.receive.receive(), MAX)
+
+
+async def test_emit_to_all_publishes_one_encoded_frame_on_the_namespace_channel() -> None:
+    hub = MemoryHub()
+    subscriber, listener = Subscriber(), MemoryBroker(hub)
+    async with anyio.create_task_group() as tg:
+        await listener.start(subscriber.on_message, tg)
+        await listener.subscribe(channel_for("/chat"))
+        async with Emitter(MemoryBroker(hub), namespace="/chat") as emitter:
+            await emitter.emit("news", {"text": "hi", "n": 1})
+            envelope = await subscriber.next()
+        assert envelope.kind == KIND_ALL
+        assert envelope.node == emitter.node_id
+        assert envelope.targets == () and envelope.exclude == ()
+        assert orjson.loads(envelope.frame) == {"event": "news", "data": {"text": "hi", "n": 1}}
+        await listener.close()
+
+
+async def test_to_and_except_build_the_target_set() -> None:
+    hub = MemoryHub()
+    subscriber, listener = Subscriber(), MemoryBroker(hub)
+    async with anyio.create_task_group() as tg:
+        await listener.start(subscriber.on_message, tg)
+        await listener.subscribe(channel_for("/ws"))
+        emitter = Emitter(MemoryBroker(hub))
+        await emitter.to("room-1").emit("a", 1)
+        await emitter.to("room-1", "client-9").to("room-1").except_("client-2").emit("b")
+        await emitter.except_("client-3").emit("c", None)
+        await emitter.in_("room-2").emit("d", [1, 2])
+        first, second, third, fourth = [await subscriber.next() for _ in range(4)]
+        assert (first.kind, first.targets, first.exclude) == (KIND_TO, ("room-1",), ())
+        assert (second.kind, second.targets, second.exclude) == (
+            KIND_TO,
+            ("room-1", "client-9"),
+            ("client-2",),
+        )
+        assert (third.kind, third.targets, third.exclude) == (KIND_ALL, (), ("client-3",))
+        assert orjson.loads(third.frame) == {"event": "c", "data": None}
+        assert fourth.targets == ("room-2",)
+        await emitter.aclose()
+        await listener.close()
+
+
+def test_operators_are_immutable_and_reusable() -> None:
+    emitter = Emitter(MemoryBroker())
+    room = emitter.to("room")
+    narrowed = room.except_("someone")
+    assert room is not narrowed
+    assert room._exclude == () and narrowed._exclude == ("someone",)
+    assert emitter.node_id != Emitter(MemoryBroker()).node_id
+
+
+async def test_redis_emitter_reaches_a_redis_subscriber(redis_server: RedisServer) -> None:
+    subscriber, listener = Subscriber(), RedisBroker(redis_server.url)
+    async with anyio.create_task_group() as tg:
+        await listener.start(subscriber.on_message, tg)
+        await listener.subscribe(channel_for("/chat"))
+        async with RedisEmitter(redis_server.url, namespace="/chat") as emitter:
+            await emitter.to("lobby").except_("me").emit("message", {"text": "from a worker"})
+            envelope = await subscriber.next()
+            assert emitter.broker.stats.published == 1
+        assert (envelope.kind, envelope.targets, envelope.exclude) == (KIND_TO, ("lobby",), ("me",))
+        assert orjson.loads(envelope.frame)["data"] == {"text": "from a worker"}
+        await listener.close()
+
+
+async def test_redis_emitter_with_redis_down_does_not_raise(tmp_path: Path) -> None:
+    url = RedisServer("redis-server", tmp_path).url  # nothing listens there
+    async with RedisEmitter(url, publish_timeout=1.0) as emitter:
+        with anyio.fail_after(WAIT):
+            await emitter.emit("lost", 1)
+        assert emitter.broker.stats.publish_failures == 1
