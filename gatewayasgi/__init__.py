@@ -5,6 +5,7 @@ from gatewayasgi.exceptions import (
     ConfigurationError,
     GatewayError,
     MissingProviderError,
+    PayloadValidationError,
     WsException,
 )
 from gatewayasgi.gateway.decorators import (
@@ -16,15 +17,22 @@ from gatewayasgi.gateway.decorators import (
     UseGuards,
     WebSocketGateway,
 )
+from gatewayasgi.gateway.filters import BaseWsExceptionFilter, Catch, UseFilters
 from gatewayasgi.gateway.guards import BaseGuard, ExecutionContext, WsArgumentsHost
+from gatewayasgi.gateway.interceptors import CallHandler, NestInterceptor, UseInterceptors
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.middleware import GatewayMiddleware
 from gatewayasgi.runtime.outbox import Overflow
-from gatewayasgi.runtime.server import WebSocketServer
+from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
+from gatewayasgi.settings import Settings
 
 __all__ = [
     "BaseGuard",
+    "BaseWsExceptionFilter",
+    "BroadcastOperator",
+    "CallHandler",
+    "Catch",
     "ConfigurationError",
     "ConnectedSocket",
     "Connection",
@@ -35,12 +43,17 @@ __all__ = [
     "Injectable",
     "MessageBody",
     "MissingProviderError",
+    "NestInterceptor",
     "OnGatewayConnection",
     "OnGatewayDisconnect",
     "OnGatewayInit",
     "Overflow",
+    "PayloadValidationError",
+    "Settings",
     "SubscribeMessage",
+    "UseFilters",
     "UseGuards",
+    "UseInterceptors",
     "WebSocketGateway",
     "WebSocketServer",
     "WsArgumentsHost",

@@ -46,3 +46,7 @@ class WsException(GatewayError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+
+class PayloadValidationError(WsException):
+    """A frame's data failed pydantic validation; ``data["errors"]`` holds the details."""

@@ -15,18 +15,21 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from gatewayasgi.exceptions import ConfigurationError
+from gatewayasgi.exceptions import ConfigurationError, PayloadValidationError
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 
 Extractor = Callable[[Any, Any], Any]
 
 
 class PayloadError(Exception):
-    """The frame's data failed validation; ``errors`` is JSON-safe pydantic detail."""
+    """Raised by an extractor; ``errors`` is JSON-safe pydantic detail."""
 
     def __init__(self, errors: list[Any]) -> None:
         super().__init__("invalid payload")
         self.errors = errors
+
+
+INVALID_PAYLOAD = "Invalid payload for WebSocket event '{event}'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +42,16 @@ class Handler:
     is_async: bool
     extractors: tuple[tuple[str, Extractor], ...]
     guards: tuple[Any, ...]
+    filters: tuple[Any, ...] = ()
+    interceptors: tuple[Any, ...] = ()
 
     def arguments(self, client: Any, data: Any) -> dict[str, Any]:
-        """Keyword arguments for one call; raises ``PayloadError`` on invalid data."""
-        return {name: extract(client, data) for name, extract in self.extractors}
+        """Keyword arguments for one call; raises ``PayloadValidationError``."""
+        try:
+            return {name: extract(client, data) for name, extract in self.extractors}
+        except PayloadError as exc:
+            message = INVALID_PAYLOAD.format(event=self.event)
+            raise PayloadValidationError(message, errors=exc.errors) from None
 
 
 def _socket(client: Any, data: Any) -> Any:
@@ -98,7 +107,12 @@ def _extractor(owner: str, name: str, param: inspect.Parameter, hint: Any) -> Ex
 
 
 def compile_handler(
-    event: str, owner: str, func: Callable[..., Any], guards: tuple[Any, ...]
+    event: str,
+    owner: str,
+    func: Callable[..., Any],
+    guards: tuple[Any, ...] = (),
+    filters: tuple[Any, ...] = (),
+    interceptors: tuple[Any, ...] = (),
 ) -> Handler:
     """Prepare ``func`` (a bound gateway method) for dispatch of ``event``."""
     qualname = f"{owner}.{getattr(func, '__name__', event)}"
@@ -122,4 +136,6 @@ def compile_handler(
         is_async=inspect.iscoroutinefunction(func),
         extractors=tuple(extractors),
         guards=guards,
+        filters=filters,
+        interceptors=interceptors,
     )

@@ -12,6 +12,8 @@ from gatewayasgi.di import Container
 from gatewayasgi.dispatch.handler import Handler, compile_handler
 from gatewayasgi.exceptions import ConfigurationError, DuplicateHandlerError
 from gatewayasgi.gateway.decorators import EVENT_ATTR, GUARDS_ATTR, GatewayMeta, gateway_meta
+from gatewayasgi.gateway.filters import FILTERS_ATTR
+from gatewayasgi.gateway.interceptors import INTERCEPTORS_ATTR
 
 Hook = Callable[..., Any]
 
@@ -27,20 +29,49 @@ class GatewayTable:
     after_init: Hook | None
     on_connection: Hook | None
     on_disconnect: Hook | None
+    handshake_guards: tuple[Any, ...] = ()
 
     @property
     def name(self) -> str:
         return self.cls.__name__
 
 
-def _guard_instances(guards: tuple[Any, ...], container: Container, owner: str) -> tuple[Any, ...]:
+def _instances(
+    items: tuple[Any, ...], container: Container, owner: str, kind: str, method: str
+) -> tuple[Any, ...]:
+    """Build (with DI) or take each guard/filter/interceptor; check it has ``method``."""
     built = []
-    for guard in guards:
-        instance = container.build(guard) if isinstance(guard, type) else guard
-        if not callable(getattr(instance, "can_activate", None)):
-            raise ConfigurationError(f"Guard {guard!r} on {owner} has no can_activate(context)")
+    for item in items:
+        instance = container.build(item) if isinstance(item, type) else item
+        if not callable(getattr(instance, method, None)):
+            raise ConfigurationError(f"{kind} {item!r} on {owner} has no {method}() method")
         built.append(instance)
     return tuple(built)
+
+
+# (attribute, kind, method) of each per-handler extension; class-level lists come first.
+_EXTENSIONS = (
+    (GUARDS_ATTR, "Guard", "can_activate"),
+    (FILTERS_ATTR, "Exception filter", "catch"),
+    (INTERCEPTORS_ATTR, "Interceptor", "intercept"),
+)
+
+
+def _extensions(
+    cls: type, func: Any, container: Container, owner: str
+) -> tuple[tuple[Any, ...], ...]:
+    lists = []
+    for attr, kind, method in _EXTENSIONS:
+        outer = _instances(tuple(getattr(cls, attr, ())), container, cls.__name__, kind, method)
+        inner = _instances(tuple(getattr(func, attr, ())), container, owner, kind, method)
+        # Filters: the handler's own are tried first (closest to the error).
+        lists.append(inner + outer if attr == FILTERS_ATTR else outer + inner)
+    return tuple(lists)
+
+
+def handshake_guards(meta: GatewayMeta, container: Container, owner: str) -> tuple[Any, ...]:
+    """Instances of a gateway's ``handshake_guards``."""
+    return _instances(meta.handshake_guards, container, owner, "Handshake guard", "can_activate")
 
 
 def _subscribed_methods(cls: type) -> dict[str, str]:
@@ -80,15 +111,14 @@ def compile_gateway(cls: type, container: Container) -> GatewayTable:
     if meta is None:
         raise ConfigurationError(f"{cls.__name__} is not decorated with @WebSocketGateway")
     gateway = container.build(cls)
-    class_guards = _guard_instances(tuple(getattr(cls, GUARDS_ATTR, ())), container, cls.__name__)
     handlers: dict[str, Handler] = {}
     for event, name in _subscribed_methods(cls).items():
         method = getattr(gateway, name)
         func = inspect.unwrap(getattr(cls, name))
-        own_guards = _guard_instances(
-            tuple(getattr(func, GUARDS_ATTR, ())), container, f"{cls.__name__}.{name}"
+        guards, filters, interceptors = _extensions(cls, func, container, f"{cls.__name__}.{name}")
+        handlers[event] = compile_handler(
+            event, cls.__name__, method, guards, filters, interceptors
         )
-        handlers[event] = compile_handler(event, cls.__name__, method, class_guards + own_guards)
     return GatewayTable(
         gateway=gateway,
         cls=cls,
@@ -97,4 +127,5 @@ def compile_gateway(cls: type, container: Container) -> GatewayTable:
         after_init=_hook(gateway, "after_init"),
         on_connection=_hook(gateway, "on_connection"),
         on_disconnect=_hook(gateway, "on_disconnect"),
+        handshake_guards=handshake_guards(meta, container, cls.__name__),
     )

@@ -6,7 +6,7 @@ when the middleware is built.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -29,6 +29,21 @@ class GatewayMeta:
     namespace: str
     port: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    handshake_guards: tuple[Any, ...] = ()
+    subprotocols: tuple[str, ...] = ()
+
+
+def attach(target: T, attr: str, items: tuple[Any, ...]) -> T:
+    """Prepend ``items`` to the list ``attr`` of a class (its own) or function.
+
+    Decorators apply bottom-up; prepending keeps the written order as the run order.
+    """
+    if isinstance(target, type):
+        own = tuple(target.__dict__.get(attr, ()))
+    else:
+        own = tuple(getattr(target, attr, ()))
+    setattr(target, attr, (*items, *own))
+    return target
 
 
 def normalize_namespace(namespace: str | None) -> str:
@@ -57,11 +72,17 @@ def WebSocketGateway(
     namespace: str | None = None,
     port: int | None = None,
     options: dict[str, Any] | None = None,
+    *,
+    handshake_guards: Sequence[Any] = (),
+    subprotocols: Sequence[str] = (),
 ) -> Callable[[C], C]: ...
 def WebSocketGateway(
     namespace: Any = None,
     port: int | None = None,
     options: dict[str, Any] | None = None,
+    *,
+    handshake_guards: Sequence[Any] = (),
+    subprotocols: Sequence[str] = (),
 ) -> Any:
     """Mark a class as a gateway serving ``namespace`` (default ``"/ws"``).
 
@@ -70,12 +91,25 @@ def WebSocketGateway(
     (``"/rooms/{room_id}"``), exposed as ``client.path_params``. ``port`` and
     ``options`` are kept as metadata: gateways share the app's server and port.
     The class becomes injectable: its constructor arguments come from providers.
+
+    ``handshake_guards`` run before the socket is accepted (``get_event()`` and
+    ``get_data()`` are ``None``); a denial answers HTTP 403 and nothing else runs.
+    ``subprotocols`` lists the subprotocols the gateway speaks, preferred first; the
+    first one the client offered is accepted, and never one it did not offer.
     """
     if isinstance(namespace, type):
         return WebSocketGateway()(namespace)
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError(f"WebSocketGateway namespace must be a string, got {namespace!r}")
-    meta = GatewayMeta(normalize_namespace(namespace), port, dict(options or {}))
+    if isinstance(subprotocols, str):
+        raise TypeError("WebSocketGateway subprotocols must be a list of strings")
+    meta = GatewayMeta(
+        normalize_namespace(namespace),
+        port,
+        dict(options or {}),
+        tuple(handshake_guards),
+        tuple(subprotocols),
+    )
 
     def decorate(cls: C) -> C:
         setattr(cls, GATEWAY_ATTR, meta)
@@ -109,14 +143,7 @@ def UseGuards(*guards: Any) -> Callable[[T], T]:
         raise TypeError("UseGuards needs at least one guard")
 
     def decorate(target: T) -> T:
-        own = (
-            target.__dict__.get(GUARDS_ATTR, ())
-            if isinstance(target, type)
-            else getattr(target, GUARDS_ATTR, ())
-        )
-        # Decorators apply bottom-up; prepend so the written order is the run order.
-        setattr(target, GUARDS_ATTR, (*guards, *own))
-        return target
+        return attach(target, GUARDS_ATTR, guards)
 
     return decorate
 

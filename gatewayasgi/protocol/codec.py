@@ -22,7 +22,7 @@ INVALID_ID = "WebSocket message id must be a string or an integer"
 UNKNOWN_EVENT = "No handler for WebSocket event '{event}'"
 ACCESS_DENIED = "Access denied: insufficient permissions"
 INTERNAL_ERROR = "Internal server error"
-INVALID_PAYLOAD = "Invalid payload for WebSocket event '{event}'"
+RATE_LIMITED = "Rate limit exceeded"
 
 ERROR_EVENT = "error"
 

@@ -39,6 +39,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.peer_gone = False
+        self.last_seen = 0.0
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.scope.get('path', '')}>"

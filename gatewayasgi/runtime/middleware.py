@@ -21,6 +21,7 @@ from gatewayasgi.di import Container
 from gatewayasgi.dispatch.routes import Routes, route_path
 from gatewayasgi.dispatch.table import GatewayTable, compile_gateway
 from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
+from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.runtime.session import Session
 from gatewayasgi.settings import Settings
@@ -70,7 +71,13 @@ class GatewayMiddleware:
         entries = []
         for cls in _gateway_classes(gateways, providers):
             table = compile_gateway(cls, self.container)
-            server = WebSocketServer(table.meta.namespace, broker)
+            server = WebSocketServer(
+                table.meta.namespace,
+                broker,
+                max_rooms_per_connection=self.settings.max_rooms_per_connection,
+                max_room_name_length=self.settings.max_room_name_length,
+                max_envelope_size=max(self.settings.max_message_size, 1 << 20) * 2,
+            )
             table.gateway.server = server
             self.tables.append(table)
             self.servers[table.meta.namespace] = server
@@ -222,4 +229,6 @@ async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await send({"type": "http.response.body", "body": b"Not Found"})
     elif scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1000})
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await refuse(scope, send, FORBIDDEN)

@@ -14,6 +14,7 @@ from typing import Any
 
 from gatewayasgi._types import JSONValue, Message
 from gatewayasgi.brokers.base import Broker
+from gatewayasgi.exceptions import WsException
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.envelope import (
     KIND_ALL,
@@ -70,7 +71,13 @@ class WebSocketServer:
     """Connected clients and rooms of one gateway, with emit/broadcast helpers."""
 
     def __init__(
-        self, namespace: str, broker: Broker | None = None, *, max_envelope_size: int = 0
+        self,
+        namespace: str,
+        broker: Broker | None = None,
+        *,
+        max_rooms_per_connection: int = 1000,
+        max_room_name_length: int = 256,
+        max_envelope_size: int = 16 * 1024 * 1024,
     ) -> None:
         self.namespace = namespace
         self.node_id = uuid.uuid4().hex
@@ -79,7 +86,9 @@ class WebSocketServer:
         self.rooms = Rooms()
         self._broker = broker
         self._backplane = False
-        self._max_envelope = max_envelope_size or 16 * 1024 * 1024
+        self._max_envelope = max_envelope_size
+        self._max_rooms = max_rooms_per_connection
+        self._max_room_name = max_room_name_length
         self.publish_failures = 0
 
     def __repr__(self) -> str:
@@ -107,10 +116,23 @@ class WebSocketServer:
     # -- rooms ----------------------------------------------------------------
 
     async def join(self, client: Target, room: str) -> None:
-        """Add a client (connection or id) to ``room``."""
+        """Add a client (connection or id) to ``room``.
+
+        Raises ``WsException`` (an error frame for the client) when the name is not a
+        string of at most ``max_room_name_length`` characters, or the client is already
+        in ``max_rooms_per_connection`` rooms.
+        """
+        if type(room) is not str or not room or len(room) > self._max_room_name:
+            raise WsException(
+                f"Room name must be a non-empty string of at most {self._max_room_name} characters"
+            )
         client_id = _key(client)
-        if client_id in self.clients:
-            self.rooms.join(client_id, room)
+        if client_id not in self.clients:
+            return
+        current = self.rooms.rooms_of(client_id)
+        if len(current) >= self._max_rooms and room not in current:
+            raise WsException(f"Too many rooms: at most {self._max_rooms} per connection")
+        self.rooms.join(client_id, room)
 
     async def leave(self, client: Target, room: str) -> None:
         """Remove a client (connection or id) from ``room``."""

@@ -1,7 +1,9 @@
-"""One connection's life: accept, hooks, the receive loop, dispatch, teardown.
+"""One connection's life: handshake, hooks, the receive loop, dispatch, teardown.
 
-The per-frame path is decode -> dict lookup -> guards -> prepared extractors -> call
--> encode -> outbox. Frames of one connection are handled in arrival order.
+The per-frame path is size check -> throttle -> decode -> dict lookup -> guards ->
+prepared extractors -> call -> encode -> outbox. Frames of one connection are
+handled in arrival order. Guards, filters and interceptors cost nothing for
+handlers that have none.
 """
 
 from __future__ import annotations
@@ -9,37 +11,48 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from time import monotonic
 from typing import Any
 
 import anyio
 
-from gatewayasgi._types import Receive, Scope, Send
-from gatewayasgi.dispatch.handler import Handler, PayloadError
+from gatewayasgi._types import Message, Receive, Scope, Send
+from gatewayasgi.dispatch.handler import Handler
 from gatewayasgi.dispatch.table import GatewayTable
 from gatewayasgi.exceptions import WsException
+from gatewayasgi.gateway.filters import catches
 from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
+from gatewayasgi.gateway.interceptors import CallHandler
 from gatewayasgi.protocol import codec
-from gatewayasgi.protocol.codec import FrameError
+from gatewayasgi.protocol.codec import Frame, FrameError
 from gatewayasgi.runtime.connection import Connection
+from gatewayasgi.runtime.handshake import admit, choose_subprotocol, refuse
 from gatewayasgi.runtime.outbox import Outbox, Overflow, guarded_send
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.settings import Settings
+from gatewayasgi.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
 
 logger = logging.getLogger("gatewayasgi")
 
+GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
+TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 
 class Session:
-    """Runs one accepted client of one gateway until it goes away."""
+    """Runs the clients of one gateway, each from handshake until it goes away."""
 
     def __init__(self, table: GatewayTable, server: WebSocketServer, settings: Settings) -> None:
         self.table = table
         self.server = server
         self.settings = settings
         self.handlers = table.handlers
+        self.overflow = Overflow(table.meta.options.get("overflow", settings.overflow))
+        self.heartbeat_event = settings.heartbeat_event if settings.heartbeat_interval else None
 
     async def run(
         self, scope: Scope, receive: Receive, send: Send, path_params: dict[str, str]
@@ -48,52 +61,61 @@ class Session:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
         with anyio.CancelScope() as life:
-            client = self._connect(scope, send, path_params, life)
+            client = self._connection(scope, send, path_params, life)
+            status = await admit(client, self.table.handshake_guards, self.table.cls, self.settings)
+            if status is not None:
+                await refuse(scope, send, status)
+                return
+            accept: Message = {"type": "websocket.accept"}
+            subprotocol = choose_subprotocol(
+                scope.get("subprotocols") or (), self.table.meta.subprotocols
+            )
+            if subprotocol is not None:
+                accept["subprotocol"] = subprotocol
+            await send(accept)
             try:
-                await self._serve(client, receive)
+                await self._serve(client, receive, life)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._teardown(client, send)
 
-    def _connect(
+    def _connection(
         self, scope: Scope, send: Send, path_params: dict[str, str], life: anyio.CancelScope
     ) -> Connection:
         settings = self.settings
-        overflow = Overflow(self.table.meta.options.get("overflow", settings.overflow))
-        client_box: list[Connection] = []
+        box: list[Connection] = []
 
         def on_overflow() -> None:
-            client = client_box[0]
             logger.warning(
                 "gateway %s: client %s too slow (outbox full), closing with 1013",
                 self.server.namespace,
-                client.id,
+                box[0].id,
             )
-            client.close_code = TRY_AGAIN_LATER
+            box[0].close_code = TRY_AGAIN_LATER
             life.cancel()
 
         def on_gone() -> None:
-            if client_box:
-                client_box[0].peer_gone = True
+            box[0].peer_gone = True
             life.cancel()
 
         outbox = Outbox(
             guarded_send(send, on_gone),
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
-            overflow=overflow,
+            overflow=self.overflow,
             on_overflow_close=on_overflow,
         )
-        client = Connection(uuid.uuid4().hex, scope, outbox, self.server, path_params)
-        client_box.append(client)
-        return client
+        box.append(Connection(uuid.uuid4().hex, scope, outbox, self.server, path_params))
+        return box[0]
 
-    async def _serve(self, client: Connection, receive: Receive) -> None:
+    async def _serve(self, client: Connection, receive: Receive, life: anyio.CancelScope) -> None:
         self.server.register(client)
+        client.last_seen = monotonic()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(client.outbox.run)
+            if self.settings.heartbeat_interval:
+                tasks.start_soon(self._heartbeat, client, life)
             if await self._on_connection(client):
                 await self._receive_loop(client, receive)
             if client.close_code is not None and not client.peer_gone:
@@ -119,9 +141,19 @@ class Session:
             await client.send_text(codec.encode_error(codec.INTERNAL_ERROR))
             await client.close(INTERNAL_ERROR)
             return False
-        return True
+        return not client.closed
 
     async def _receive_loop(self, client: Connection, receive: Receive) -> None:
+        settings = self.settings
+        limit = settings.max_message_size
+        throttle = Throttle(
+            settings.rate_limit,
+            settings.rate_burst,
+            settings.error_rate_limit,
+            settings.error_burst,
+            settings.abuse_threshold,
+            monotonic(),
+        )
         handle = self.handle
         while True:
             message = await receive()
@@ -132,7 +164,16 @@ class Session:
                     raw = message.get("bytes")
                 if raw is None or client.closed:
                     continue
-                if not await handle(client, raw):
+                if len(raw) > limit or (type(raw) is str and _utf8_size(raw, limit) > limit):
+                    await client.close(TOO_BIG, "message too big")
+                    return
+                now = client.last_seen = monotonic()
+                verdict = throttle.frame(now)
+                if verdict != ALLOW:
+                    if not await self._refused(client, verdict):
+                        return
+                    continue
+                if not await handle(client, raw, throttle):
                     return
             elif kind == "websocket.disconnect":
                 client.peer_gone = True
@@ -141,48 +182,115 @@ class Session:
                 client.outbox.close()
                 return
 
-    async def handle(self, client: Connection, raw: str | bytes) -> bool:
+    async def _refused(self, client: Connection, verdict: int, frame_id: Any = None) -> bool:
+        """Apply a throttle verdict other than ALLOW; False when the connection ends."""
+        if verdict == ABUSE:
+            logger.warning(
+                "gateway %s: client %s closed for abuse", self.server.namespace, client.id
+            )
+            await client.close(POLICY_VIOLATION, "rate limit")
+            return False
+        if verdict == REFUSE_AND_TELL:
+            await client.send_text(codec.encode_error(codec.RATE_LIMITED, frame_id))
+        return True
+
+    async def _reject(
+        self, client: Connection, throttle: Throttle | None, message: str, frame_id: Any
+    ) -> bool:
+        """Answer a bad frame with an error frame, within the error budget."""
+        if throttle is not None:
+            verdict = throttle.error(monotonic())
+            if verdict != ALLOW:
+                return await self._refused(client, verdict, frame_id)
+        await client.send_text(codec.encode_error(message, frame_id))
+        return True
+
+    async def handle(
+        self, client: Connection, raw: str | bytes, throttle: Throttle | None = None
+    ) -> bool:
         """Dispatch one frame; False when the connection must end."""
         try:
             frame = codec.decode(raw)
         except FrameError as exc:
-            await client.send_text(codec.encode_error(exc.message, exc.id))
-            return True
+            return await self._reject(client, throttle, exc.message, exc.id)
         handler = self.handlers.get(frame.event)
         if handler is None:
-            message = codec.UNKNOWN_EVENT.format(event=frame.event[:200])
-            await client.send_text(codec.encode_error(message, frame.id))
-            return True
-        if handler.guards and not await self._guards_allow(handler, client, frame):
-            return False
-        try:
-            result = handler.func(**handler.arguments(client, frame.data))
-            if handler.is_async or inspect.isawaitable(result):
-                result = await result
-            if result is None:
+            if frame.event == self.heartbeat_event:
                 return True
+            message = codec.UNKNOWN_EVENT.format(event=frame.event[:200])
+            return await self._reject(client, throttle, message, frame.id)
+        context = None
+        if handler.guards or handler.filters or handler.interceptors:
+            host = WsArgumentsHost(client, frame.data, frame.event, self.server)
+            context = ExecutionContext(host, self.table.cls, handler.func)
+            if handler.guards and not await self._guards_allow(handler, client, frame, context):
+                return False
+        try:
+            if handler.interceptors:
+                result = await self._intercepted(handler, client, frame, context)
+            else:
+                result = handler.func(**handler.arguments(client, frame.data))
+                if handler.is_async or inspect.isawaitable(result):
+                    result = await result
+            return await self._reply(client, frame, result)
+        except Exception as exc:
+            return await self._failed(handler, client, frame, context, exc)
+
+    async def _reply(self, client: Connection, frame: Frame, result: Any) -> bool:
+        if result is not None:
             if codec.is_reply_message(result):
                 text = codec.encode_message(result, frame.id)
             else:
                 text = codec.encode(frame.event, result, frame.id)
-        except PayloadError as exc:
-            message = codec.INVALID_PAYLOAD.format(event=frame.event)
-            await client.send_text(codec.encode_error(message, frame.id, errors=exc.errors))
-            return True
-        except WsException as exc:
+            await client.send_text(text)
+        return not client.closed
+
+    async def _intercepted(
+        self, handler: Handler, client: Connection, frame: Frame, context: Any
+    ) -> Any:
+        async def call() -> Any:
+            result = handler.func(**handler.arguments(client, frame.data))
+            return await result if inspect.isawaitable(result) else result
+
+        chain: Callable[[], Awaitable[Any]] = call
+        for interceptor in reversed(handler.interceptors):
+            chain = partial(interceptor.intercept, context, CallHandler(chain))
+        return await chain()
+
+    async def _failed(
+        self,
+        handler: Handler,
+        client: Connection,
+        frame: Frame,
+        context: ExecutionContext | None,
+        exc: Exception,
+    ) -> bool:
+        for filter_ in handler.filters:
+            if isinstance(exc, catches(filter_)):
+                try:
+                    result = filter_.catch(exc, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return await self._reply(client, frame, result)
+                except Exception as raised:
+                    exc = raised  # a filter re-raising hands over to the default
+                break
+        if isinstance(exc, WsException):
             await client.send_text(codec.encode_error(exc.message, frame.id, **exc.data))
             return True
-        except Exception:
-            logger.exception("handler %s failed on event %r", handler.qualname, frame.event)
-            await client.send_text(codec.encode_error(codec.INTERNAL_ERROR, frame.id))
-            await client.close(INTERNAL_ERROR)
-            return False
-        await client.send_text(text)
-        return True
+        logger.error(
+            "handler %s failed on event %r",
+            handler.qualname,
+            frame.event[:200],
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        await client.send_text(codec.encode_error(codec.INTERNAL_ERROR, frame.id))
+        await client.close(INTERNAL_ERROR)
+        return False
 
-    async def _guards_allow(self, handler: Handler, client: Connection, frame: Any) -> bool:
-        host = WsArgumentsHost(client, frame.data, frame.event, self.server)
-        context = ExecutionContext(host, self.table.cls, handler.func)
+    async def _guards_allow(
+        self, handler: Handler, client: Connection, frame: Frame, context: ExecutionContext
+    ) -> bool:
         try:
             for guard in handler.guards:
                 allowed = guard.can_activate(context)
@@ -205,6 +313,24 @@ class Session:
         await client.send_text(codec.encode_error(message, frame_id, **data))
         await client.close(POLICY_VIOLATION)
 
+    async def _heartbeat(self, client: Connection, life: anyio.CancelScope) -> None:
+        interval = self.settings.heartbeat_interval
+        assert interval is not None
+        deadline = interval + self.settings.heartbeat_timeout
+        frame = codec.encode(self.settings.heartbeat_event, None)
+        while True:
+            await anyio.sleep(interval)
+            if monotonic() - client.last_seen > deadline:
+                logger.info(
+                    "gateway %s: client %s missed heartbeats", self.server.namespace, client.id
+                )
+                await client.close(GOING_AWAY, "heartbeat timeout")
+                with anyio.move_on_after(self.settings.close_timeout):
+                    await client.outbox.flushed.wait()
+                life.cancel()
+                return
+            await client.send_text(frame)
+
     async def _teardown(self, client: Connection, send: Send) -> None:
         server, table = self.server, self.table
         try:
@@ -226,7 +352,7 @@ class Session:
             return
         client.outbox.close()
         code = client.close_code or 1000
-        message = {"type": "websocket.close", "code": code}
+        message: Message = {"type": "websocket.close", "code": code}
         if code == TRY_AGAIN_LATER:
             message["reason"] = "slow consumer"
         with anyio.move_on_after(self.settings.close_timeout):
@@ -234,3 +360,10 @@ class Session:
                 await send(message)
             except Exception:
                 logger.debug("closing the transport failed", exc_info=True)
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    # Characters are at most 4 UTF-8 bytes: encode only when the text might be too big.
+    if len(text) * 4 <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))

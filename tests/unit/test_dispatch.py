@@ -14,13 +14,13 @@ from gatewayasgi import (
     WebSocketGateway,
 )
 from gatewayasgi.di import Container
-from gatewayasgi.dispatch.handler import PayloadError
 from gatewayasgi.dispatch.routes import Routes, route_path
 from gatewayasgi.dispatch.table import compile_gateway
 from gatewayasgi.exceptions import (
     ConfigurationError,
     DuplicateHandlerError,
     DuplicateNamespaceError,
+    PayloadValidationError,
 )
 from gatewayasgi.gateway.decorators import gateway_meta, normalize_namespace
 
@@ -83,9 +83,10 @@ def test_extractors_read_body_key_and_socket() -> None:
 def test_pydantic_annotation_validates_and_converts() -> None:
     handler = table().handlers["model"]
     assert handler.arguments(None, {"room": "x"})["data"] == Dto(room="x")
-    with pytest.raises(PayloadError) as info:
+    with pytest.raises(PayloadValidationError) as info:
         handler.arguments(None, {"room": 5})
-    assert info.value.errors[0]["loc"] == ["room"]
+    assert info.value.message == "Invalid payload for WebSocket event 'model'"
+    assert info.value.data["errors"][0]["loc"] == ["room"]
 
 
 def test_class_guards_run_before_handler_guards_in_written_order() -> None:
