@@ -42,11 +42,12 @@ class Throttle:
 
     Every frame spends from the frame bucket; a frame that would be answered with
     an error frame also spends from the (smaller) error bucket, so a client cannot
-    use the gateway to amplify garbage into replies. ``abuse_threshold`` refusals in
-    a row mean abuse.
+    use the gateway to amplify garbage into replies. Each bucket tells the client
+    once when it runs dry, and ``abuse_threshold`` refusals in a row from either
+    mean abuse.
     """
 
-    __slots__ = ("abuse_threshold", "errors", "frames", "strikes")
+    __slots__ = ("abuse_threshold", "error_strikes", "errors", "frame_strikes", "frames")
 
     def __init__(
         self,
@@ -60,23 +61,26 @@ class Throttle:
         self.frames = TokenBucket(rate, burst, now) if rate is not None else None
         self.errors = TokenBucket(error_rate, error_burst, now)
         self.abuse_threshold = abuse_threshold
-        self.strikes = 0
+        self.frame_strikes = 0
+        self.error_strikes = 0
 
     def frame(self, now: float) -> int:
         """Verdict for an incoming frame."""
         if self.frames is None or self.frames.take(now):
-            self.strikes = 0
+            self.frame_strikes = 0
             return ALLOW
-        return self._refuse()
+        self.frame_strikes += 1
+        return self._verdict(self.frame_strikes)
 
     def error(self, now: float) -> int:
         """Verdict for an error reply about to be sent for a bad frame."""
         if self.errors.take(now):
+            self.error_strikes = 0
             return ALLOW
-        return self._refuse()
+        self.error_strikes += 1
+        return self._verdict(self.error_strikes)
 
-    def _refuse(self) -> int:
-        self.strikes += 1
-        if self.strikes >= self.abuse_threshold:
+    def _verdict(self, strikes: int) -> int:
+        if strikes >= self.abuse_threshold:
             return ABUSE
-        return REFUSE_AND_TELL if self.strikes == 1 else REFUSE
+        return REFUSE_AND_TELL if strikes == 1 else REFUSE

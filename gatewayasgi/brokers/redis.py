@@ -130,6 +130,7 @@ class RedisBroker(Broker):
         self._publisher: Redis | None = None
         self._reader_scope: anyio.CancelScope | None = None
         self._first_attempt: anyio.Event | None = None
+        self._reader_done: anyio.Event | None = None
         self._acks: dict[str, anyio.Event] = {}
         self._attempt = 0
         self._started = False
@@ -160,6 +161,7 @@ class RedisBroker(Broker):
         self._on_message = on_message
         self._reader_scope = anyio.CancelScope()
         self._first_attempt = first_attempt = anyio.Event()
+        self._reader_done = anyio.Event()
         task_group.start_soon(self._run_subscriber, name=f"redis broker {_redact(self.url)}")
         with anyio.move_on_after(self._connect_timeout + 1.0):
             await first_attempt.wait()
@@ -171,8 +173,12 @@ class RedisBroker(Broker):
         self._closed = True
         self._on_message = None
         self._channels.clear()
-        if self._reader_scope is not None:
+        if self._reader_scope is not None and self._reader_done is not None:
+            # Let the reader leave get_message() and close its own connection; closing
+            # it from here while it reads makes redis-py fail inside the reader.
             self._reader_scope.cancel()
+            with anyio.move_on_after(self._connect_timeout, shield=True):
+                await self._reader_done.wait()
         pubsub, self._pubsub = self._pubsub, None
         publisher, self._publisher = self._publisher, None
         pool, self._subscriber_pool = self._subscriber_pool, None
@@ -207,7 +213,7 @@ class RedisBroker(Broker):
             self._count(publish_failures=1)
             if not self._publish_failing:
                 self._publish_failing = True
-                logger.warning("redis broker: publish to %s failed: %r", channel, exc)
+                logger.warning("redis broker: publish to %s failed: %s", channel, _describe(exc))
             return
         self._count(published=1)
         if self._publish_failing:
@@ -248,22 +254,30 @@ class RedisBroker(Broker):
     # -- subscriber task ---------------------------------------------------------------
 
     async def _run_subscriber(self) -> None:
-        assert self._reader_scope is not None and self._first_attempt is not None
-        with self._reader_scope:
-            while not self._closed:
-                try:
-                    await self._connect_and_read()
-                except _IO_ERRORS as exc:
-                    self._on_connection_lost(exc)
-                except Exception as exc:
-                    # A bug here must not take the app down: log it and reconnect.
+        assert self._reader_scope is not None and self._reader_done is not None
+        try:
+            with self._reader_scope:
+                await self._subscribe_forever()
+        finally:
+            self._reader_done.set()
+
+    async def _subscribe_forever(self) -> None:
+        assert self._first_attempt is not None
+        while not self._closed:
+            try:
+                await self._connect_and_read()
+            except _IO_ERRORS as exc:
+                self._on_connection_lost(exc)
+            except Exception as exc:
+                # A bug here must not take the app down: log it and reconnect.
+                if not self._closed:
                     logger.exception("redis broker: subscriber failed")
-                    self._on_connection_lost(exc)
-                finally:
-                    await self._drop_pubsub()
-                    self._first_attempt.set()
-                await anyio.sleep(self._backoff(self._attempt))
-                self._attempt += 1
+                self._on_connection_lost(exc)
+            finally:
+                await self._drop_pubsub()
+                self._first_attempt.set()
+            await anyio.sleep(self._backoff(self._attempt))
+            self._attempt += 1
 
     def _backoff(self, attempt: int) -> float:
         """Exponential delay with "equal jitter": half fixed, half random."""
@@ -353,18 +367,18 @@ class RedisBroker(Broker):
             self._set(connected=False)
             self._count(disconnects=1)
             logger.warning(
-                "redis broker: lost connection to %s (%r); reconnecting",
+                "redis broker: lost connection to %s (%s); reconnecting",
                 _redact(self.url),
-                exc,
+                _describe(exc),
             )
         elif self._first_attempt is not None and not self._first_attempt.is_set():
             logger.warning(
-                "redis broker: cannot reach %s (%r); local delivery only, retrying",
+                "redis broker: cannot reach %s (%s); local delivery only, retrying",
                 _redact(self.url),
-                exc,
+                _describe(exc),
             )
         else:
-            logger.debug("redis broker: reconnect failed: %r", exc)
+            logger.debug("redis broker: reconnect failed: %s", _describe(exc))
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -386,10 +400,21 @@ class RedisBroker(Broker):
                 self.url,
                 socket_connect_timeout=self._connect_timeout,
                 socket_timeout=self._connect_timeout,
-                # No hidden retries: this class owns reconnecting and resubscribing.
-                retry=Retry(NoBackoff(), 0),
+                **self._pool_options(),
             )
         return PubSub(self._subscriber_pool, ignore_subscribe_messages=False)
+
+    @staticmethod
+    def _pool_options() -> dict[str, Any]:
+        return {
+            # No hidden retries: this class owns reconnecting and resubscribing, and a
+            # blind retry of PUBLISH could deliver a message twice.
+            "retry": Retry(NoBackoff(), 0),
+            # RESP2 unless the URL asks for ``?protocol=3``: it works with every Redis
+            # version, and under redis-py 8's RESP3 defaults (maintenance notifications)
+            # the pool no longer notices a pooled connection that the server closed.
+            "protocol": 2,
+        }
 
     def _get_publisher(self) -> Redis:
         if self._publisher is None:
@@ -399,7 +424,7 @@ class RedisBroker(Broker):
                 timeout=self._publish_timeout,
                 socket_connect_timeout=self._publish_timeout,
                 socket_timeout=self._publish_timeout,
-                retry=Retry(NoBackoff(), 0),
+                **self._pool_options(),
             )
             self._publisher = Redis(connection_pool=pool)
         return self._publisher
@@ -414,6 +439,10 @@ class RedisBroker(Broker):
 
     def _set(self, *, connected: bool) -> None:
         self._stats = replace(self._stats, connected=connected)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _text(value: object) -> str:

@@ -119,9 +119,14 @@ class Session:
             if await self._on_connection(client):
                 await self._receive_loop(client, receive)
             if client.close_code is not None and not client.peer_gone:
-                # The app closed: let the writer flush up to and including the close frame.
+                # The app closed: let the writer flush up to and including the close
+                # frame, then drain what the client still sends until its close arrives,
+                # or servers with a bounded receive queue never see the closing handshake.
                 with anyio.move_on_after(self.settings.close_timeout):
                     await client.outbox.flushed.wait()
+                    while (await receive())["type"] != "websocket.disconnect":
+                        pass
+                    client.peer_gone = True
             tasks.cancel_scope.cancel()
 
     async def _on_connection(self, client: Connection) -> bool:
