@@ -103,7 +103,7 @@ async def ws_session():
 
 
 async def test_filter_chosen_by_catch_type_decides_the_frame() -> None:
-    app, client = await ws_session()
+    _app, client = await ws_session()
     async with client, client.websocket_connect("/ext") as ws:
         await ws.emit("domain", "bad thing", id=3)
         assert await ws.receive_json() == {
@@ -116,7 +116,7 @@ async def test_filter_chosen_by_catch_type_decides_the_frame() -> None:
 
 
 async def test_handler_filter_may_close_the_connection() -> None:
-    app, client = await ws_session()
+    _app, client = await ws_session()
     async with client, client.websocket_connect("/ext") as ws:
         await ws.emit("missing")
         assert await ws.receive_json() == {"event": "bye", "data": None}
@@ -126,7 +126,7 @@ async def test_handler_filter_may_close_the_connection() -> None:
 
 
 async def test_base_filter_falls_back_to_the_default_treatment() -> None:
-    app, client = await ws_session()
+    _app, client = await ws_session()
     async with client, client.websocket_connect("/ext") as ws:
         await ws.emit("value")
         assert await ws.receive_json() == {
