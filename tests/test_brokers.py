@@ -375,6 +375,24 @@ async def test_publish_failure_without_start_is_counted_not_raised(tmp_path: Pat
     await broker.close()
 
 
+async def test_publisher_reconnects_by_itself_after_a_redis_restart(
+    redis_server: RedisServer,
+) -> None:
+    """A pooled connection the server closed is replaced, not used for one lost publish."""
+    publisher = fast_redis(redis_server.url)
+    async with started(fast_redis(redis_server.url)) as (sub,):
+        await sub.broker.subscribe("p")
+        await publisher.publish("p", b"before")
+        assert await sub.receive() == ("p", b"before")
+        redis_server.restart()
+        await until(lambda: sub.broker.stats.connects == 2, RECOVERY)  # type: ignore[attr-defined]
+        await sub.broker.subscribe("p")
+        await publisher.publish("p", b"after")
+        assert await sub.receive() == ("p", b"after")
+    assert (publisher.stats.published, publisher.stats.publish_failures) == (2, 0)
+    await publisher.close()
+
+
 async def test_subscriptions_are_restored_after_a_redis_restart(redis_server: RedisServer) -> None:
     async with started(fast_redis(redis_server.url), fast_redis(redis_server.url)) as nodes:
         sub, pub = nodes
