@@ -55,16 +55,26 @@ def _default(obj: Any) -> Any:
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
+_dumps = orjson.dumps
+
+
 def dumps(value: Any) -> bytes:
     """Serialise any JSON-able value (pydantic models included) to UTF-8 JSON bytes."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    return _dumps(value, default=_default, option=_OPTIONS)
 
 
-def _frame_id(obj: dict[str, Any]) -> str | int | None:
-    frame_id = obj.get("id")
-    if frame_id is None or (type(frame_id) is str or type(frame_id) is int):
-        return frame_id
-    raise FrameError(INVALID_ID)
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_new_tuple = tuple.__new__
+
+
+def _envelope_error(event: Any, frame_id: Any) -> FrameError:
+    # The slow path: work out which rule a frame broke, in the order clients expect.
+    if frame_id is not None and type(frame_id) is not str and type(frame_id) is not int:
+        return FrameError(INVALID_ID)
+    if event is None or event == "":
+        return FrameError(MISSING_EVENT, frame_id)
+    return FrameError(EVENT_NOT_A_STRING, frame_id)
 
 
 def decode(raw: str | bytes) -> Frame:
@@ -75,26 +85,28 @@ def decode(raw: str | bytes) -> Frame:
     that is neither a string nor an integer.
     """
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        obj = _loads(raw)
+    except _JSONDecodeError:
         raise FrameError(INVALID_JSON) from None
     if type(obj) is not dict:
         raise FrameError(NOT_AN_OBJECT)
-    frame_id = _frame_id(obj)
     event = obj.get("event")
-    if type(event) is not str:
-        message = MISSING_EVENT if event is None or event == "" else EVENT_NOT_A_STRING
-        raise FrameError(message, frame_id)
-    if not event:
-        raise FrameError(MISSING_EVENT, frame_id)
-    return Frame(event, obj.get("data"), frame_id)
+    frame_id = obj.get("id")
+    if (
+        type(event) is not str
+        or not event
+        or (frame_id is not None and type(frame_id) is not str and type(frame_id) is not int)
+    ):
+        raise _envelope_error(event, frame_id)
+    return _new_tuple(Frame, (event, obj.get("data"), frame_id))
 
 
 def encode(event: str, data: JSONValue, frame_id: str | int | None = None) -> str:
     """Serialise ``{"event", "data"}`` (plus ``"id"`` when given) to a text frame."""
     if frame_id is None:
-        return dumps({"event": event, "data": data}).decode()
-    return dumps({"event": event, "data": data, "id": frame_id}).decode()
+        return _dumps({"event": event, "data": data}, default=_default, option=_OPTIONS).decode()
+    message = {"event": event, "data": data, "id": frame_id}
+    return _dumps(message, default=_default, option=_OPTIONS).decode()
 
 
 def encode_message(message: dict[str, Any], frame_id: str | int | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
@@ -43,6 +43,7 @@ class Outbox:
         "_bytes",
         "_event",
         "_on_close",
+        "_on_gone",
         "_queue",
         "_send",
         "closed",
@@ -62,8 +63,10 @@ class Outbox:
         max_bytes: int,
         overflow: Overflow,
         on_overflow_close: Callable[[], None],
+        on_gone: Callable[[], None],
     ) -> None:
         self._send = send
+        self._on_gone = on_gone
         self._queue: deque[tuple[Message, int]] = deque()
         self._bytes = 0
         self._busy = False
@@ -136,7 +139,16 @@ class Outbox:
             self._event.set()
 
     async def _write(self, message: Message) -> None:
-        await self._send(message)
+        # A peer that went away must never raise into user code. Servers differ
+        # (uvicorn raises ClientDisconnected/OSError, hypercorn returns silently,
+        # granian raises RuntimeError); all mean the same here.
+        try:
+            await self._send(message)
+        except Exception as exc:
+            logger.debug("send failed, peer gone: %r", exc)
+            self.close()
+            self._on_gone()
+            return
         self.sent += 1
         if message["type"] == "websocket.close":
             self.flushed.set()
@@ -165,25 +177,3 @@ class Outbox:
         self.closed = True
         self._queue.clear()
         self._bytes = 0
-
-
-def guarded_send(send: Send, on_gone: Callable[[], None]) -> Callable[[Message], Awaitable[None]]:
-    """Wrap the ASGI ``send`` so a peer that went away never raises into user code.
-
-    Servers differ (uvicorn raises ``ClientDisconnected``/``OSError``, hypercorn
-    returns silently, granian raises ``RuntimeError``); all mean the same here.
-    """
-    gone = False
-
-    async def safe_send(message: Message) -> None:
-        nonlocal gone
-        if gone:
-            return
-        try:
-            await send(message)
-        except Exception as exc:
-            gone = True
-            logger.debug("send failed, peer gone: %r", exc)
-            on_gone()
-
-    return safe_send

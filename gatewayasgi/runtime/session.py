@@ -26,10 +26,10 @@ from gatewayasgi.gateway.filters import catches
 from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler
 from gatewayasgi.protocol import codec
-from gatewayasgi.protocol.codec import Frame, FrameError
+from gatewayasgi.protocol.codec import Frame, FrameError, decode, encode
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.handshake import admit, choose_subprotocol, refuse
-from gatewayasgi.runtime.outbox import Outbox, Overflow, guarded_send
+from gatewayasgi.runtime.outbox import Outbox, Overflow
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.settings import Settings
 from gatewayasgi.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
@@ -100,11 +100,12 @@ class Session:
             life.cancel()
 
         outbox = Outbox(
-            guarded_send(send, on_gone),
+            send,
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
             overflow=self.overflow,
             on_overflow_close=on_overflow,
+            on_gone=on_gone,
         )
         box.append(Connection(uuid.uuid4().hex, scope, outbox, self.server, path_params))
         return box[0]
@@ -215,7 +216,7 @@ class Session:
     ) -> bool:
         """Dispatch one frame; False when the connection must end."""
         try:
-            frame = codec.decode(raw)
+            frame = decode(raw)
         except FrameError as exc:
             return await self._reject(client, throttle, exc.message, exc.id)
         handler = self.handlers.get(frame.event)
@@ -234,12 +235,20 @@ class Session:
             if handler.interceptors:
                 result = await self._intercepted(handler, client, frame, context)
             else:
-                result = handler.func(**handler.arguments(client, frame.data))
+                result = handler.invoke(client, frame.data)
                 if handler.is_async or inspect.isawaitable(result):
                     result = await result
-            return await self._reply(client, frame, result)
+            if result is None:
+                return True
+            # Inline of _reply: this is the request/response hot path.
+            if type(result) is dict and "event" in result and "data" in result:
+                text = codec.encode_message(result, frame.id)
+            else:
+                text = encode(frame.event, result, frame.id)
         except Exception as exc:
             return await self._failed(handler, client, frame, context, exc)
+        await client.outbox.send({"type": "websocket.send", "text": text}, len(text))
+        return True
 
     async def _reply(self, client: Connection, frame: Frame, result: Any) -> bool:
         if result is not None:
@@ -254,7 +263,7 @@ class Session:
         self, handler: Handler, client: Connection, frame: Frame, context: Any
     ) -> Any:
         async def call() -> Any:
-            result = handler.func(**handler.arguments(client, frame.data))
+            result = handler.invoke(client, frame.data)
             return await result if inspect.isawaitable(result) else result
 
         chain: Callable[[], Awaitable[Any]] = call

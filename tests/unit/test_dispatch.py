@@ -75,16 +75,21 @@ def test_sync_and_async_are_known_at_compile_time() -> None:
 
 def test_extractors_read_body_key_and_socket() -> None:
     handlers = table().handlers
-    assert handlers["whole"].arguments("c", {"a": 1}) == {"data": {"a": 1}}
-    assert handlers["keyed"].arguments("c", {"room": "r"}) == {"room": "r", "client": "c"}
-    assert handlers["keyed"].arguments("c", "not a dict") == {"room": None, "client": "c"}
+    assert handlers["keyed"].invoke("c", {"room": "r"}) == ("r", "c")
+    assert handlers["keyed"].invoke("c", "not a dict") == (None, "c")
 
 
-def test_pydantic_annotation_validates_and_converts() -> None:
+@pytest.mark.anyio
+async def test_async_handlers_get_the_whole_body() -> None:
+    assert await table().handlers["whole"].invoke("c", {"a": 1}) == {"a": 1}
+
+
+@pytest.mark.anyio
+async def test_pydantic_annotation_validates_and_converts() -> None:
     handler = table().handlers["model"]
-    assert handler.arguments(None, {"room": "x"})["data"] == Dto(room="x")
+    assert await handler.invoke(None, {"room": "x"}) == Dto(room="x")
     with pytest.raises(PayloadValidationError) as info:
-        handler.arguments(None, {"room": 5})
+        handler.invoke(None, {"room": 5})
     assert info.value.message == "Invalid payload for WebSocket event 'model'"
     assert info.value.data["errors"][0]["loc"] == ["room"]
 
@@ -115,6 +120,17 @@ def test_parameter_without_marker_is_a_startup_error() -> None:
 
     with pytest.raises(ConfigurationError, match="'data'"):
         compile_gateway(Bad, Container())
+
+
+def test_parameters_left_to_defaults_are_passed_by_name() -> None:
+    @WebSocketGateway("/defaults")
+    class Defaults:
+        @SubscribeMessage("x")
+        def handler(self, flag=True, data=MessageBody(), *, tail=ConnectedSocket()):
+            return flag, data, tail
+
+    handler = compile_gateway(Defaults, Container()).handlers["x"]
+    assert handler.invoke("c", 1) == (True, 1, "c")
 
 
 def test_subclass_overrides_handlers_by_name() -> None:
