@@ -29,9 +29,11 @@ redis-server: ## Install redis-server (Debian/apt) when it is missing; tests sta
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server not found: install it (apt-get install redis-server) to run the Redis tests"; fi; }
 
+SOURCES := gatewayasgi tests examples $(wildcard benchmarks/*.py)
+
 lint: $(STAMP) ## ruff format check + ruff lint
-	$(VENV)/bin/ruff format --check gatewayasgi tests examples benchmarks
-	$(VENV)/bin/ruff check gatewayasgi tests examples benchmarks
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/ruff check $(SOURCES)
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(VENV)/bin/mypy

@@ -8,6 +8,7 @@ straight through, which keeps request/reply traffic free of a task switch.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import deque
@@ -29,6 +30,35 @@ class Overflow(str, enum.Enum):
     """Discard the oldest queued frames until the new one fits."""
     DROP_NEW = "drop_new"
     """Discard the new frame."""
+
+
+class _Signal:
+    """A resettable wake-up flag for backends other than asyncio (anyio events are one-shot)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+def _signal() -> asyncio.Event | _Signal:
+    # asyncio.Event can be cleared and costs a tenth of an anyio.Event to make; the writer
+    # of every fan-out recipient waits on one, so it matters under asyncio servers.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _Signal()
+    return asyncio.Event()
 
 
 class Outbox:
@@ -70,7 +100,7 @@ class Outbox:
         self._queue: deque[tuple[Message, int]] = deque()
         self._bytes = 0
         self._busy = False
-        self._event = anyio.Event()
+        self._event = _signal()
         self._on_close = on_overflow_close
         self.max_messages = max_messages
         self.max_bytes = max_bytes
@@ -158,7 +188,7 @@ class Outbox:
         queue = self._queue
         while True:
             await self._event.wait()
-            self._event = anyio.Event()
+            self._event.clear()
             self._busy = True
             try:
                 while queue:
