@@ -20,6 +20,7 @@ from gatewayasgi.brokers.base import Broker
 from gatewayasgi.di import Container
 from gatewayasgi.dispatch.routes import Routes, route_path
 from gatewayasgi.dispatch.table import GatewayTable, compile_gateway
+from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.server import WebSocketServer
@@ -37,8 +38,6 @@ def _gateway_classes(gateways: Iterable[type] | None, providers: Sequence[Any]) 
             chosen.append(provider)
     for cls in chosen:
         if not isinstance(cls, type) or gateway_meta(cls) is None:
-            from gatewayasgi.exceptions import ConfigurationError
-
             raise ConfigurationError(f"{cls!r} is not a class decorated with @WebSocketGateway")
     return chosen
 
