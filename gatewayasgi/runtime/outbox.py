@@ -12,13 +12,17 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 
 from gatewayasgi._types import Message, Send
 
 logger = logging.getLogger("gatewayasgi")
+
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
+"""Starts a task, e.g. ``TaskGroup.start_soon``."""
 
 
 class Overflow(str, enum.Enum):
@@ -42,6 +46,9 @@ class _Signal:
 
     def set(self) -> None:
         self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
 
     def clear(self) -> None:
         if self._event.is_set():
@@ -76,6 +83,8 @@ class Outbox:
         "_on_gone",
         "_queue",
         "_send",
+        "_spawn",
+        "_writer",
         "closed",
         "dropped",
         "flushed",
@@ -101,12 +110,14 @@ class Outbox:
         self._bytes = 0
         self._busy = False
         self._event = _signal()
+        self._spawn: Spawn | None = None
+        self._writer = False
         self._on_close = on_overflow_close
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.overflow = overflow
         self.closed = False
-        self.flushed = anyio.Event()
+        self.flushed = _signal()
         self.sent = 0
         self.dropped = 0
 
@@ -128,8 +139,21 @@ class Outbox:
         queue.append((message, size))
         self._bytes += size
         if not self._busy:
-            self._event.set()
+            self._wake()
         return True
+
+    def attach(self, spawn: Spawn) -> None:
+        """Give the outbox a way to start its writer (the connection's task group)."""
+        self._spawn = spawn
+
+    def _wake(self) -> None:
+        # The writer task is started on first need: an idle connection, or one that
+        # only gets direct replies, never pays for it.
+        if self._writer:
+            self._event.set()
+        elif self._spawn is not None:
+            self._writer = True
+            self._spawn(self._run)
 
     def _make_room(self, size: int) -> bool:
         if self.overflow is Overflow.CLOSE:
@@ -166,7 +190,7 @@ class Outbox:
         finally:
             self._busy = False
         if self._queue:
-            self._event.set()
+            self._wake()
 
     async def _write(self, message: Message) -> None:
         # A peer that went away must never raise into user code. Servers differ
@@ -183,12 +207,10 @@ class Outbox:
         if message["type"] == "websocket.close":
             self.flushed.set()
 
-    async def run(self) -> None:
-        """The writer: drain the queue whenever something arrives, until cancelled."""
+    async def _run(self) -> None:
+        """The writer: drain the queue, then sleep until something arrives."""
         queue = self._queue
         while True:
-            await self._event.wait()
-            self._event.clear()
             self._busy = True
             try:
                 while queue:
@@ -197,6 +219,8 @@ class Outbox:
                     await self._write(message)
             finally:
                 self._busy = False
+            await self._event.wait()
+            self._event.clear()
 
     def seal(self) -> None:
         """Refuse further frames but send what is queued (a close frame is last)."""

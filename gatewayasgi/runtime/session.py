@@ -114,7 +114,7 @@ class Session:
         self.server.register(client)
         client.last_seen = monotonic()
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(client.outbox.run)
+            client.outbox.attach(tasks.start_soon)
             if self.settings.heartbeat_interval:
                 tasks.start_soon(self._heartbeat, client, life)
             if await self._on_connection(client):
