@@ -53,7 +53,9 @@ async def admit(
     client: Connection, guards: tuple[Any, ...], gateway: type, settings: Settings
 ) -> int | None:
     """``None`` when ``client`` may be accepted, else the HTTP status to refuse with."""
-    if not origin_allowed(client.headers.get("origin"), settings):
+    if settings.allowed_origins is not None and not origin_allowed(
+        client.headers.get("origin"), settings
+    ):
         logger.info(
             "gateway %s: refused origin %r", client.server.namespace, client.headers.get("origin")
         )

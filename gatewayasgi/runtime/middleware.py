@@ -111,7 +111,8 @@ class GatewayMiddleware:
                 if not self._started:
                     await self._start(None)
                 session, path_params = found
-                scope["path_params"] = {**scope.get("path_params", {}), **path_params}
+                if path_params:
+                    scope["path_params"] = {**scope.get("path_params", {}), **path_params}
                 await session.run(scope, receive, send, path_params)
                 return
         elif kind == "lifespan":

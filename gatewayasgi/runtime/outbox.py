@@ -36,6 +36,10 @@ class Overflow(str, enum.Enum):
     """Discard the new frame."""
 
 
+_EMPTY: deque[Any] = deque(maxlen=0)
+"""Shared stand-in for a queue that was never needed (stays empty: maxlen=0)."""
+
+
 class _Signal:
     """A resettable wake-up flag for backends other than asyncio (anyio events are one-shot)."""
 
@@ -79,12 +83,12 @@ class Outbox:
         "_busy",
         "_bytes",
         "_event",
+        "_flushed",
         "_on_close",
         "_on_gone",
         "_queue",
         "_send",
         "_spawn",
-        "_writer",
         "closed",
         "dropped",
         "flushed",
@@ -106,18 +110,20 @@ class Outbox:
     ) -> None:
         self._send = send
         self._on_gone = on_gone
-        self._queue: deque[tuple[Message, int]] = deque()
+        # The queue and the events are made on first need: most connections never
+        # queue anything, and each of these costs hundreds of bytes.
+        self._queue: deque[tuple[Message, int]] = _EMPTY
         self._bytes = 0
         self._busy = False
-        self._event = _signal()
+        self._event: asyncio.Event | _Signal | None = None
+        self._flushed: asyncio.Event | _Signal | None = None
         self._spawn: Spawn | None = None
-        self._writer = False
         self._on_close = on_overflow_close
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.overflow = overflow
         self.closed = False
-        self.flushed = _signal()
+        self.flushed = False
         self.sent = 0
         self.dropped = 0
 
@@ -133,6 +139,8 @@ class Outbox:
         if self.closed:
             return False
         queue = self._queue
+        if queue is _EMPTY:
+            queue = self._queue = deque()
         full = len(queue) >= self.max_messages or self._bytes + size > self.max_bytes
         if full and not self._make_room(size):
             return False
@@ -149,10 +157,10 @@ class Outbox:
     def _wake(self) -> None:
         # The writer task is started on first need: an idle connection, or one that
         # only gets direct replies, never pays for it.
-        if self._writer:
+        if self._event is not None:
             self._event.set()
         elif self._spawn is not None:
-            self._writer = True
+            self._event = _signal()
             self._spawn(self._run)
 
     def _make_room(self, size: int) -> bool:
@@ -205,12 +213,23 @@ class Outbox:
             return
         self.sent += 1
         if message["type"] == "websocket.close":
-            self.flushed.set()
+            self.flushed = True
+            if self._flushed is not None:
+                self._flushed.set()
+
+    async def wait_flushed(self) -> None:
+        """Wait until a close frame has been written."""
+        if not self.flushed:
+            if self._flushed is None:
+                self._flushed = _signal()
+            await self._flushed.wait()
 
     async def _run(self) -> None:
         """The writer: drain the queue, then sleep until something arrives."""
-        queue = self._queue
+        event = self._event
+        assert event is not None
         while True:
+            queue = self._queue
             self._busy = True
             try:
                 while queue:
@@ -219,8 +238,8 @@ class Outbox:
                     await self._write(message)
             finally:
                 self._busy = False
-            await self._event.wait()
-            self._event.clear()
+            await event.wait()
+            event.clear()
 
     def seal(self) -> None:
         """Refuse further frames but send what is queued (a close frame is last)."""

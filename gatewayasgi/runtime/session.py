@@ -124,7 +124,7 @@ class Session:
                 # frame, then drain what the client still sends until its close arrives,
                 # or servers with a bounded receive queue never see the closing handshake.
                 with anyio.move_on_after(self.settings.close_timeout):
-                    await client.outbox.flushed.wait()
+                    await client.outbox.wait_flushed()
                     while (await receive())["type"] != "websocket.disconnect":
                         pass
                     client.peer_gone = True
@@ -340,7 +340,7 @@ class Session:
                 )
                 await client.close(GOING_AWAY, "heartbeat timeout")
                 with anyio.move_on_after(self.settings.close_timeout):
-                    await client.outbox.flushed.wait()
+                    await client.outbox.wait_flushed()
                 life.cancel()
                 return
             await client.send_text(frame)
@@ -362,7 +362,7 @@ class Session:
 
     async def _close_transport(self, client: Connection, send: Send) -> None:
         # Nothing to do when the peer is gone or the close frame already went out.
-        if client.peer_gone or client.outbox.flushed.is_set():
+        if client.peer_gone or client.outbox.flushed:
             return
         client.outbox.close()
         code = client.close_code or 1000
