@@ -18,6 +18,7 @@ INVALID_JSON = "Invalid JSON payload"
 NOT_AN_OBJECT = "WebSocket message must be a JSON object"
 MISSING_EVENT = "WebSocket message is missing an event"
 EVENT_NOT_A_STRING = "WebSocket message event must be a string"
+TOO_DEEP = "WebSocket message is nested too deeply"
 INVALID_ID = "WebSocket message id must be a string or an integer"
 UNKNOWN_EVENT = "No handler for WebSocket event '{event}'"
 ACCESS_DENIED = "Access denied: insufficient permissions"
@@ -68,6 +69,26 @@ _JSONDecodeError = orjson.JSONDecodeError
 _new_tuple = tuple.__new__
 
 
+MAX_DEPTH = 254
+"""orjson reads 1024 levels but writes only 254: deeper input could never be echoed."""
+
+
+def _too_deep(raw: str | bytes, obj: Any) -> bool:
+    # Counting brackets runs in C at memory speed; only a frame with enough of them to
+    # be that deep pays for the exact check (a trial encode).
+    if isinstance(raw, str):
+        brackets = raw.count("[") + raw.count("{")
+    else:
+        brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= MAX_DEPTH:
+        return False
+    try:
+        _dumps(obj)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
 def _envelope_error(event: Any, frame_id: Any) -> FrameError:
     # The slow path: work out which rule a frame broke, in the order clients expect.
     if frame_id is not None and type(frame_id) is not str and type(frame_id) is not int:
@@ -81,7 +102,7 @@ def decode(raw: str | bytes) -> Frame:
     """Parse one text or binary frame into a ``Frame``.
 
     Raises ``FrameError`` (carrying the frame's id when one could be read) for
-    undecodable JSON, non-object messages, a missing or non-string event, or an id
+    undecodable JSON, non-object messages, nesting deeper than ``MAX_DEPTH``, a missing or non-string event, or an id
     that is neither a string nor an integer.
     """
     try:
@@ -90,6 +111,9 @@ def decode(raw: str | bytes) -> Frame:
         raise FrameError(INVALID_JSON) from None
     if type(obj) is not dict:
         raise FrameError(NOT_AN_OBJECT)
+    if len(raw) > 2 * MAX_DEPTH and _too_deep(raw, obj):
+        frame_id = obj.get("id")
+        raise FrameError(TOO_DEEP, frame_id if type(frame_id) in (str, int) else None)
     event = obj.get("event")
     frame_id = obj.get("id")
     if (

@@ -111,12 +111,6 @@ async def test_nesting_the_decoder_accepts_is_echoed_or_refused_without_an_inter
     }
 
 
-@pytest.mark.xfail(
-    reason="frames nested 255-1024 deep decode (orjson loads allows 1024) but orjson.dumps "
-    "refuses > 254 levels: echoing one logs 'handler failed' at ERROR and closes 1011; "
-    "client input should get an error frame, not an internal error",
-    strict=True,
-)
 async def test_nesting_deeper_than_the_encoder_writes_gets_an_error_frame(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

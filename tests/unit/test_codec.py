@@ -110,3 +110,17 @@ def test_is_reply_message_needs_event_and_data() -> None:
     assert not codec.is_reply_message({"event": "a"})
     assert not codec.is_reply_message({"data": 1})
     assert not codec.is_reply_message([("event", 1)])
+
+
+def test_nesting_the_encoder_cannot_write_is_refused_at_decode() -> None:
+    deep = '{"event": "x", "id": 4, "data": ' + "[" * 300 + "]" * 300 + "}"
+    with pytest.raises(FrameError) as info:
+        codec.decode(deep)
+    assert (info.value.message, info.value.id) == (codec.TOO_DEEP, 4)
+    shallow = '{"event": "x", "data": ' + "[" * 250 + "]" * 250 + "}"
+    assert codec.decode(shallow.encode()).event == "x"
+
+
+def test_many_brackets_side_by_side_are_not_depth() -> None:
+    wide = '{"event": "x", "data": [' + ",".join(["[]"] * 400) + "]}"
+    assert len(codec.decode(wide).data) == 400
