@@ -102,8 +102,8 @@ def decode(raw: str | bytes) -> Frame:
     """Parse one text or binary frame into a ``Frame``.
 
     Raises ``FrameError`` (carrying the frame's id when one could be read) for
-    undecodable JSON, non-object messages, nesting deeper than ``MAX_DEPTH``, a missing or non-string event, or an id
-    that is neither a string nor an integer.
+    undecodable JSON, non-object messages, nesting deeper than ``MAX_DEPTH``, a
+    missing or non-string event, or an id that is neither a string nor an integer.
     """
     try:
         obj = _loads(raw)
