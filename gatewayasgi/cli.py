@@ -24,22 +24,26 @@ app = GatewayMiddleware(gateways=[{cls}])
 '''
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def gateway_source(name: str) -> tuple[str, str]:
-    """(file name, source) of a generated gateway called ``name``."""
-    words = _WORD.findall(name)
+    """(file name, source) of a generated gateway called ``name``.
+
+    ``chat``, ``user-events``, ``UserEvents`` and ``UserEventsGateway`` all work: the
+    words make the file (``user_events_gateway.py``), the class (``UserEventsGateway``)
+    and the namespace (``/user-events``).
+    """
+    words = [word for chunk in _WORD.findall(name) for word in _CAMEL.findall(chunk)]
+    if len(words) > 1 and words[-1].lower() == "gateway":
+        words.pop()
     if not words or not words[0][0].isalpha():
         raise ValueError(f"gateway name must start with a letter, got {name!r}")
-    snake = "_".join(word.lower() for word in words)
-    cls = "".join(word[:1].upper() + word[1:] for word in words)
-    if not cls.endswith("Gateway"):
-        cls += "Gateway"
-    if snake.endswith("_gateway"):
-        snake = snake[: -len("_gateway")] or snake
-    module = f"{snake}_gateway"
+    lower = [word.lower() for word in words]
+    cls = "".join(word[:1].upper() + word[1:] for word in words) + "Gateway"
+    module = "_".join(lower) + "_gateway"
     source = TEMPLATE.format(
-        title=" ".join(words), module=module, namespace="-".join(w.lower() for w in words), cls=cls
+        title=" ".join(lower), module=module, namespace="-".join(lower), cls=cls
     )
     return f"{module}.py", source
 
