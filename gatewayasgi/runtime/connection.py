@@ -8,8 +8,12 @@ connection's ``Outbox``, so frames leave in order and never block other clients.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from anyio import CancelScope
 
 from gatewayasgi._types import JSONValue, Message, Scope
 from gatewayasgi.protocol import codec
@@ -19,6 +23,11 @@ from gatewayasgi.runtime.outbox import Outbox
 if TYPE_CHECKING:
     from gatewayasgi.runtime.server import WebSocketServer
 
+logger = logging.getLogger("gatewayasgi")
+
+TRY_AGAIN_LATER = 1013
+"""Close code for a client too slow to read what it is sent."""
+
 
 class Connection:
     """One accepted WebSocket client of a gateway."""
@@ -27,7 +36,7 @@ class Connection:
         self,
         client_id: str,
         scope: Scope,
-        outbox: Outbox,
+        make_outbox: Callable[[Callable[[], None], Callable[[], None]], Outbox],
         server: WebSocketServer,
         path_params: dict[str, str],
     ) -> None:
@@ -35,11 +44,30 @@ class Connection:
         self.scope = scope
         self.path_params = path_params
         self.server = server
-        self.outbox = outbox
+        self.outbox = make_outbox(self._overflowed, self._gone)
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.peer_gone = False
         self.last_seen = 0.0
+        self.cancel_scope: CancelScope | None = None
+        """Set by the runtime: cancelling it ends the connection's session."""
+
+    def _overflowed(self) -> None:
+        logger.warning(
+            "gateway %s: client %s too slow (outbox full), closing with 1013",
+            self.server.namespace,
+            self.id,
+        )
+        self.close_code = TRY_AGAIN_LATER
+        self._end()
+
+    def _gone(self) -> None:
+        self.peer_gone = True
+        self._end()
+
+    def _end(self) -> None:
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.scope.get('path', '')}>"

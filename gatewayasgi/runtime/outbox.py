@@ -101,12 +101,12 @@ class Outbox:
     def __init__(
         self,
         send: Send,
+        on_overflow_close: Callable[[], None],
+        on_gone: Callable[[], None],
         *,
         max_messages: int,
         max_bytes: int,
         overflow: Overflow,
-        on_overflow_close: Callable[[], None],
-        on_gone: Callable[[], None],
     ) -> None:
         self._send = send
         self._on_gone = on_gone

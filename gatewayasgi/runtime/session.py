@@ -27,7 +27,7 @@ from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.codec import Frame, FrameError, decode, encode
-from gatewayasgi.runtime.connection import Connection
+from gatewayasgi.runtime.connection import TRY_AGAIN_LATER, Connection
 from gatewayasgi.runtime.handshake import admit, choose_subprotocol, refuse
 from gatewayasgi.runtime.outbox import Outbox, Overflow
 from gatewayasgi.runtime.server import WebSocketServer
@@ -40,7 +40,6 @@ GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-TRY_AGAIN_LATER = 1013
 
 
 class Session:
@@ -61,62 +60,43 @@ class Session:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        with anyio.CancelScope() as life:
-            client = self._connection(scope, send, path_params, life)
-            status = await admit(client, self.table.handshake_guards, self.table.cls, self.settings)
-            if status is not None:
-                await refuse(scope, send, status)
-                return
-            accept: Message = {"type": "websocket.accept"}
-            subprotocol = choose_subprotocol(
-                scope.get("subprotocols") or (), self.table.meta.subprotocols
-            )
-            if subprotocol is not None:
-                accept["subprotocol"] = subprotocol
-            await send(accept)
-            try:
-                await self._serve(client, receive, life)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._teardown(client, send)
+        client = self._connection(scope, send, path_params)
+        status = await admit(client, self.table.handshake_guards, self.table.cls, self.settings)
+        if status is not None:
+            await refuse(scope, send, status)
+            return
+        accept: Message = {"type": "websocket.accept"}
+        subprotocol = choose_subprotocol(
+            scope.get("subprotocols") or (), self.table.meta.subprotocols
+        )
+        if subprotocol is not None:
+            accept["subprotocol"] = subprotocol
+        await send(accept)
+        try:
+            await self._serve(client, receive)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._teardown(client, send)
 
-    def _connection(
-        self, scope: Scope, send: Send, path_params: dict[str, str], life: anyio.CancelScope
-    ) -> Connection:
+    def _connection(self, scope: Scope, send: Send, path_params: dict[str, str]) -> Connection:
         settings = self.settings
-        box: list[Connection] = []
-
-        def on_overflow() -> None:
-            logger.warning(
-                "gateway %s: client %s too slow (outbox full), closing with 1013",
-                self.server.namespace,
-                box[0].id,
-            )
-            box[0].close_code = TRY_AGAIN_LATER
-            life.cancel()
-
-        def on_gone() -> None:
-            box[0].peer_gone = True
-            life.cancel()
-
-        outbox = Outbox(
+        make_outbox = partial(
+            Outbox,
             send,
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
             overflow=self.overflow,
-            on_overflow_close=on_overflow,
-            on_gone=on_gone,
         )
-        box.append(Connection(uuid.uuid4().hex, scope, outbox, self.server, path_params))
-        return box[0]
+        return Connection(uuid.uuid4().hex, scope, make_outbox, self.server, path_params)
 
-    async def _serve(self, client: Connection, receive: Receive, life: anyio.CancelScope) -> None:
+    async def _serve(self, client: Connection, receive: Receive) -> None:
         self.server.register(client)
         client.last_seen = monotonic()
         async with anyio.create_task_group() as tasks:
+            client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)
             if self.settings.heartbeat_interval:
-                tasks.start_soon(self._heartbeat, client, life)
+                tasks.start_soon(self._heartbeat, client)
             if await self._on_connection(client):
                 await self._receive_loop(client, receive)
             if client.close_code is not None and not client.peer_gone:
@@ -150,16 +130,8 @@ class Session:
         return not client.closed
 
     async def _receive_loop(self, client: Connection, receive: Receive) -> None:
-        settings = self.settings
-        limit = settings.max_message_size
-        throttle = Throttle(
-            settings.rate_limit,
-            settings.rate_burst,
-            settings.error_rate_limit,
-            settings.error_burst,
-            settings.abuse_threshold,
-            monotonic(),
-        )
+        limit = self.settings.max_message_size
+        throttle: Throttle | None = None  # made on the first frame: idle clients never pay
         handle = self.handle
         while True:
             message = await receive()
@@ -174,6 +146,8 @@ class Session:
                     await client.close(TOO_BIG, "message too big")
                     return
                 now = client.last_seen = monotonic()
+                if throttle is None:
+                    throttle = self._throttle(now)
                 verdict = throttle.frame(now)
                 if verdict != ALLOW:
                     if not await self._refused(client, verdict):
@@ -187,6 +161,17 @@ class Session:
                     client.close_code = message.get("code", 1005)
                 client.outbox.close()
                 return
+
+    def _throttle(self, now: float) -> Throttle:
+        settings = self.settings
+        return Throttle(
+            settings.rate_limit,
+            settings.rate_burst,
+            settings.error_rate_limit,
+            settings.error_burst,
+            settings.abuse_threshold,
+            now,
+        )
 
     async def _refused(self, client: Connection, verdict: int, frame_id: Any = None) -> bool:
         """Apply a throttle verdict other than ALLOW; False when the connection ends."""
@@ -327,7 +312,7 @@ class Session:
         await client.send_text(codec.encode_error(message, frame_id, **data))
         await client.close(POLICY_VIOLATION)
 
-    async def _heartbeat(self, client: Connection, life: anyio.CancelScope) -> None:
+    async def _heartbeat(self, client: Connection) -> None:
         interval = self.settings.heartbeat_interval
         assert interval is not None
         deadline = interval + self.settings.heartbeat_timeout
@@ -341,7 +326,7 @@ class Session:
                 await client.close(GOING_AWAY, "heartbeat timeout")
                 with anyio.move_on_after(self.settings.close_timeout):
                     await client.outbox.wait_flushed()
-                life.cancel()
+                client._end()
                 return
             await client.send_text(frame)
 
