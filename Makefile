@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit redis-server bench bench-quick clean
+.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ unit: $(STAMP) ## Only the fast tests of the pure layers
 
 test: $(STAMP) redis-server lint typecheck ## Lint, type check and run the whole test suite
 	$(PY) -m pytest -q
+
+soak: $(STAMP) redis-server ## Run the reliability suite SOAK_RUNS times in a row (default 5)
+	@for run in $$(seq $${SOAK_RUNS:-5}); do echo "soak run $$run"; \
+	  $(PY) -m pytest -q tests/reliability || exit 1; done
 
 bench: $(STAMP) ## Run the benchmark suite; writes benchmarks/results/*.md and *.png
 	$(PY) -m benchmarks
