@@ -29,7 +29,7 @@ redis-server: ## Install redis-server (Debian/apt) when it is missing; tests sta
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server not found: install it (apt-get install redis-server) to run the Redis tests"; fi; }
 
-SOURCES := gatewayasgi tests examples $(wildcard benchmarks/*.py)
+SOURCES := gatewayasgi tests examples benchmarks
 
 lint: $(STAMP) ## ruff format check + ruff lint
 	$(VENV)/bin/ruff format --check $(SOURCES)
@@ -48,10 +48,17 @@ soak: $(STAMP) redis-server ## Run the reliability suite SOAK_RUNS times in a ro
 	@for run in $$(seq $${SOAK_RUNS:-5}); do echo "soak run $$run"; \
 	  $(PY) -m pytest -q tests/reliability || exit 1; done
 
-bench: $(STAMP) ## Run the benchmark suite; writes benchmarks/results/*.md and *.png
+# PyNest pins older FastAPI and uvicorn releases than the other peers are measured on, so
+# its gateway module is installed without its pins (it needs only FastAPI and injector).
+PYNEST := $(VENV)/.pynest
+$(PYNEST): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps 'pynest-api==0.6.2' 'injector>=0.22,<0.23'
+	touch $(PYNEST)
+
+bench: $(STAMP) $(PYNEST) redis-server ## Run the benchmark suite (about 30 min); writes benchmarks/results/latest.{md,png}
 	$(PY) -m benchmarks
 
-bench-quick: $(STAMP) ## A short benchmark run (fewer repetitions, fewer peers)
+bench-quick: $(STAMP) $(PYNEST) ## A short benchmark run (fewer repetitions, fewer peers)
 	$(PY) -m benchmarks --quick
 
 clean: ## Remove the virtualenv and caches

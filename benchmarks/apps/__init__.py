@@ -1,0 +1,16 @@
+"""One ASGI app per peer, all speaking the benchmark protocol.
+
+Client frames are ``{"event": ..., "data": ...}`` (python-socketio: the same event and
+data in Socket.IO framing):
+
+- ``echo``: the server answers ``{"event": "echo", "data": <data>}``.
+- ``join`` with a room name: the connection joins it; the server answers ``joined``.
+- ``publish`` with ``{"room", "payload"}``: every member of the room gets
+  ``{"event": "message", "data": <payload>}``; the publisher gets no reply.
+- ``fill`` with ``{"count", "size"}``: the server sends ``count`` frames of ``size``
+  bytes to the caller alone (used to fill a stalled client's socket buffers).
+
+Every module exposes ``app``; the websocket path is ``/ws`` (python-socketio: its own).
+"""
+
+PATH = "/ws"

@@ -1,0 +1,12 @@
+"""gatewayasgi on a Redis backplane: run it in several processes sharing ``BENCH_REDIS_URL``."""
+
+from __future__ import annotations
+
+import os
+
+from gatewayasgi import GatewayMiddleware
+from gatewayasgi.brokers import RedisBroker
+
+from .gateway import BenchGateway
+
+app = GatewayMiddleware(gateways=[BenchGateway], broker=RedisBroker(os.environ["BENCH_REDIS_URL"]))
