@@ -144,7 +144,7 @@ def run_pair(
         if "fanout" in scenarios:
             results["fanout"] = load(fanout)
         if "stalled" in scenarios:
-            results["stalled"] = load(fanout | {"stalled": True, "fill_frames": 256})
+            results["stalled"] = load(fanout | {"stalled": True, "fill_frames": 128})
     return results
 
 

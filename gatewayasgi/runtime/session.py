@@ -133,6 +133,7 @@ class Session:
         limit = self.settings.max_message_size
         throttle: Throttle | None = None  # made on the first frame: idle clients never pay
         handle = self.handle
+        outbox = client.outbox
         while True:
             message = await receive()
             kind = message["type"]
@@ -140,9 +141,13 @@ class Session:
                 raw = message.get("text")
                 if raw is None:
                     raw = message.get("bytes")
-                if raw is None or client.closed:
+                if raw is None or outbox.closed or client.close_code is not None:
                     continue
-                if len(raw) > limit or (type(raw) is str and _utf8_size(raw, limit) > limit):
+                # Characters are at most 4 UTF-8 bytes: only a long text needs encoding.
+                size = len(raw)
+                if size > limit or (
+                    size * 4 > limit and type(raw) is str and _utf8_size(raw) > limit
+                ):
                     await client.close(TOO_BIG, "message too big")
                     return
                 now = client.last_seen = monotonic()
@@ -361,8 +366,5 @@ class Session:
                 logger.debug("closing the transport failed", exc_info=True)
 
 
-def _utf8_size(text: str, limit: int) -> int:
-    # Characters are at most 4 UTF-8 bytes: encode only when the text might be too big.
-    if len(text) * 4 <= limit:
-        return len(text)
+def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
