@@ -1,0 +1,163 @@
+"""Outbox: eager fan-out sends, ordering behind a send that must wait, overflow, failures.
+
+The ASGI ``send`` here is a fake (this is a unit test of the outbox alone); the real
+servers are exercised by the reliability suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gatewayasgi.runtime.outbox import Outbox, Overflow
+
+
+class FakeSend:
+    """Records messages; blocks on ``gate`` for the texts listed in ``block``."""
+
+    def __init__(self, block: tuple[str, ...] = (), fail: bool = False) -> None:
+        self.sent: list[str] = []
+        self.gate = asyncio.Event()
+        self.block = block
+        self.fail = fail
+        self.abandoned = 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.fail:
+            raise OSError("peer gone")
+        text = message.get("text", message["type"])
+        try:
+            if text in self.block:
+                await self.gate.wait()
+        except GeneratorExit:
+            self.abandoned += 1
+            raise
+        self.sent.append(text)
+
+
+def make(send: FakeSend, **caps: Any) -> tuple[Outbox, list[asyncio.Task[None]], list[str]]:
+    events: list[str] = []
+    outbox = Outbox(
+        send,
+        lambda: events.append("overflow"),
+        lambda: events.append("gone"),
+        max_messages=caps.get("max_messages", 100),
+        max_bytes=caps.get("max_bytes", 1 << 20),
+        overflow=caps.get("overflow", Overflow.CLOSE),
+    )
+    writers: list[asyncio.Task[None]] = []
+    outbox.attach(lambda run: writers.append(asyncio.ensure_future(run())))
+    return outbox, writers, events
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": value}
+
+
+async def settle(condition: Any) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(poll(), 2)
+
+
+def test_a_send_with_room_completes_inside_put_without_a_writer_task() -> None:
+    async def scenario() -> None:
+        send = FakeSend()
+        outbox, writers, _ = make(send)
+        assert outbox.put(text("a"), 1)
+        assert send.sent == ["a"]  # done before put returned
+        assert writers == []
+        assert outbox.sent == 1
+
+    asyncio.run(scenario())
+
+
+def test_frames_queue_behind_a_send_that_waits_and_leave_in_order() -> None:
+    async def scenario() -> None:
+        send = FakeSend(block=("a",))
+        outbox, writers, _ = make(send)
+        for value in "abc":
+            assert outbox.put(text(value), 1)  # never waits
+        assert send.sent == []
+        assert len(outbox) == 2  # b and c wait behind the half-done a
+        assert len(writers) == 1
+        send.gate.set()
+        await settle(lambda: len(send.sent) == 3)
+        assert send.sent == ["a", "b", "c"]
+        assert outbox.put(text("d"), 1)  # idle again: straight through
+        assert send.sent[-1] == "d"
+        writers[0].cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_reply_sent_while_a_fanout_frame_waits_goes_after_it() -> None:
+    async def scenario() -> None:
+        send = FakeSend(block=("fan",))
+        outbox, writers, _ = make(send)
+        outbox.put(text("fan"), 3)
+        await outbox.send(text("reply"), 5)  # queued, not written ahead
+        send.gate.set()
+        await settle(lambda: len(send.sent) == 2)
+        assert send.sent == ["fan", "reply"]
+        writers[0].cancel()
+
+    asyncio.run(scenario())
+
+
+def test_overflow_behind_a_stalled_send_closes_the_outbox() -> None:
+    async def scenario() -> None:
+        send = FakeSend(block=("x",))
+        outbox, writers, events = make(send, max_messages=2)
+        outbox.put(text("x"), 1)
+        assert outbox.put(text("y"), 1) and outbox.put(text("z"), 1)
+        assert not outbox.put(text("overflow"), 1)
+        assert events == ["overflow"]
+        assert outbox.closed and len(outbox) == 0
+        writers[0].cancel()
+
+    asyncio.run(scenario())
+
+
+def test_closing_before_the_writer_starts_abandons_the_half_done_send() -> None:
+    async def scenario() -> None:
+        send = FakeSend(block=("x",))
+        outbox, writers, _ = make(send)
+        outbox.put(text("x"), 1)
+        outbox.close()  # the writer task was spawned but has not run yet
+        assert send.abandoned == 1
+        await asyncio.sleep(0)
+        assert send.sent == []
+        writers[0].cancel()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_the_writer_cancels_the_send_it_finishes() -> None:
+    async def scenario() -> None:
+        send = FakeSend(block=("x",))
+        outbox, writers, _ = make(send)
+        outbox.put(text("x"), 1)
+        await asyncio.sleep(0.01)  # the writer has taken the send up and waits with it
+        writers[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writers[0]
+        assert send.sent == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_send_never_raises_and_reports_the_peer_gone() -> None:
+    async def scenario() -> None:
+        send = FakeSend(fail=True)
+        outbox, _, events = make(send)
+        assert outbox.put(text("a"), 1)
+        assert events == ["gone"] and outbox.closed
+        await outbox.send(text("b"), 1)  # dropped quietly
+        assert events == ["gone"]
+
+    asyncio.run(scenario())
