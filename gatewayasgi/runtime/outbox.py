@@ -16,7 +16,7 @@ import enum
 import logging
 import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import anyio
@@ -75,7 +75,7 @@ def _on_asyncio() -> bool:
 
 
 @types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, None]:
     """Finish, in the awaiting task, a coroutine whose first step ran outside any task.
 
     The task is handed what the coroutine yielded (the future it waits on) and then
@@ -98,6 +98,13 @@ def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any
             yielded = coro.send(value)
         except StopIteration:
             return
+
+
+_CoroutineType = types.CoroutineType
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> None:
+    await awaitable
 
 
 def _signal() -> asyncio.Event | _Signal:
@@ -159,7 +166,7 @@ class Outbox:
         self._flushed: asyncio.Event | _Signal | None = None
         self._spawn: Spawn | None = None
         self._eager = _on_asyncio()
-        self._pending: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._pending: tuple[Coroutine[Any, Any, Any], Any, Message] | None = None
         self._on_close = on_overflow_close
         self.max_messages = max_messages
         self.max_bytes = max_bytes
@@ -196,15 +203,30 @@ class Outbox:
         return True
 
     def _write_eagerly(self, message: Message) -> None:
-        """Run the send now, up to its first wait; the writer task finishes it if it waits."""
-        coro = self._write(message)
+        """Run the send now, up to its first wait; the writer task finishes it if it waits.
+
+        The server's own send coroutine is driven directly (no wrapper coroutine): this
+        runs once per fan-out recipient.
+        """
+        coro = self._send(message)
+        if type(coro) is not _CoroutineType:
+            coro = _awaiting(coro)  # a server whose send returns some other awaitable
         try:
             yielded = coro.send(None)
         except StopIteration:
+            self._written(message)
+            return
+        except Exception as exc:
+            self._failed(exc)
             return
         self._busy = True  # later frames queue behind this one
-        self._pending = (coro, yielded)
+        self._pending = (coro, yielded, message)
         self._wake()
+
+    def _written(self, message: Message) -> None:
+        self.sent += 1
+        if message["type"] == "websocket.close":
+            self._mark_flushed()
 
     def attach(self, spawn: Spawn) -> None:
         """Give the outbox a way to start its writer (the connection's task group)."""
@@ -271,9 +293,16 @@ class Outbox:
         except Exception as exc:
             self._failed(exc)
             return
-        self.sent += 1
-        if message["type"] == "websocket.close":
-            self._mark_flushed()
+        self._written(message)
+
+    async def _finish(self, coro: Coroutine[Any, Any, Any], yielded: Any, message: Message) -> None:
+        """Finish a send that ``_write_eagerly`` started, with ``_write``'s error handling."""
+        try:
+            await _resume(coro, yielded)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._written(message)
 
     def _failed(self, exc: Exception) -> None:
         logger.debug("send failed, peer gone: %r", exc)
@@ -302,7 +331,7 @@ class Outbox:
                 pending = self._pending
                 if pending is not None:
                     self._pending = None
-                    await _resume(*pending)
+                    await self._finish(*pending)
                 queue = self._queue
                 while queue:
                     message, size = queue.popleft()

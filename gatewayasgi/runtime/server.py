@@ -205,7 +205,7 @@ class WebSocketServer:
         count = 0
         for client_id in self._recipients(targets, exclude):
             client = clients.get(client_id)
-            if client is not None and client.send_frame_nowait(message, size):
+            if client is not None and client.outbox.put(message, size):
                 count += 1
         return count
 
