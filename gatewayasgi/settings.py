@@ -43,8 +43,10 @@ class Settings:
     """Open connections per gateway in this process; more are refused (HTTP 503)."""
     allowed_origins: tuple[str, ...] | None = None
     """Exact ``scheme://host[:port]`` origins allowed to connect; ``None`` allows any."""
-    allow_missing_origin: bool = True
-    """With ``allowed_origins`` set: allow clients that send no ``Origin`` (non-browsers)."""
+    allow_missing_origin: bool = False
+    """With ``allowed_origins`` set: also allow clients that send no ``Origin`` (non-browser
+    clients such as servers and mobile apps). Off by default: an origin allow-list then
+    admits only the origins it names."""
     heartbeat_interval: float | None = None
     """Seconds between server ``{"event": "heartbeat"}`` frames; ``None`` is off."""
     heartbeat_timeout: float = 20.0

@@ -134,7 +134,6 @@ async def test_origins_match_exactly(origin: str, allowed: bool) -> None:
     app = GatewayMiddleware(
         gateways=[MeGateway],
         allowed_origins=["https://app.example.com"],
-        allow_missing_origin=False,
     )
     async with run_server(app) as address:
         url = f"ws://{address}/me"
@@ -149,15 +148,17 @@ async def test_origins_match_exactly(origin: str, allowed: bool) -> None:
             assert status_of(info.value) == 403
 
 
-async def test_missing_origin_follows_the_setting() -> None:
-    strict = GatewayMiddleware(
-        gateways=[MeGateway], allowed_origins=["https://a.example"], allow_missing_origin=False
+async def test_missing_origin_is_refused_unless_allowed() -> None:
+    """With an allow-list, no ``Origin`` is refused by default and admitted when configured."""
+    strict = GatewayMiddleware(gateways=[MeGateway], allowed_origins=["https://a.example"])
+    lenient = GatewayMiddleware(
+        gateways=[MeGateway], allowed_origins=["https://a.example"], allow_missing_origin=True
     )
-    lenient = GatewayMiddleware(gateways=[MeGateway], allowed_origins=["https://a.example"])
     async with run_server(strict) as address:
-        with pytest.raises(InvalidStatus):
+        with pytest.raises(InvalidStatus) as info:
             async with websockets.connect(f"ws://{address}/me"):
                 pass
+        assert status_of(info.value) == 403
     async with run_server(lenient) as address, connect(address, "/me") as client:
         assert await client.request("me", 2) == {"event": "me", "data": 2}
 
