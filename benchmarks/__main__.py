@@ -140,7 +140,12 @@ def run_pair(
                 | {"warmup": 1.0, "duration": opts.duration}
             )
         fanout = {"scenario": "fanout", "urls": urls, "dialect": dialect, "members": 500}
-        fanout |= {"frames": opts.frames, "payload": 100, "frame_timeout": 2.0}
+        fanout |= {
+            "frames": opts.frames,
+            "payload": 100,
+            "frame_timeout": 2.0,
+            "warmup_publishes": 10,
+        }
         if "fanout" in scenarios:
             results["fanout"] = load(fanout)
         if "stalled" in scenarios:
@@ -167,7 +172,12 @@ def run_redis(server: str, peer: str, opts: argparse.Namespace) -> dict[str, Any
                 time.sleep(1.0)  # both nodes subscribed
                 return load(
                     {"scenario": "fanout", "urls": urls, "dialect": dialect, "members": 500}
-                    | {"frames": opts.frames, "payload": 100, "frame_timeout": 2.0}
+                    | {
+                        "frames": opts.frames,
+                        "payload": 100,
+                        "frame_timeout": 2.0,
+                        "warmup_publishes": 10,
+                    }
                 )
 
 

@@ -57,6 +57,11 @@ class Settings:
     """Seconds to wait for a close frame to be written before giving up."""
     hook_timeout: float = 30.0
     """Seconds ``on_disconnect`` may run before it is abandoned."""
+    gc_freeze: bool = True
+    """At startup, collect garbage once and move every object alive then (imports, the
+    app, providers) out of the collector's reach with ``gc.freeze()``. Full collections
+    then scan only what was made since, so they stop stalling fan-out; turn it off if
+    something else in the process manages the collector."""
 
     def __post_init__(self) -> None:
         for name in (

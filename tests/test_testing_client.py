@@ -63,3 +63,18 @@ async def test_handler_crash_closes_with_1011() -> None:
             with pytest.raises(WebSocketClosed) as info:
                 await ws.receive_json()
             assert info.value.code == 1011
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_startup_freezes_what_exists_unless_turned_off(freeze: bool) -> None:
+    """``gc_freeze`` (on by default) moves startup objects out of full collections."""
+    import gc
+
+    gc.unfreeze()
+    settings = {} if freeze else {"gc_freeze": False}
+    app = GatewayMiddleware(gateways=[EchoGateway], **settings)
+    try:
+        async with GatewayTestClient(app):
+            assert (gc.get_freeze_count() > 0) is freeze
+    finally:
+        gc.unfreeze()
