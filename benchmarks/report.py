@@ -165,12 +165,12 @@ def goals(table: Table, servers: list[str]) -> list[str]:
         if ours and raw:
             ratio = ours["msgs_per_s"] / raw["msgs_per_s"]
             out.append(
-                f"- {server}: echo {ratio:.2f}x raw (goal >= 0.95): {verdict(ratio >= 0.95)}"
+                f"- {server}: echo {ratio:.3f}x raw (goal >= 0.95): {verdict(ratio >= 0.95)}"
             )
         if ours and sio:
             ratio = ours["msgs_per_s"] / sio["msgs_per_s"]
             out.append(
-                f"- {server}: echo {ratio:.1f}x python-socketio (goal >= 3): {verdict(ratio >= 3)}"
+                f"- {server}: echo {ratio:.2f}x python-socketio (goal >= 3): {verdict(ratio >= 3)}"
             )
         ours_f = _get(table, "fanout", server, OURS)
         bests = [
