@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick clean
+.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench: $(STAMP) $(PYNEST) redis-server ## Run the benchmark suite (about 30 min)
 
 bench-quick: $(STAMP) $(PYNEST) ## A short benchmark run (fewer repetitions, fewer peers)
 	$(PY) -m benchmarks --quick
+
+bench-ladder: $(STAMP) ## Echo throughput as the gateway's per-frame layers are added one by one
+	$(PY) -m benchmarks --ladder
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

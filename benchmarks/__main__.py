@@ -181,6 +181,52 @@ def run_redis(server: str, peer: str, opts: argparse.Namespace) -> dict[str, Any
                 )
 
 
+def run_ladder(servers: list[str], opts: argparse.Namespace) -> str:
+    """Echo throughput of each step of ``benchmarks.apps.ladder``; a Markdown table."""
+    from .apps.ladder import STEPS
+
+    samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for rep in range(opts.reps):
+        for server in servers:
+            for step in random.sample(STEPS, len(STEPS)):
+                port = free_port()
+                urls = [url(port, "json")]
+                target = f"benchmarks.apps.ladder:{step}"
+                with running(server_command(server, target, port), port):
+                    warm(urls, "json")
+                    result = load(
+                        {"scenario": "echo", "urls": urls, "dialect": "json", "conns": 50}
+                        | {"warmup": 1.0, "duration": opts.duration}
+                    )
+                rate = result.get("msgs_per_s")
+                print(f"[ladder {rep + 1}/{opts.reps}] {server:9} {step:12} {rate or result}")
+                if rate:
+                    samples[(server, step)].append(rate)
+    lines = [
+        "# The echo path, one layer at a time",
+        "",
+        f"{time.strftime('%Y-%m-%d')}, {machine()}. Echo round trips/s, 50 connections, "
+        f"medians of {opts.reps} interleaved runs of {opts.duration:.0f} s (ratio to `plain`). "
+        "Each step adds one piece of the gateway's per-frame work: see "
+        "`benchmarks/apps/ladder.py`.",
+        "",
+        "| server | " + " | ".join(STEPS) + " |",
+        "|---" * (len(STEPS) + 1) + "|",
+    ]
+    for server in servers:
+        base = statistics.median(samples[(server, "plain")] or [0.0])
+        cells = []
+        for step in STEPS:
+            values = samples[(server, step)]
+            if not values or not base:
+                cells.append("n/a")
+                continue
+            rate = statistics.median(values)
+            cells.append(f"{rate:,.0f} ({rate / base:.2f})")
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def median_of(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of every numeric field over the repetitions that did not fail."""
     good = [sample for sample in samples if "error" not in sample]
@@ -242,9 +288,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="echo seconds per run")
-    parser.add_argument("--frames", type=int, default=200, help="fan-out publishes per run")
+    parser.add_argument("--frames", type=int, default=500, help="fan-out publishes per run")
     parser.add_argument("--conns-10k", type=int, default=10_000, dest="conns_10k")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument(
+        "--ladder", action="store_true", help="only the echo path, built up layer by layer"
+    )
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.reps, opts.duration, opts.frames = 1, 2.0, 50
@@ -258,6 +307,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
     servers = opts.servers.split(",")
+    if opts.ladder:
+        markdown = run_ladder(servers, opts)
+        output = Path(opts.output)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "ladder.md").write_text(markdown)
+        print(markdown)
+        return
     scenarios = opts.scenarios.split(",")
     peers = [peer for peer in opts.peers.split(",") if peer in PEERS]
     if "pynest" in peers and importlib.util.find_spec("nest") is None:
