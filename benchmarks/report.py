@@ -210,7 +210,7 @@ def chart(table: Table, servers: list[str], peers: list[str], path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     width = 0.8 / max(len(peers), 1)
     for index, peer in enumerate(peers):
         ratios, p99s = [], []
@@ -231,7 +231,8 @@ def chart(table: Table, servers: list[str], peers: list[str], path: Path) -> Non
         axis.set_title(title, fontsize=10)
         axis.grid(axis="y", alpha=0.3)
     left.axhline(1.0, color="black", linewidth=0.8)
-    left.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(peers), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room below the axes for the legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
