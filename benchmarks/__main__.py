@@ -199,7 +199,8 @@ def run_ladder(servers: list[str], opts: argparse.Namespace) -> str:
                         | {"warmup": 1.0, "duration": opts.duration}
                     )
                 rate = result.get("msgs_per_s")
-                print(f"[ladder {rep + 1}/{opts.reps}] {server:9} {step:12} {rate or result}")
+                shown = f"{rate:,.0f}/s" if rate else result.get("error", result)
+                print(f"[ladder {rep + 1}/{opts.reps}] {server:9} {step:12} {shown}")
                 if rate:
                     samples[(server, step)].append(rate)
     lines = [
