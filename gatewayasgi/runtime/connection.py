@@ -143,10 +143,6 @@ class Connection:
         await self.outbox.send(message, 0)
         self.outbox.seal()
 
-    def send_frame_nowait(self, message: Message, size: int) -> bool:
-        """Queue a pre-built send message (used by fan-out); False when not queued."""
-        return self.outbox.put(message, size)
-
     def __eq__(self, other: Any) -> bool:
         return self is other
 

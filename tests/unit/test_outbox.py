@@ -161,3 +161,49 @@ def test_a_failing_send_never_raises_and_reports_the_peer_gone() -> None:
         assert events == ["gone"]
 
     asyncio.run(scenario())
+
+
+def test_a_send_failing_after_it_waited_is_reported_by_the_writer() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def send(message: dict[str, Any]) -> None:
+            await gate.wait()
+            raise OSError("peer gone")
+
+        outbox, writers, events = make(send)  # type: ignore[arg-type]
+        assert outbox.put(text("a"), 1)  # waits: handed to the writer
+        assert events == []
+        gate.set()
+        await settle(lambda: events == ["gone"])
+        assert outbox.closed and outbox.sent == 0
+        writers[0].cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_send_returning_another_kind_of_awaitable_is_driven_too() -> None:
+    """Some servers' ``send`` returns a future-like object rather than a coroutine."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        sent: list[str] = []
+
+        def send(message: dict[str, Any]) -> asyncio.Future[None]:
+            future = loop.create_future()
+            future.add_done_callback(lambda _: sent.append(message["text"]))
+            futures.append(future)
+            return future
+
+        outbox, writers, _ = make(send)  # type: ignore[arg-type]
+        assert outbox.put(text("a"), 1) and outbox.put(text("b"), 1)
+        assert len(futures) == 1  # b waits behind a
+        futures[0].set_result(None)
+        await settle(lambda: len(futures) == 2)
+        futures[1].set_result(None)
+        await settle(lambda: outbox.sent == 2)
+        assert sent == ["a", "b"]
+        writers[0].cancel()
+
+    asyncio.run(scenario())
