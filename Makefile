@@ -55,7 +55,7 @@ $(PYNEST): $(STAMP)
 	$(PY) -m pip install --quiet --no-deps 'pynest-api==0.6.2' 'injector>=0.22,<0.23'
 	touch $(PYNEST)
 
-bench: $(STAMP) $(PYNEST) redis-server ## Run the benchmark suite (about 30 min); writes benchmarks/results/latest.{md,png}
+bench: $(STAMP) $(PYNEST) redis-server ## Run the benchmark suite (about 35 min); writes benchmarks/results/latest.{md,png}
 	$(PY) -m benchmarks
 
 bench-quick: $(STAMP) $(PYNEST) ## A short benchmark run (fewer repetitions, fewer peers)
