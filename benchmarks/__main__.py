@@ -115,12 +115,15 @@ def hold(urls: list[str], dialect: str, conns: int, pid: int) -> dict[str, Any]:
     return result
 
 
+def echo(urls: list[str], dialect: str, conns: int, warmup: float, duration: float) -> Any:
+    """Echo round trips from ``conns`` clients for ``duration`` s after ``warmup`` s."""
+    job = {"scenario": "echo", "urls": urls, "dialect": dialect, "conns": conns}
+    return load(job | {"warmup": warmup, "duration": duration})
+
+
 def warm(urls: list[str], dialect: str) -> None:
     """A short echo so lazy imports and first-connection costs are paid before measuring."""
-    load(
-        {"scenario": "echo", "urls": urls, "dialect": dialect, "conns": 10}
-        | {"warmup": 0.2, "duration": 0.3}
-    )
+    echo(urls, dialect, 10, 0.2, 0.3)
 
 
 def run_pair(
@@ -135,10 +138,7 @@ def run_pair(
         if "memory" in scenarios:
             results["memory"] = hold(urls, dialect, 1000, process.pid)
         if "echo" in scenarios:
-            results["echo"] = load(
-                {"scenario": "echo", "urls": urls, "dialect": dialect, "conns": 50}
-                | {"warmup": 1.0, "duration": opts.duration}
-            )
+            results["echo"] = echo(urls, dialect, 50, 1.0, opts.duration)
         fanout = {"scenario": "fanout", "urls": urls, "dialect": dialect, "members": 500}
         fanout |= {
             "frames": opts.frames,
@@ -194,10 +194,7 @@ def run_ladder(servers: list[str], opts: argparse.Namespace) -> str:
                 target = f"benchmarks.apps.ladder:{step}"
                 with running(server_command(server, target, port), port):
                     warm(urls, "json")
-                    result = load(
-                        {"scenario": "echo", "urls": urls, "dialect": "json", "conns": 50}
-                        | {"warmup": 1.0, "duration": opts.duration}
-                    )
+                    result = echo(urls, "json", 50, 1.0, opts.duration)
                 rate = result.get("msgs_per_s")
                 shown = f"{rate:,.0f}/s" if rate else result.get("error", result)
                 print(f"[ladder {rep + 1}/{opts.reps}] {server:9} {step:12} {shown}")

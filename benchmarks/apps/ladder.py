@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gatewayasgi import GatewayMiddleware
 from gatewayasgi.protocol.codec import decode, encode
 from gatewayasgi.runtime.outbox import Outbox, Overflow
 
 from .gateway import BenchGateway
+from .raw import app as raw_app
 
 
 async def _echo(data: Any) -> Any:
@@ -51,11 +50,6 @@ def _app(step: str) -> Any:
             if message["type"] != "websocket.receive":
                 return
             raw = message.get("text") or message.get("bytes")
-            if step == "plain":
-                frame = orjson.loads(raw)
-                text = orjson.dumps({"event": frame["event"], "data": frame.get("data")}).decode()
-                await send({"type": "websocket.send", "text": text})
-                continue
             decoded = decode(raw)
             data = decoded.data
             if step != "codec":
@@ -69,8 +63,8 @@ def _app(step: str) -> Any:
     return app
 
 
-plain = _app("plain")
-"""The hand-written loop: orjson in, orjson out."""
+plain = raw_app
+"""The hand-written loop of ``benchmarks.apps.raw``: orjson in, orjson out."""
 codec = _app("codec")
 """+ gatewayasgi's codec (envelope checks, ids) instead of bare orjson."""
 dispatch = _app("dispatch")

@@ -110,11 +110,7 @@ async def _awaiting(awaitable: Awaitable[Any]) -> None:
 def _signal() -> asyncio.Event | _Signal:
     # asyncio.Event can be cleared and costs a tenth of an anyio.Event to make; the writer
     # of every fan-out recipient waits on one, so it matters under asyncio servers.
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _Signal()
-    return asyncio.Event()
+    return asyncio.Event() if _on_asyncio() else _Signal()
 
 
 class Outbox:
@@ -273,7 +269,7 @@ class Outbox:
         self._busy = True
         try:
             await self._send(message)
-        except Exception as exc:  # as in _write, inlined: this is the reply hot path
+        except Exception as exc:  # as in _complete, inlined: this is the reply hot path
             self._failed(exc)
         else:
             self.sent += 1
@@ -284,21 +280,13 @@ class Outbox:
         if self._queue:
             self._wake()
 
-    async def _write(self, message: Message) -> None:
+    async def _complete(self, sending: Awaitable[Any], message: Message) -> None:
+        """Await one send of ``message``: a new one, or one ``_write_eagerly`` started."""
         # A peer that went away must never raise into user code. Servers differ
         # (uvicorn raises ClientDisconnected/OSError, hypercorn returns silently,
         # granian raises RuntimeError); all mean the same here.
         try:
-            await self._send(message)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        self._written(message)
-
-    async def _finish(self, coro: Coroutine[Any, Any, Any], yielded: Any, message: Message) -> None:
-        """Finish a send that ``_write_eagerly`` started, with ``_write``'s error handling."""
-        try:
-            await _resume(coro, yielded)
+            await sending
         except Exception as exc:
             self._failed(exc)
             return
@@ -331,12 +319,13 @@ class Outbox:
                 pending = self._pending
                 if pending is not None:
                     self._pending = None
-                    await self._finish(*pending)
+                    coro, yielded, message = pending
+                    await self._complete(_resume(coro, yielded), message)
                 queue = self._queue
                 while queue:
                     message, size = queue.popleft()
                     self._bytes -= size
-                    await self._write(message)
+                    await self._complete(self._send(message), message)
             finally:
                 self._busy = False
             await event.wait()
