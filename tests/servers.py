@@ -50,8 +50,12 @@ class Address(str):
 
     @property
     def in_thread(self) -> bool:
-        """True when the app runs in another thread (and another event loop) than the test."""
+        """True while the app runs in another thread (and another event loop) than the test."""
         return self._trio_token is not None
+
+    def _stopped(self) -> None:
+        """The server thread has ended: its state may now be used directly."""
+        self._trio_token = None
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` in the server's event loop; its result or its exception."""
@@ -75,8 +79,10 @@ class Address(str):
         return await self._in_trio(trio.from_thread.run_sync, fn, *args)
 
     async def _in_trio(self, run: Callable[..., T], fn: Callable[..., Any], *args: Any) -> T:
+        token = self._trio_token
+
         def blocking() -> T:
-            return run(fn, *args, trio_token=self._trio_token)
+            return run(fn, *args, trio_token=token)
 
         # abandon_on_cancel: a hung server cannot hold the test past its own timeout.
         with anyio.fail_after(TIMEOUT + 1):
@@ -273,16 +279,20 @@ async def _hypercorn_trio(
     app: Any, port: int, lifespan: bool, root_path: str
 ) -> AsyncIterator[Address]:
     worker = _TrioThread(app, _hypercorn_config(port, lifespan, root_path))
+    address: Address | None = None
     worker.thread.start()
     try:
         await anyio.to_thread.run_sync(worker.listening.wait, TIMEOUT, abandon_on_cancel=True)
         if worker.error is not None or not worker.thread.is_alive():
             raise RuntimeError(f"hypercorn-trio did not start on port {port}")
         await _wait_for_port(port, worker.thread.is_alive)
-        yield Address(port, "hypercorn-trio", worker.token)
+        address = Address(port, "hypercorn-trio", worker.token)
+        yield address
     finally:
         worker.request_stop()
         await anyio.to_thread.run_sync(worker.thread.join, TIMEOUT, abandon_on_cancel=True)
+        if address is not None and not worker.thread.is_alive():
+            address._stopped()
         worker.check()
 
 
