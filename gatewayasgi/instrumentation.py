@@ -46,14 +46,18 @@ class Instrumentation:
         """A handshake was refused before accept."""
 
     def on_close(self, namespace: str, code: int) -> None:
-        """An accepted connection ended with close ``code`` (sent or received)."""
+        """An accepted connection ended with close ``code`` (sent or received).
+
+        A close the client starts arrives with whatever code the ASGI server reports:
+        uvicorn passes the client's code on, hypercorn (0.18) reports 1006 for each."""
 
     def on_frame_in(self, namespace: str, event: str) -> None:
         """A frame was received and decoded (``event`` is a handled event or
         ``UNKNOWN_EVENT``)."""
 
     def on_frame_out(self, namespace: str, count: int) -> None:
-        """``count`` frames were handed to client outboxes (a reply, an emit, a fan-out)."""
+        """``count`` frames were handed to client outboxes (a reply, an emit, a fan-out);
+        ``count`` may be 0 (a fan-out to an empty room)."""
 
     def on_drop(self, namespace: str, reason: DropReason, count: int) -> None:
         """``count`` frames were not delivered, for ``reason``."""
