@@ -118,11 +118,10 @@ class _Families:
         made: list[MetricWrapperBase] = []
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
-            made.append(
-                family := prometheus_client.Counter(
-                    name, doc, (namespace_label, *labels), registry=registry
-                )
+            family = prometheus_client.Counter(
+                name, doc, (namespace_label, *labels), registry=registry
             )
+            made.append(family)
             return family
 
         try:
