@@ -210,7 +210,7 @@ async def test_abusive_frames_do_not_crash_the_server() -> None:
         await assert_still_works(client)
 
 
-@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn", "hypercorn-trio"])
 async def test_pipelined_bad_frames_are_answered_in_order(server: str) -> None:
     """Every bad frame sent back to back on one connection, then a valid one."""
     app = GatewayMiddleware(None, gateways=[BadInputGateway])

@@ -7,6 +7,8 @@ HTTP side and answer on their gateway.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -17,18 +19,31 @@ from tests.servers import TIMEOUT, Client, connect, run_server
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["hypercorn", "hypercorn-trio"])
+def server(request: pytest.FixtureRequest) -> str:
+    """hypercorn's asyncio worker and its trio worker (the examples only meet the network)."""
+    return str(request.param)
+
+
+def fresh_example(name: str) -> ModuleType:
+    """The example module executed anew, so its app has never been served.
+
+    An app object started under asyncio cannot start again under trio (see
+    ``test_one_app_object_served_under_asyncio_then_trio`` in test_frameworks.py).
+    """
+    return importlib.reload(importlib.import_module(name))
+
+
 async def welcomed(client: Client) -> str:
     welcome = await client.recv()
     assert welcome["event"] == "welcome"
     return str(welcome["data"]["id"])
 
 
-async def test_chat_example_serves_its_page_and_chats_between_two_clients() -> None:
+async def test_chat_example_serves_its_page_and_chats_between_two_clients(server: str) -> None:
     """What ``make run`` serves: the page, room chat between tabs, history over HTTP."""
-    from examples.chat.app import app, history
-
-    history.rooms.clear()
-    async with run_server(app) as address:
+    example = fresh_example("examples.chat.app")
+    async with run_server(example.app, server) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}", timeout=TIMEOUT) as http:
             page = await http.get("/")
             assert page.status_code == 200
@@ -82,13 +97,11 @@ async def test_chat_example_serves_its_page_and_chats_between_two_clients() -> N
     ],
 )
 async def test_framework_examples_keep_http_and_echo_on_the_gateway(
-    module: str, greeting: str
+    module: str, greeting: str, server: str
 ) -> None:
     """The Starlette and Litestar examples: the app's route and the gateway both answer."""
-    import importlib
-
-    app: Any = importlib.import_module(module).app
-    async with run_server(app) as address:
+    app: Any = fresh_example(module).app
+    async with run_server(app, server) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}", timeout=TIMEOUT) as http:
             home = await http.get("/")
             assert home.status_code == 200
@@ -101,11 +114,9 @@ async def test_framework_examples_keep_http_and_echo_on_the_gateway(
             }
 
 
-async def test_bare_example_serves_rooms_and_answers_http_with_404() -> None:
+async def test_bare_example_serves_rooms_and_answers_http_with_404(server: str) -> None:
     """The gateway-only example: rooms work, the sender is skipped, HTTP gets 404."""
-    from examples.bare_app import app
-
-    async with run_server(app) as address:
+    async with run_server(fresh_example("examples.bare_app").app, server) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}", timeout=TIMEOUT) as http:
             assert (await http.get("/")).status_code == 404
         async with connect(address, "/ws") as one, connect(address, "/ws") as two:

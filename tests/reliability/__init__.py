@@ -1,7 +1,8 @@
 """Reliability suite (issue 5, and issue 3's slow-consumer property).
 
 Shared helpers: polling with a deadline, ERROR-log checks for the library and the
-ASGI servers, and a websocket client that stops reading so backpressure builds.
+ASGI servers, a websocket client that stops reading so backpressure builds, opening
+many room members at once, and the "this connection still works" check.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import pytest
 import websockets
 
+if TYPE_CHECKING:
+    from gatewayasgi.testing import TestWebSocket
+
 LOGGER = "gatewayasgi"
+T = TypeVar("T")
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -89,3 +94,45 @@ async def stalled_client(address: str, path: str, **kwargs: Any) -> Any:
             ping_interval=None,
             **kwargs,
         )
+
+
+async def open_members(
+    address: str,
+    path: str,
+    count: int,
+    join: Callable[[Any], Awaitable[T]],
+    *,
+    batch: int = 100,
+    timeout: float = 60,
+    **connect_options: Any,
+) -> list[T]:
+    """Open ``count`` ``websockets`` clients on ``path``, ``batch`` at a time.
+
+    ``join(ws)`` makes each fresh client a member (sends its join, waits for the answer)
+    and returns what the caller keeps for it; results come back in opening order.
+    ``connect_options`` go to ``websockets.connect``.
+    """
+    members: list[Any] = [None] * count
+
+    async def open_one(index: int) -> None:
+        ws = await websockets.connect(f"ws://{address}{path}", **connect_options)
+        members[index] = await join(ws)
+
+    with anyio.fail_after(timeout):
+        for start in range(0, count, batch):
+            async with anyio.create_task_group() as tasks:
+                for index in range(start, min(start + batch, count)):
+                    tasks.start_soon(open_one, index)
+    return members
+
+
+async def still_works(
+    ws: TestWebSocket, data: Any = "ok", reply: Any = None, frame_id: str = "check"
+) -> None:
+    """A valid ``echo`` right after abuse is answered normally on the same connection.
+
+    ``reply`` is the echo handler's answer to ``data`` (``data`` itself when not given).
+    """
+    await ws.emit("echo", data, id=frame_id)
+    expected = data if reply is None else reply
+    assert await ws.receive_json() == {"event": "echo", "data": expected, "id": frame_id}

@@ -26,7 +26,7 @@ from gatewayasgi import (
     SubscribeMessage,
     WebSocketGateway,
 )
-from tests.reliability import eventually, gateway_errors
+from tests.reliability import eventually, gateway_errors, open_members
 from tests.servers import run_server
 
 pytestmark = pytest.mark.anyio
@@ -79,22 +79,18 @@ class Member:
             return
 
 
-async def open_members(address: str, count: int, tasks: Any) -> list[Member]:
-    """Open ``count`` members in batches; return once every one has joined the room."""
-    members: list[Member] = []
+async def open_storm(address: str, count: int, tasks: Any) -> list[Member]:
+    """Open ``count`` members in batches, each read by its own task in ``tasks``."""
 
-    async def open_one() -> None:
-        ws = await websockets.connect(f"ws://{address}/storm", compression=None, open_timeout=20)
+    async def join(ws: Any) -> Member:
         member = Member(ws)
-        members.append(member)
         tasks.start_soon(member.run)
         await member.joined.wait()
+        return member
 
-    for start in range(0, count, BATCH):
-        async with anyio.create_task_group() as batch:
-            for _ in range(min(BATCH, count - start)):
-                batch.start_soon(open_one)
-    return members
+    return await open_members(
+        address, "/storm", count, join, batch=BATCH, compression=None, open_timeout=20
+    )
 
 
 async def leave(member: Member, index: int) -> None:
@@ -120,7 +116,7 @@ async def test_broadcast_during_a_disconnect_storm_delivers_exactly_once(
         baseline_tasks = len(asyncio.all_tasks())
         with anyio.fail_after(60):
             async with anyio.create_task_group() as readers:
-                original = await open_members(address, size, readers)
+                original = await open_storm(address, size, readers)
                 assert len(gateway.rooms.members(ROOM)) == size
                 leavers, stayers = original[:churn], original[churn:]
                 joiners: list[Member] = []
@@ -132,9 +128,7 @@ async def test_broadcast_during_a_disconnect_storm_delivers_exactly_once(
                         async with anyio.create_task_group() as wave:
                             for index in range(start, min(start + step, churn)):
                                 wave.start_soon(leave, leavers[index], index)
-                        joiners.extend(
-                            await open_members(address, min(step, churn - start), readers)
-                        )
+                        joiners.extend(await open_storm(address, min(step, churn - start), readers))
                     storm_over.set()
 
                 async def broadcast() -> int:

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 from gatewayasgi import GatewayMiddleware, MessageBody, SubscribeMessage, WebSocketGateway
 from gatewayasgi.protocol import codec
 from gatewayasgi.settings import Settings
-from gatewayasgi.testing import GatewayTestClient, TestWebSocket, WebSocketClosed
-from tests.reliability import gateway_errors
+from gatewayasgi.testing import GatewayTestClient, WebSocketClosed
+from tests.reliability import gateway_errors, still_works
 
 pytestmark = pytest.mark.anyio
 
@@ -94,16 +94,6 @@ def is_normal_reply(reply: Any) -> bool:
     )
 
 
-async def still_works(ws: TestWebSocket) -> None:
-    """A valid request right after the fuzzed frame is answered normally."""
-    await ws.emit("echo", "after", id="follow-up")
-    assert await ws.receive_json() == {
-        "event": "echo",
-        "data": {"echo": "after"},
-        "id": "follow-up",
-    }
-
-
 async def answer_to(raw: str | bytes, middleware: GatewayMiddleware) -> Any:
     """Send one raw frame on a fresh connection; the reply, or ``("closed", code)``."""
     async with GatewayTestClient(middleware, lifespan=False, timeout=2) as client:
@@ -116,7 +106,7 @@ async def answer_to(raw: str | bytes, middleware: GatewayMiddleware) -> Any:
                 reply = await ws.receive_json()
             except WebSocketClosed as closed:
                 return ("closed", closed.code)
-            await still_works(ws)
+            await still_works(ws, "after", {"echo": "after"}, "follow-up")
             return reply
 
 
@@ -305,7 +295,7 @@ async def test_ten_thousand_malformed_frames_crash_nothing_and_spare_the_neighbo
                     tasks.start_soon(read_answers)
                     tasks.start_soon(neighbour_round_trips)
             if not closed:
-                await still_works(abuser)
+                await still_works(abuser, "after", {"echo": "after"}, "follow-up")
 
     assert neighbour_ok == round_trips
     assert all(is_documented_error(reply) for reply in answered)

@@ -16,7 +16,7 @@ import pytest
 from gatewayasgi import GatewayMiddleware, MessageBody, SubscribeMessage, WebSocketGateway
 from gatewayasgi.protocol import codec
 from gatewayasgi.testing import GatewayTestClient, TestWebSocket, WebSocketClosed
-from tests.reliability import eventually, gateway_errors
+from tests.reliability import eventually, gateway_errors, still_works
 from tests.servers import connect, run_server
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +41,6 @@ async def send(ws: TestWebSocket, raw: str | bytes) -> None:
         await ws.send_bytes(raw)
     else:
         await ws.send_text(raw)
-
-
-async def still_works(ws: TestWebSocket) -> None:
-    await ws.emit("echo", "ok", id="check")
-    assert await ws.receive_json() == {"event": "echo", "data": "ok", "id": "check"}
 
 
 async def answer(raw: str | bytes, **settings: Any) -> Any:

@@ -23,7 +23,7 @@ from gatewayasgi import (
     SubscribeMessage,
     WebSocketGateway,
 )
-from tests.reliability import eventually, gateway_errors, stalled_client
+from tests.reliability import eventually, gateway_errors, open_members, stalled_client
 from tests.servers import run_server
 
 pytestmark = pytest.mark.anyio
@@ -54,10 +54,11 @@ def fanout_app(**settings: Any) -> GatewayMiddleware:
     return GatewayMiddleware(None, gateways=[FanoutGateway], outbox_max_messages=OUTBOX, **settings)
 
 
+CLIENT = {"compression": None, "max_size": None, "open_timeout": 10}  # websockets.connect
+
+
 async def open_client(address: str) -> Any:
-    return await websockets.connect(
-        f"ws://{address}/fanout", compression=None, max_size=None, open_timeout=10
-    )
+    return await websockets.connect(f"ws://{address}/fanout", **CLIENT)
 
 
 async def request(ws: Any, event: str, data: Any = None) -> Any:
@@ -66,21 +67,15 @@ async def request(ws: Any, event: str, data: Any = None) -> Any:
         return orjson.loads(await ws.recv())["data"]
 
 
-async def open_members(address: str, count: int) -> tuple[list[Any], list[str]]:
-    """``count`` clients that joined ``ROOM``, opened concurrently."""
-    members: list[Any] = [None] * count
-    ids: list[str] = [""] * count
+async def join(ws: Any) -> tuple[Any, str]:
+    """Join ``ROOM``; the client and the id the gateway gave it."""
+    return ws, await request(ws, "join")
 
-    async def open_one(index: int) -> None:
-        ws = await open_client(address)
-        members[index] = ws
-        ids[index] = await request(ws, "join")
 
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tasks:
-            for index in range(count):
-                tasks.start_soon(open_one, index)
-    return members, ids
+async def open_room(address: str, count: int) -> tuple[list[Any], list[str]]:
+    """``count`` clients that joined ``ROOM``; the clients and their ids."""
+    joined = await open_members(address, "/fanout", count, join, timeout=30, **CLIENT)
+    return [ws for ws, _ in joined], [client_id for _, client_id in joined]
 
 
 async def close_all(clients: list[Any]) -> None:
@@ -142,7 +137,7 @@ async def test_stalled_member_is_closed_with_1013_and_the_room_gets_everything(
     app = fanout_app(close_timeout=30)
     gateway = app.server_for(FanoutGateway)
     async with run_server(app, server) as address:
-        healthy, healthy_ids = await open_members(address, members - 1)
+        healthy, healthy_ids = await open_room(address, members - 1)
         slow = await stalled_client(address, "/fanout")
         slow_id = await request(slow, "join")
         publisher = await open_client(address)
@@ -181,7 +176,7 @@ async def test_drop_policies_bound_the_stalled_client_and_keep_it_open(
     app = fanout_app(overflow=policy)
     gateway = app.server_for(FanoutGateway)
     async with run_server(app, server) as address:
-        healthy, _ = await open_members(address, 2)
+        healthy, _ = await open_room(address, 2)
         slow = await stalled_client(address, "/fanout")
         slow_id = await request(slow, "join")
         publisher = await open_client(address)
