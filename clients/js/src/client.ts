@@ -1,0 +1,555 @@
+/**
+ * `GatewayClient`: one logical connection to a gatewayasgi gateway over successive WebSockets.
+ *
+ * States: idle -> connecting -> connected -> (reconnecting -> connecting -> connected)* -> closed.
+ * Every socket gets its own handlers; a handler whose socket is no longer `this.socket` does
+ * nothing, so a late event from an abandoned socket can never disturb the current one.
+ */
+import { backoffDelay } from "./backoff.js";
+import {
+  AckError,
+  AckTimeoutError,
+  BufferFullError,
+  DisconnectedError,
+  GatewayClientError,
+  ReconnectFailedError,
+} from "./errors.js";
+import {
+  ERROR_EVENT,
+  type InboundFrame,
+  decodeFrame,
+  encodeAckError,
+  encodeAckResult,
+  encodeEvent,
+  errorData,
+} from "./frames.js";
+import {
+  Lifecycle,
+  type Listener,
+  ListenerRegistry,
+  callSafely,
+  isThenable,
+  toError,
+} from "./listeners.js";
+import { NO_RECOVERY, type SessionRecovery } from "./recovery.js";
+import type {
+  AckArgs,
+  AnyEvents,
+  AnyListener,
+  BufferOverflow,
+  ConnectionState,
+  DataArgs,
+  EventData,
+  EventName,
+  EventReply,
+  GatewayClientOptions,
+  QueryParams,
+  ServerListener,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";
+
+const OPEN = 1;
+const ABNORMAL_CLOSURE = 1006;
+const POLICY_VIOLATION = 1008;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Close codes after which the client does not reconnect: policy (1008) and the app range. */
+export function isTerminalClose(code: number): boolean {
+  return code === POLICY_VIOLATION || (code >= 4000 && code <= 4999);
+}
+
+interface PendingAck {
+  readonly event: string;
+  readonly resolve: (data: unknown) => void;
+  readonly reject: (error: Error) => void;
+  timer: unknown;
+  /** Whether the frame went out on a socket; unsent ones survive a disconnect in the buffer. */
+  sent: boolean;
+}
+
+interface BufferedFrame {
+  readonly event: string;
+  readonly text: string;
+  readonly ackId: number | undefined;
+}
+
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+const noop = (): void => undefined;
+
+function resolveWebSocket(given: WebSocketConstructor | undefined): WebSocketConstructor {
+  const found = given ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (!found) {
+    throw new GatewayClientError(
+      "No WebSocket implementation: pass options.WebSocket (e.g. `import { WebSocket } from \"ws\"`) on Node < 22",
+    );
+  }
+  return found;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A typed client for one gateway namespace.
+ *
+ * @typeParam ServerEvents - events the server sends: name -> payload, or name -> `(data) => answer`
+ *   for server calls the client answers
+ * @typeParam ClientEvents - events the client emits: name -> payload, or name -> `(data) => reply`
+ *   for `emitWithAck`
+ */
+export class GatewayClient<
+  ServerEvents extends object = AnyEvents,
+  ClientEvents extends object = AnyEvents,
+> {
+  /** Connection lifecycle events: `connecting`, `connect`, `disconnect`, `reconnect_attempt`, ... */
+  readonly lifecycle = new Lifecycle();
+
+  private readonly url: string;
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly auth: GatewayClientOptions["auth"];
+  private readonly protocols: string | string[] | undefined;
+  private readonly reconnect: boolean;
+  private readonly reconnectDelay: number;
+  private readonly reconnectDelayMax: number;
+  private readonly maxReconnectAttempts: number;
+  private readonly connectTimeout: number;
+  private readonly ackTimeout: number;
+  private readonly maxBufferedMessages: number;
+  private readonly bufferOverflow: BufferOverflow;
+  private readonly heartbeatEvent: string | null;
+
+  private currentState: ConnectionState = "idle";
+  /** The socket of the current attempt or connection; `undefined` between them. */
+  private socket: WebSocketLike | undefined;
+  /** Reconnection attempts since the last successful open: the backoff exponent. */
+  private failures = 0;
+  /** Bumped by every attempt and by `finish`, so an attempt outlived by its auth call stops. */
+  private attemptSeq = 0;
+  private retryTimer: unknown;
+  private connectTimer: unknown;
+  /** Why the client is `closed`: thrown by `emit`, rejected by `emitWithAck` until `connect()`. */
+  private closeError: Error | undefined;
+  private nextAckId = 1;
+  private readonly pending = new Map<number, PendingAck>();
+  private buffer: BufferedFrame[] = [];
+  private readonly listeners = new ListenerRegistry();
+  private anyListeners: AnyListener[] = [];
+  private waiters: Waiter[] = [];
+  /** SEAM: session recovery plugs in here (see recovery.ts); `NO_RECOVERY` until it exists. */
+  private readonly recovery: SessionRecovery = NO_RECOVERY;
+
+  constructor(url: string | { readonly href: string }, options: GatewayClientOptions = {}) {
+    this.url = typeof url === "string" ? url : url.href;
+    this.WebSocketImpl = resolveWebSocket(options.WebSocket);
+    this.auth = options.auth;
+    this.protocols = options.protocols;
+    this.reconnect = options.reconnect ?? true;
+    this.reconnectDelay = options.reconnectDelay ?? 1000;
+    this.reconnectDelayMax = options.reconnectDelayMax ?? 30000;
+    this.maxReconnectAttempts = options.maxReconnectAttempts ?? Infinity;
+    this.connectTimeout = options.connectTimeout ?? 20000;
+    this.ackTimeout = options.ackTimeout ?? 10000;
+    this.maxBufferedMessages = options.maxBufferedMessages ?? 100;
+    this.bufferOverflow = options.bufferOverflow ?? "drop-oldest";
+    this.heartbeatEvent = options.heartbeatEvent === undefined ? "heartbeat" : options.heartbeatEvent;
+  }
+
+  /** `idle` (never connected), `connecting`, `connected`, `reconnecting` (waiting out a backoff) or `closed`. */
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** True while a socket is open. */
+  get connected(): boolean {
+    return this.currentState === "connected";
+  }
+
+  /** Whether the current connection resumed the previous session. Always false until recovery exists. */
+  get recovered(): boolean {
+    return this.connected && this.recovery.recovered;
+  }
+
+  /** Frames emitted while offline, waiting to be sent on connect. */
+  get bufferedCount(): number {
+    return this.buffer.length;
+  }
+
+  /**
+   * Start connecting (from `idle` or `closed`) and resolve once connected. Rejects with a
+   * `DisconnectedError` on a terminal close or `close()`, or `ReconnectFailedError` when
+   * `maxReconnectAttempts` attempts failed. Ignoring the promise is safe: it never goes unhandled.
+   */
+  connect(): Promise<void> {
+    if (this.currentState === "connected") return Promise.resolve();
+    const promise = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    promise.catch(noop);
+    if (this.currentState === "idle" || this.currentState === "closed") {
+      this.failures = 0;
+      this.closeError = undefined;
+      void this.open();
+    }
+    return promise;
+  }
+
+  /**
+   * Close for good (no reconnection): unsent frames are discarded, every pending ack and a pending
+   * `connect()` reject with a terminal `DisconnectedError`. `connect()` may be called again later.
+   */
+  close(code = 1000, reason = ""): void {
+    if (this.currentState === "closed") return;
+    const wasOpen = this.currentState === "connected";
+    const socket = this.socket;
+    this.socket = undefined;
+    const error = new DisconnectedError(code, reason, true);
+    this.finish(error);
+    if (socket) this.detach(socket, code, reason);
+    if (wasOpen) this.lifecycle.emit("disconnect", { code, reason, willReconnect: false, error });
+  }
+
+  /**
+   * Send `{"event", "data"}`. Offline (idle, connecting, reconnecting) the frame waits in the send
+   * buffer. Throws `BufferFullError` (`bufferOverflow: "reject-new"`) or, once `closed`, the error
+   * that closed the client.
+   */
+  emit<E extends EventName<ClientEvents>>(
+    event: E,
+    ...args: DataArgs<EventData<ClientEvents, E>>
+  ): void {
+    this.send({ event, text: encodeEvent(event, args[0]), ackId: undefined });
+  }
+
+  /**
+   * Send `{"event", "data", "id"}` and resolve with the `data` of the server's reply. Rejects with
+   * `AckError` (the server's error frame: `err.data.message`, `err.data.errors`, ...),
+   * `AckTimeoutError`, a `DisconnectedError` when the connection drops after the frame was sent,
+   * or `BufferFullError`. A frame still buffered when its timeout passes is never sent.
+   */
+  emitWithAck<E extends EventName<ClientEvents>>(
+    event: E,
+    ...args: AckArgs<EventData<ClientEvents, E>>
+  ): Promise<EventReply<ClientEvents, E>> {
+    const [data, options] = args;
+    const timeout = options?.timeout ?? this.ackTimeout;
+    const id = this.nextAckId++;
+    return new Promise<unknown>((resolve, reject) => {
+      const entry: PendingAck = { event, resolve, reject, timer: undefined, sent: false };
+      if (Number.isFinite(timeout)) {
+        entry.timer = setTimeout(() => {
+          this.pending.delete(id);
+          this.buffer = this.buffer.filter((frame) => frame.ackId !== id);
+          reject(new AckTimeoutError(event, timeout));
+        }, Math.min(Math.max(timeout, 0), MAX_TIMER_MS));
+      }
+      this.pending.set(id, entry);
+      try {
+        this.send({ event, text: encodeEvent(event, data, id), ackId: id });
+      } catch (error) {
+        this.settle(id);
+        reject(toError(error));
+      }
+    }) as Promise<EventReply<ClientEvents, E>>;
+  }
+
+  /**
+   * Listen to server event `event`. When the server calls (a frame with `ack`), the first listener's
+   * return value (awaited) is the answer; a throw answers with its message.
+   */
+  on<E extends EventName<ServerEvents>>(event: E, listener: ServerListener<ServerEvents, E>): this {
+    this.listeners.add(event, listener as Listener, false);
+    return this;
+  }
+
+  /** Like `on`, for the next occurrence only. */
+  once<E extends EventName<ServerEvents>>(event: E, listener: ServerListener<ServerEvents, E>): this {
+    this.listeners.add(event, listener as Listener, true);
+    return this;
+  }
+
+  /** Remove one listener, every listener of `event`, or (no arguments) every server-event listener. */
+  off<E extends EventName<ServerEvents>>(event?: E, listener?: ServerListener<ServerEvents, E>): this {
+    this.listeners.remove(event, listener as Listener | undefined);
+    return this;
+  }
+
+  /** Listen to every server event (after its own listeners); never answers a server call. */
+  onAny(listener: AnyListener): this {
+    this.anyListeners = [...this.anyListeners, listener];
+    return this;
+  }
+
+  /** Remove a catch-all listener, or all of them. */
+  offAny(listener?: AnyListener): this {
+    this.anyListeners =
+      listener === undefined ? [] : this.anyListeners.filter((fn) => fn !== listener);
+    return this;
+  }
+
+  // -- connection -------------------------------------------------------------------------------
+
+  private async open(): Promise<void> {
+    const attempt = ++this.attemptSeq;
+    this.currentState = "connecting";
+    this.lifecycle.emit("connecting", { attempt: this.failures });
+    let url: string;
+    try {
+      url = await this.handshakeUrl();
+    } catch (error) {
+      if (attempt === this.attemptSeq) this.attemptFailed(toError(error), false);
+      return;
+    }
+    // close() (and maybe connect() again) may have run while the auth function was pending.
+    if (attempt !== this.attemptSeq) return;
+    let socket: WebSocketLike;
+    try {
+      socket =
+        this.protocols === undefined
+          ? new this.WebSocketImpl(url)
+          : new this.WebSocketImpl(url, this.protocols);
+    } catch (error) {
+      this.attemptFailed(toError(error), false);
+      return;
+    }
+    this.attach(socket);
+  }
+
+  private async handshakeUrl(): Promise<string> {
+    const base = (globalThis as { location?: { href: string } }).location?.href;
+    const url = new URL(this.url, base);
+    if (url.protocol === "http:") url.protocol = "ws:";
+    else if (url.protocol === "https:") url.protocol = "wss:";
+    const auth = typeof this.auth === "function" ? await this.auth() : this.auth;
+    const params: QueryParams = { ...auth, ...this.recovery.handshakeParams() };
+    for (const [name, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    }
+    return url.href;
+  }
+
+  private attach(socket: WebSocketLike): void {
+    this.socket = socket;
+    socket.binaryType = "arraybuffer";
+    let opened = false;
+    let lastError: Error | undefined;
+    this.connectTimer = setTimeout(() => {
+      if (this.socket !== socket) return;
+      this.detach(socket);
+      this.attemptFailed(new GatewayClientError(`Handshake timed out after ${this.connectTimeout} ms`), false);
+    }, Math.min(this.connectTimeout, MAX_TIMER_MS));
+    socket.onopen = () => {
+      if (this.socket !== socket) return;
+      opened = true;
+      this.opened(socket);
+    };
+    socket.onmessage = (event: { data?: unknown }) => {
+      if (this.socket === socket) this.receive(socket, event.data);
+    };
+    socket.onerror = (event: { error?: unknown; message?: unknown }) => {
+      const cause = event?.error ?? event?.message;
+      lastError = cause instanceof Error ? cause : new GatewayClientError(String(cause ?? "WebSocket error"));
+    };
+    socket.onclose = (event: { code?: unknown; reason?: unknown }) => {
+      if (this.socket !== socket) return;
+      this.detach(socket);
+      const code = typeof event?.code === "number" ? event.code : ABNORMAL_CLOSURE;
+      const reason = typeof event?.reason === "string" ? event.reason : "";
+      if (opened) this.closed(code, reason);
+      else this.attemptFailed(lastError ?? new DisconnectedError(code, reason, false), isTerminalClose(code));
+    };
+  }
+
+  /** Forget `socket` and close it: its later events do nothing (`onerror` stays set: `ws` throws without one). */
+  private detach(socket: WebSocketLike, code = 1000, reason = ""): void {
+    if (this.socket === socket) this.socket = undefined;
+    clearTimeout(this.connectTimer);
+    socket.onopen = noop;
+    socket.onmessage = noop;
+    socket.onclose = noop;
+    socket.onerror = noop;
+    if (socket.readyState > OPEN) return;
+    try {
+      socket.close(code, reason);
+    } catch {
+      socket.close(); // browsers accept only 1000 and 3000-4999 from scripts
+    }
+  }
+
+  private opened(socket: WebSocketLike): void {
+    clearTimeout(this.connectTimer);
+    this.failures = 0;
+    this.currentState = "connected";
+    const frames = this.buffer;
+    this.buffer = [];
+    for (const frame of frames) this.transmit(socket, frame);
+    this.lifecycle.emit("connect", { recovered: this.recovery.recovered });
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  /** An open connection ended on its own (server close, network loss). */
+  private closed(code: number, reason: string): void {
+    const willReconnect = this.reconnect && !isTerminalClose(code) && this.maxReconnectAttempts > 0;
+    const error = new DisconnectedError(code, reason, !willReconnect);
+    this.recovery.disconnected(!willReconnect);
+    if (willReconnect) {
+      this.currentState = "reconnecting";
+      for (const [id, entry] of this.pending) if (entry.sent) this.settle(id)?.reject(error);
+    } else {
+      this.finish(error);
+    }
+    this.lifecycle.emit("disconnect", { code, reason, willReconnect, error });
+    if (willReconnect) this.scheduleReconnect();
+  }
+
+  /** An attempt failed before its socket opened. */
+  private attemptFailed(error: Error, terminal: boolean): void {
+    this.lifecycle.emit("connect_error", { attempt: this.failures, error });
+    if (terminal || !this.reconnect) this.finish(error);
+    else this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.failures >= this.maxReconnectAttempts) {
+      const attempts = this.failures;
+      this.finish(new ReconnectFailedError(attempts));
+      this.lifecycle.emit("reconnect_failed", { attempts });
+      return;
+    }
+    const delay = backoffDelay(this.failures, this.reconnectDelay, this.reconnectDelayMax);
+    this.failures += 1;
+    this.currentState = "reconnecting";
+    this.lifecycle.emit("reconnect_attempt", { attempt: this.failures, delay });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.currentState === "reconnecting") void this.open();
+    }, Math.min(delay, MAX_TIMER_MS));
+  }
+
+  /** Enter `closed`: stop timers, drop the socket and the buffer, reject everything waiting. */
+  private finish(error: Error): void {
+    this.attemptSeq += 1;
+    this.currentState = "closed";
+    this.closeError = error;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
+    if (this.socket) this.detach(this.socket);
+    this.buffer = [];
+    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(error);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.reject(error);
+  }
+
+  // -- sending ----------------------------------------------------------------------------------
+
+  private send(frame: BufferedFrame): void {
+    if (this.currentState === "closed") {
+      throw this.closeError ?? new DisconnectedError(1000, "", true);
+    }
+    const socket = this.socket;
+    if (this.currentState === "connected" && socket && socket.readyState === OPEN) {
+      this.transmit(socket, frame);
+      return;
+    }
+    if (this.buffer.length < this.maxBufferedMessages) {
+      this.buffer.push(frame);
+      return;
+    }
+    if (this.bufferOverflow === "reject-new") {
+      throw new BufferFullError(frame.event, this.maxBufferedMessages);
+    }
+    this.buffer.push(frame);
+    const dropped = this.buffer.shift() as BufferedFrame;
+    if (dropped.ackId !== undefined) {
+      this.settle(dropped.ackId)?.reject(new BufferFullError(dropped.event, this.maxBufferedMessages));
+    }
+  }
+
+  private transmit(socket: WebSocketLike, frame: BufferedFrame): void {
+    socket.send(frame.text);
+    if (frame.ackId !== undefined) {
+      const entry = this.pending.get(frame.ackId);
+      if (entry) entry.sent = true;
+    }
+  }
+
+  /** Remove a pending ack and its timer; returns it so the caller can settle the promise. */
+  private settle(id: number): PendingAck | undefined {
+    const entry = this.pending.get(id);
+    if (!entry) return undefined;
+    this.pending.delete(id);
+    clearTimeout(entry.timer);
+    return entry;
+  }
+
+  // -- receiving --------------------------------------------------------------------------------
+
+  private receive(socket: WebSocketLike, raw: unknown): void {
+    const frame = decodeFrame(raw);
+    if (!frame) {
+      this.report(new GatewayClientError("Ignored a server message that is not a JSON object with an event"));
+      return;
+    }
+    if (this.recovery.observe(frame)) return;
+    if (frame.ack !== undefined) {
+      void this.answer(socket, frame, frame.ack);
+      return;
+    }
+    if (frame.id !== undefined) {
+      // A reply to emitWithAck; one whose caller stopped waiting (timeout) is dropped.
+      const entry = typeof frame.id === "number" ? this.settle(frame.id) : undefined;
+      if (!entry) return;
+      if (frame.event === ERROR_EVENT) entry.reject(new AckError(entry.event, errorData(frame.data)));
+      else entry.resolve(frame.data);
+      return;
+    }
+    if (frame.event === this.heartbeatEvent && socket.readyState === OPEN) {
+      socket.send(encodeEvent(frame.event, null));
+    }
+    this.dispatch(this.listeners.take(frame.event), frame);
+  }
+
+  private dispatch(listeners: Listener[], frame: InboundFrame): void {
+    const report = (error: unknown): void => this.report(error);
+    for (const listener of listeners) callSafely(listener, [frame.data], report);
+    for (const listener of this.anyListeners) callSafely(listener, [frame.event, frame.data], report);
+  }
+
+  /** A server call: the first listener's (awaited) result answers it, on the socket it came on. */
+  private async answer(socket: WebSocketLike, frame: InboundFrame, ack: number): Promise<void> {
+    const listeners = this.listeners.take(frame.event);
+    const [first, ...rest] = listeners;
+    let reply: string;
+    if (first === undefined) {
+      this.dispatch([], frame);
+      reply = encodeAckError(ack, `No handler for server event '${frame.event}'`);
+    } else {
+      let outcome: { result: unknown } | { error: unknown };
+      try {
+        outcome = { result: (first as (data: unknown) => unknown)(frame.data) };
+      } catch (error) {
+        outcome = { error };
+      }
+      this.dispatch(rest, frame);
+      try {
+        if ("error" in outcome) throw outcome.error;
+        const result = isThenable(outcome.result) ? await outcome.result : outcome.result;
+        reply = encodeAckResult(ack, result);
+      } catch (error) {
+        reply = encodeAckError(ack, messageOf(error));
+      }
+    }
+    // The ack number belongs to that connection: after a reconnect the answer has nowhere to go.
+    if (this.socket === socket && socket.readyState === OPEN) socket.send(reply);
+  }
+
+  private report(error: unknown): void {
+    this.lifecycle.emit("error", { error: toError(error) });
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The gatewayasgi JSON wire protocol, client side. Pure functions, no I/O.
+ *
+ * Client -> server: `{"event", "data", "id"?}`; the server echoes `id` on the reply (an automatic
+ * response or an error frame `{"event": "error", "data": {"message", ...}}`): that is the ack.
+ * Server -> client calls: `{"event", "data", "ack": N}`, answered with
+ * `{"event": "$ack", "id": N, "data": result}` or `{"event": "$ack", "id": N, "error": {"message"}}`.
+ */
+
+/** An ack id the client puts on a frame; the server echoes it on the reply. */
+export type FrameId = string | number;
+
+/** One decoded server frame. */
+export interface InboundFrame {
+  readonly event: string;
+  readonly data: unknown;
+  /** Present on a reply to a client frame that carried an id. */
+  readonly id?: FrameId;
+  /** Present when the server calls the client and waits for a `$ack` answer. */
+  readonly ack?: number;
+}
+
+export const ERROR_EVENT = "error";
+export const ACK_EVENT = "$ack";
+
+const decoder = new TextDecoder();
+
+function text(raw: unknown): string | undefined {
+  if (typeof raw === "string") return raw;
+  if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) return decoder.decode(raw);
+  return undefined;
+}
+
+/** Parse a text or binary message; `undefined` for anything that is not a `{"event": str}` object. */
+export function decodeFrame(raw: unknown): InboundFrame | undefined {
+  const source = text(raw);
+  if (source === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(source);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const frame = value as Record<string, unknown>;
+  if (typeof frame.event !== "string" || frame.event === "") return undefined;
+  const decoded: { event: string; data: unknown; id?: FrameId; ack?: number } = {
+    event: frame.event,
+    data: frame.data ?? null,
+  };
+  if (typeof frame.id === "string" || typeof frame.id === "number") decoded.id = frame.id;
+  if (Number.isInteger(frame.ack)) decoded.ack = frame.ack as number;
+  return decoded;
+}
+
+/** `{"event", "data"}` plus `"id"` when given. `undefined` data is sent as `null`. */
+export function encodeEvent(event: string, data: unknown, id?: FrameId): string {
+  const payload = data === undefined ? null : data;
+  return JSON.stringify(id === undefined ? { event, data: payload } : { event, data: payload, id });
+}
+
+/** The answer to a server call that succeeded. */
+export function encodeAckResult(ack: number, result: unknown): string {
+  return JSON.stringify({ event: ACK_EVENT, id: ack, data: result === undefined ? null : result });
+}
+
+/** The answer to a server call whose handler threw or does not exist. Only the message leaves. */
+export function encodeAckError(ack: number, message: string): string {
+  return JSON.stringify({ event: ACK_EVENT, id: ack, error: { message } });
+}
+
+/** Normalise a server error frame's data so `message` is always a string. */
+export function errorData(data: unknown): { message: string; [detail: string]: unknown } {
+  if (typeof data === "object" && data !== null && !Array.isArray(data)) {
+    const record = data as Record<string, unknown>;
+    const message = typeof record.message === "string" ? record.message : "Server error";
+    return { ...record, message };
+  }
+  return { message: typeof data === "string" ? data : "Server error" };
+}

@@ -1,0 +1,42 @@
+/**
+ * @gatewayasgi/client: a typed WebSocket client for gatewayasgi gateways.
+ *
+ * ```ts
+ * const client = new GatewayClient<ServerEvents, ClientEvents>("wss://example.com/chat", {
+ *   auth: async () => ({ token: await getToken() }),
+ * });
+ * await client.connect();
+ * const reply = await client.emitWithAck("join", { room: "lobby" });
+ * ```
+ */
+export { backoffDelay } from "./backoff.js";
+export { GatewayClient, isTerminalClose } from "./client.js";
+export {
+  AckError,
+  AckTimeoutError,
+  BufferFullError,
+  DisconnectedError,
+  type ErrorFrameData,
+  GatewayClientError,
+  ReconnectFailedError,
+} from "./errors.js";
+export type { FrameId, InboundFrame } from "./frames.js";
+export type { Lifecycle } from "./listeners.js";
+export type {
+  AckArgs,
+  AckOptions,
+  AnyEvents,
+  AnyListener,
+  BufferOverflow,
+  ConnectionState,
+  DataArgs,
+  EventData,
+  EventName,
+  EventReply,
+  GatewayClientOptions,
+  LifecycleEvents,
+  QueryParams,
+  ServerListener,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";

@@ -1,0 +1,126 @@
+/**
+ * Public types: event maps, options, lifecycle events and the WebSocket shape the client needs.
+ * Nothing here refers to DOM or Node types, so the declarations work in either host.
+ */
+import type { DisconnectedError } from "./errors.js";
+
+/**
+ * An event map: event name -> payload type, or -> a function type `(data: D) => R` when the
+ * receiver answers (a client `emitWithAck` resolving with `R`, or a server call the client answers
+ * with `R`). Use an interface or a type literal; the default allows any event with any payload.
+ */
+export type AnyEvents = Record<string, any>;
+
+/** The string keys of an event map. */
+export type EventName<M> = keyof M & string;
+
+/** The payload of event `E` in map `M`. */
+export type EventData<M, E extends keyof M> = M[E] extends (data: infer D) => unknown ? D : M[E];
+
+/** What the receiver answers for event `E`: the function's return type, else `unknown`. */
+export type EventReply<M, E extends keyof M> = M[E] extends (data: never) => infer R
+  ? Awaited<R>
+  : unknown;
+
+/** The arguments after the event name: `data` is optional when its type admits `undefined`. */
+export type DataArgs<D> = undefined extends D ? [data?: D] : [data: D];
+
+/** Like `DataArgs`, followed by the optional per-call ack options. */
+export type AckArgs<D> = undefined extends D
+  ? [data?: D, options?: AckOptions]
+  : [data: D, options?: AckOptions];
+
+/** A listener for server event `E`; for a server call its return value (or Promise) is the answer. */
+export type ServerListener<M, E extends keyof M> = (
+  data: EventData<M, E>,
+) => M[E] extends (data: never) => infer R ? R | Promise<Awaited<R>> : unknown;
+
+/** A catch-all listener: every server event, after the event's own listeners. */
+export type AnyListener = (event: string, data: unknown) => unknown;
+
+/** Per-call options of `emitWithAck`. */
+export interface AckOptions {
+  /** Milliseconds to wait for the reply, from the call (buffered time counts). Default: `ackTimeout`. */
+  timeout?: number;
+}
+
+/** Query parameters; `null` and `undefined` values are left out. */
+export type QueryParams = Record<string, string | number | boolean | null | undefined>;
+
+/** What happens to a frame emitted while offline when the buffer is full. */
+export type BufferOverflow = "drop-oldest" | "reject-new";
+
+/** Where the client is: see `GatewayClient.state`. */
+export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+
+/** The standard WebSocket members the client uses (browser `WebSocket`, Node 22's, or `ws`). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  binaryType: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  // Handler parameters are `any` so that implementations with richer event types fit.
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket` or `import { WebSocket } from "ws"`. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Options of `new GatewayClient(url, options)`. Every one is optional. */
+export interface GatewayClientOptions {
+  /** The WebSocket implementation. Default: `globalThis.WebSocket` (browsers, Node >= 22). */
+  WebSocket?: WebSocketConstructor;
+  /**
+   * Query parameters added to the URL on every connection attempt, or a (possibly async) function
+   * called before each attempt, so a refreshed token is used on reconnect. A handshake guard reads
+   * them as `client.query_params` (browsers cannot set WebSocket headers).
+   */
+  auth?: QueryParams | (() => QueryParams | Promise<QueryParams>);
+  /** WebSocket subprotocols to offer (`@WebSocketGateway(..., subprotocols=[...])`). */
+  protocols?: string | string[];
+  /** Reconnect after a non-terminal close. Default `true`. */
+  reconnect?: boolean;
+  /** Backoff base in ms: attempt n waits a random time below `min(max, base * 2^n)`. Default 1000. */
+  reconnectDelay?: number;
+  /** Backoff cap in ms. Default 30000. */
+  reconnectDelayMax?: number;
+  /** Failed attempts in a row before giving up (`reconnect_failed`). Default `Infinity`. */
+  maxReconnectAttempts?: number;
+  /** Milliseconds a handshake may take before the attempt counts as failed. Default 20000. */
+  connectTimeout?: number;
+  /** Default `emitWithAck` timeout in ms. Default 10000. */
+  ackTimeout?: number;
+  /** Frames kept while offline, sent in order on connect. Default 100; 0 disables buffering. */
+  maxBufferedMessages?: number;
+  /**
+   * When the buffer is full: `"drop-oldest"` (default) drops the oldest frame (its ack rejects
+   * with `BufferFullError`); `"reject-new"` keeps the buffer and makes `emit` throw `BufferFullError`.
+   */
+  bufferOverflow?: BufferOverflow;
+  /**
+   * The gateway's `heartbeat_event`: such a frame is answered at once, so a server with
+   * `heartbeat_interval` set keeps the connection. `null` turns the answer off. Default `"heartbeat"`.
+   */
+  heartbeatEvent?: string | null;
+}
+
+/** Events about the connection itself, listened to with `client.lifecycle.on(...)`. */
+export interface LifecycleEvents {
+  /** A connection attempt starts (`attempt` 0 is the first, then each reconnection). */
+  connecting: { attempt: number };
+  /** The socket is open and the offline buffer has been flushed. */
+  connect: { recovered: boolean };
+  /** An open connection closed. `error` is what pending acks were rejected with. */
+  disconnect: { code: number; reason: string; willReconnect: boolean; error: DisconnectedError };
+  /** An attempt failed before the socket opened (refused handshake, timeout, auth function threw). */
+  connect_error: { attempt: number; error: Error };
+  /** A reconnection is scheduled: attempt number (1-based) and the chosen delay in ms. */
+  reconnect_attempt: { attempt: number; delay: number };
+  /** `maxReconnectAttempts` attempts failed in a row; the client is `closed`. */
+  reconnect_failed: { attempts: number };
+  /** A listener threw, or the server sent a frame that is not `{"event": string, ...}`. */
+  error: { error: Error };
+}

@@ -1,0 +1,339 @@
+// The client against a scripted fake WebSocket: no network, no server, deterministic.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import {
+  AckError,
+  AckTimeoutError,
+  BufferFullError,
+  DisconnectedError,
+  GatewayClient,
+  ReconnectFailedError,
+  backoffDelay,
+  isTerminalClose,
+} from "../dist/index.js";
+import { nextLifecycle, withTimeout } from "./helpers.mjs";
+
+/** A WebSocket whose peer is the test: `open()`, `receive(frame)`, `drop(code, reason)`. */
+class FakeSocket {
+  static sockets = [];
+  static refuse = false;
+
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.binaryType = "blob";
+    this.sent = [];
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    FakeSocket.sockets.push(this);
+    if (FakeSocket.refuse) queueMicrotask(() => this.drop(1006, ""));
+  }
+
+  send(text) {
+    if (this.readyState !== 1) throw new Error("not open");
+    this.sent.push(JSON.parse(text));
+  }
+
+  close(code = 1000, reason = "") {
+    this.readyState = 3;
+    this.closedWith = { code, reason };
+  }
+
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+
+  receive(frame) {
+    this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+  }
+
+  drop(code, reason) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  static last() {
+    return FakeSocket.sockets.at(-1);
+  }
+}
+
+function client(options = {}) {
+  FakeSocket.sockets = [];
+  FakeSocket.refuse = false;
+  return new GatewayClient("ws://fake/ws", {
+    WebSocket: FakeSocket,
+    reconnectDelay: 1,
+    reconnectDelayMax: 5,
+    ...options,
+  });
+}
+
+/** Connect and open the fake socket; resolves once `connect()` has. */
+async function connected(gateway) {
+  const opened = gateway.connect();
+  await withTimeout(
+    (async () => {
+      while (!FakeSocket.last()) await new Promise((done) => setTimeout(done, 1));
+    })(),
+    1000,
+    "socket created",
+  );
+  FakeSocket.last().open();
+  await opened;
+  return FakeSocket.last();
+}
+
+const tick = () => new Promise((done) => setTimeout(done, 5));
+
+describe("backoff", () => {
+  it("draws uniformly below min(cap, base * 2^attempt)", () => {
+    assert.equal(backoffDelay(0, 100, 1000, () => 0.999), 99);
+    assert.equal(backoffDelay(3, 100, 1000, () => 0.5), 400);
+    assert.equal(backoffDelay(10, 100, 1000, () => 0.5), 500);
+    assert.equal(backoffDelay(5000, 100, 1000, () => 0.999), 999);
+    assert.equal(backoffDelay(4, 100, 1000, () => 0), 0);
+  });
+
+  it("treats 1008 and 4000-4999 as terminal", () => {
+    assert.deepEqual([1000, 1001, 1006, 1008, 1011, 3999, 4000, 4999, 5000].map(isTerminalClose),
+      [false, false, false, true, false, false, true, true, false]);
+  });
+});
+
+describe("auth and url", () => {
+  it("calls the auth function on every attempt and puts its params in the query", async () => {
+    let calls = 0;
+    const gateway = client({ auth: async () => ({ token: `t${++calls}`, skip: undefined }), protocols: ["v1"] });
+    const first = await connected(gateway);
+    assert.equal(first.url, "ws://fake/ws?token=t1");
+    assert.deepEqual(first.protocols, ["v1"]);
+    assert.equal(first.binaryType, "arraybuffer");
+    const reconnecting = nextLifecycle(gateway, "connecting");
+    first.drop(1001, "going away");
+    await reconnecting;
+    await tick();
+    assert.equal(FakeSocket.last().url, "ws://fake/ws?token=t2");
+    gateway.close();
+  });
+
+  it("turns http(s) urls into ws(s)", async () => {
+    FakeSocket.sockets = [];
+    const gateway = new GatewayClient("https://fake/ws?a=1", { WebSocket: FakeSocket });
+    gateway.connect();
+    await tick();
+    assert.equal(FakeSocket.last().url, "wss://fake/ws?a=1");
+    gateway.close();
+  });
+
+  it("counts a throwing auth function as a failed attempt", async () => {
+    const gateway = client({ auth: () => { throw new Error("no token"); }, maxReconnectAttempts: 0 });
+    const failed = nextLifecycle(gateway, "connect_error");
+    await assert.rejects(gateway.connect(), ReconnectFailedError);
+    assert.equal((await failed).error.message, "no token");
+    assert.equal(gateway.state, "closed");
+  });
+});
+
+describe("send buffer", () => {
+  it("flushes frames emitted while offline in order, before the connect event", async () => {
+    const gateway = client();
+    gateway.emit("a", 1);
+    gateway.emit("b", 2);
+    assert.equal(gateway.bufferedCount, 2);
+    let atConnect;
+    gateway.lifecycle.on("connect", () => { atConnect = FakeSocket.last().sent.length; });
+    const socket = await connected(gateway);
+    gateway.emit("c");
+    assert.deepEqual(socket.sent, [
+      { event: "a", data: 1 },
+      { event: "b", data: 2 },
+      { event: "c", data: null },
+    ]);
+    assert.equal(atConnect, 2);
+    gateway.close();
+  });
+
+  it("drop-oldest drops the oldest frame and rejects its ack", async () => {
+    const gateway = client({ maxBufferedMessages: 2 });
+    const oldest = gateway.emitWithAck("first", 1);
+    gateway.emit("second", 2);
+    gateway.emit("third", 3);
+    await assert.rejects(oldest, BufferFullError);
+    const socket = await connected(gateway);
+    assert.deepEqual(socket.sent.map((frame) => frame.event), ["second", "third"]);
+    gateway.close();
+  });
+
+  it("reject-new keeps the buffer and throws from emit", async () => {
+    const gateway = client({ maxBufferedMessages: 1, bufferOverflow: "reject-new" });
+    gateway.emit("first");
+    assert.throws(() => gateway.emit("second"), BufferFullError);
+    await assert.rejects(gateway.emitWithAck("third"), BufferFullError);
+    const socket = await connected(gateway);
+    assert.deepEqual(socket.sent.map((frame) => frame.event), ["first"]);
+    gateway.close();
+  });
+
+  it("never sends a buffered frame whose ack timed out", async () => {
+    const gateway = client();
+    await assert.rejects(gateway.emitWithAck("late", null, { timeout: 5 }), AckTimeoutError);
+    assert.equal(gateway.bufferedCount, 0);
+    const socket = await connected(gateway);
+    assert.deepEqual(socket.sent, []);
+    gateway.close();
+  });
+
+  it("throws the closing error from emit once closed", async () => {
+    const gateway = client();
+    await connected(gateway);
+    gateway.close(4000, "bye");
+    const error = (() => { try { gateway.emit("x"); } catch (e) { return e; } })();
+    assert.ok(error instanceof DisconnectedError);
+    assert.equal(error.code, 4000);
+    await assert.rejects(gateway.emitWithAck("x"), DisconnectedError);
+  });
+});
+
+describe("acks", () => {
+  it("resolves with the reply's data and rejects with the error frame's details", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const ok = gateway.emitWithAck("add", { x: 1 });
+    const bad = gateway.emitWithAck("add", { x: "a" });
+    const [okFrame, badFrame] = socket.sent;
+    assert.equal(typeof okFrame.id, "number");
+    assert.notEqual(okFrame.id, badFrame.id);
+    socket.receive({ event: "add", data: { sum: 1 }, id: okFrame.id });
+    socket.receive({ event: "error", data: { message: "Invalid", errors: [{ loc: ["x"] }] }, id: badFrame.id });
+    assert.deepEqual(await ok, { sum: 1 });
+    const error = await bad.catch((e) => e);
+    assert.ok(error instanceof AckError);
+    assert.equal(error.message, "Invalid");
+    assert.deepEqual(error.data.errors, [{ loc: ["x"] }]);
+    gateway.close();
+  });
+
+  it("rejects sent acks on disconnect but keeps buffered ones for the next connection", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const sent = gateway.emitWithAck("sent");
+    const disconnected = nextLifecycle(gateway, "disconnect");
+    socket.drop(1006, "");
+    const event = await disconnected;
+    assert.equal(event.willReconnect, true);
+    assert.equal(event.code, 1006);
+    const error = await sent.catch((e) => e);
+    assert.ok(error instanceof DisconnectedError);
+    assert.equal(error.terminal, false);
+    const buffered = gateway.emitWithAck("buffered", 7);
+    await withTimeout((async () => { while (FakeSocket.sockets.length < 2) await tick(); })(), 1000, "reconnect");
+    const next = FakeSocket.last();
+    next.open();
+    assert.equal(next.sent[0].event, "buffered");
+    next.receive({ event: "buffered", data: 8, id: next.sent[0].id });
+    assert.equal(await buffered, 8);
+    gateway.close();
+  });
+});
+
+describe("reconnection", () => {
+  it("does not reconnect after 1008 or 4000-4999 and reports code and reason", async () => {
+    for (const code of [1008, 4001]) {
+      const gateway = client();
+      const socket = await connected(gateway);
+      const pending = gateway.emitWithAck("x");
+      const disconnected = nextLifecycle(gateway, "disconnect");
+      socket.drop(code, "policy");
+      const event = await disconnected;
+      assert.deepEqual([event.code, event.reason, event.willReconnect], [code, "policy", false]);
+      assert.equal(event.error.terminal, true);
+      await assert.rejects(pending, DisconnectedError);
+      await tick();
+      assert.equal(FakeSocket.sockets.length, 1);
+      assert.equal(gateway.state, "closed");
+    }
+  });
+
+  it("gives up after maxReconnectAttempts with reconnect_failed", async () => {
+    const gateway = client({ maxReconnectAttempts: 3 });
+    const attempts = [];
+    gateway.lifecycle.on("reconnect_attempt", ({ attempt, delay }) => {
+      assert.ok(delay >= 0 && delay <= 5);
+      attempts.push(attempt);
+    });
+    const socket = await connected(gateway);
+    FakeSocket.refuse = true;
+    const failed = nextLifecycle(gateway, "reconnect_failed");
+    socket.drop(1006, "");
+    assert.deepEqual(await failed, { attempts: 3 });
+    assert.deepEqual(attempts, [1, 2, 3]);
+    assert.equal(FakeSocket.sockets.length, 4);
+    assert.equal(gateway.state, "closed");
+  });
+
+  it("close() stops everything and reports a client-initiated disconnect", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const disconnected = nextLifecycle(gateway, "disconnect");
+    gateway.close();
+    assert.deepEqual(socket.closedWith, { code: 1000, reason: "" });
+    const event = await disconnected;
+    assert.equal(event.willReconnect, false);
+    socket.drop(1000, "");
+    await tick();
+    assert.equal(FakeSocket.sockets.length, 1);
+    assert.equal(gateway.connected, false);
+    assert.equal(gateway.recovered, false);
+  });
+});
+
+describe("server events and calls", () => {
+  it("dispatches events to on/once/onAny listeners and survives a throwing one", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const seen = [];
+    const errors = [];
+    gateway.lifecycle.on("error", ({ error }) => errors.push(error.message));
+    gateway.on("news", () => { throw new Error("listener broke"); });
+    gateway.on("news", (data) => seen.push(["on", data]));
+    gateway.once("news", (data) => seen.push(["once", data]));
+    gateway.onAny((event, data) => seen.push(["any", event, data]));
+    socket.receive({ event: "news", data: 1 });
+    socket.receive({ event: "news", data: 2 });
+    socket.receive("not json");
+    assert.deepEqual(seen, [["on", 1], ["once", 1], ["any", "news", 1], ["on", 2], ["any", "news", 2]]);
+    assert.equal(errors.length, 3);
+    gateway.off("news");
+    socket.receive({ event: "news", data: 3 });
+    assert.equal(seen.length, 6);
+    gateway.close();
+  });
+
+  it("answers server calls with the first listener's result, its error, or no-handler", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    gateway.on("double", async (n) => n * 2);
+    gateway.on("boom", () => { throw new Error("boom"); });
+    socket.receive({ event: "double", data: 21, ack: 1 });
+    socket.receive({ event: "boom", data: null, ack: 2 });
+    socket.receive({ event: "nobody", data: null, ack: 3 });
+    await tick();
+    const answers = socket.sent.sort((a, b) => a.id - b.id);
+    assert.deepEqual(answers, [
+      { event: "$ack", id: 1, data: 42 },
+      { event: "$ack", id: 2, error: { message: "boom" } },
+      { event: "$ack", id: 3, error: { message: "No handler for server event 'nobody'" } },
+    ]);
+    gateway.close();
+  });
+
+  it("answers the gateway's heartbeat", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    socket.receive({ event: "heartbeat", data: null });
+    assert.deepEqual(socket.sent, [{ event: "heartbeat", data: null }]);
+    gateway.close();
+  });
+});
