@@ -2,8 +2,14 @@
 
 ``redis`` is an optional extra (``pip install "gatewayasgi[redis]"``). One subscriber
 connection per broker reads every subscribed channel in a background task started in
-the runtime's task group; publishes go through a small, bounded pool of other
-connections. Works on anyio's asyncio backend (``redis.asyncio`` is asyncio-only).
+the runtime's task group; it is a raw anyio stream parsed by ``_resp`` as bytes arrive,
+so a message over ``max_message_size`` is skipped from its length header and never held
+in memory. Publishes go through a small, bounded redis-py pool of other connections.
+Works on anyio's asyncio backend (``redis.asyncio`` is asyncio-only).
+
+Trust: anyone who can PUBLISH on the Redis server can address every client of every
+gateway on it. ``secret=`` signs every message (HMAC-SHA256, see ``signing``) and drops
+what does not verify; Redis ACLs and network isolation keep strangers off the server.
 
 Faults never reach the caller:
 
@@ -11,17 +17,15 @@ Faults never reach the caller:
   retrying with exponential backoff and jitter, logging only state changes.
 * Lost subscriber connection (Redis restart, ``CLIENT KILL TYPE pubsub``): a fresh
   connection is opened and every channel in the subscription set is subscribed again.
-* Publish failure or oversize message: logged, counted in ``stats``, dropped.
-  Delivery across the backplane is at-most-once.
+* Publish failure, oversize or forged message: logged (rate-limited), counted in
+  ``stats``, dropped. Delivery across the backplane is at-most-once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,11 +33,14 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 from anyio.abc import TaskGroup
 
+from gatewayasgi.brokers._pubsub import parse_url
+from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
+from gatewayasgi.brokers._subscriber import Subscriber, describe
 from gatewayasgi.brokers.base import Broker, MessageHandler
+from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
 
 try:
-    from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-    from redis.asyncio.client import PubSub
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
@@ -45,7 +52,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with redis 
 logger = logging.getLogger("gatewayasgi.brokers.redis")
 
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
-CONTROL_CHANNEL_PREFIX = "gatewayasgi:broker:"
+# Drops a sender controls (oversize, forged) are logged at most this often, so a flood
+# of them cannot flood the logs too; the counters in ``stats`` see every one.
+DROP_LOG_INTERVAL = 60.0
 # Errors that mean "Redis is unreachable or the connection broke", not a bug of ours.
 _IO_ERRORS = (RedisError, OSError, TimeoutError)
 
@@ -67,9 +76,11 @@ class RedisBrokerStats:
     publish_dropped: int = 0
     """Publishes dropped without trying: subscriber down, or broker closed."""
     oversize_dropped: int = 0
-    """Messages over ``max_message_size``, outgoing or incoming."""
+    """Messages over ``max_message_size``, outgoing or incoming (skipped unread)."""
     received: int = 0
     """Messages handed to ``on_message``."""
+    forged_dropped: int = 0
+    """Incoming messages dropped because their signature was missing or wrong."""
 
 
 def _redact(url: str) -> str:
@@ -84,15 +95,36 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+class _DropLog:
+    """One warning per ``DROP_LOG_INTERVAL`` for one kind of drop, with the count since."""
+
+    def __init__(self) -> None:
+        self._last = -DROP_LOG_INTERVAL
+        self._held = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = anyio.current_time()
+        if now - self._last < DROP_LOG_INTERVAL:
+            self._held += 1
+            return
+        self._last, held, self._held = now, self._held, 0
+        suffix = f" ({held} more since the last report)" if held else ""
+        logger.warning(message + suffix, *args)
+
+
 class RedisBroker(Broker):
     """A ``Broker`` over Redis pub/sub; pass it as ``GatewayMiddleware(..., broker=...)``.
 
-    ``url`` is a redis-py URL (``redis://host:6379/0``, ``rediss://``, ``unix://``).
-    Messages larger than ``max_message_size`` bytes are dropped on both sides.
-    Reconnects wait ``reconnect_delay * 2**attempt`` seconds, capped at
-    ``max_reconnect_delay``, of which a random half is jitter. ``health_check_interval``
-    is how often an idle subscriber connection is pinged, so a dead peer is noticed.
-    ``publish`` works without ``start`` too (that is what ``RedisEmitter`` does).
+    ``url`` is a redis-py URL (``redis://[user:password@]host:6379/0``, ``rediss://``,
+    ``unix:///path``); another scheme raises ``ValueError`` here. Messages larger than
+    ``max_message_size`` bytes are dropped on both sides, incoming ones without being
+    read. ``secret`` (``str`` or ``bytes``, 16 bytes or more, or a sequence of them:
+    the first signs, any verifies) signs every message and drops unsigned or forged
+    ones; every process on the channel needs it. Reconnects wait
+    ``reconnect_delay * 2**attempt`` seconds, capped at ``max_reconnect_delay``, of
+    which a random half is jitter. ``health_check_interval`` is how often an idle
+    subscriber connection is pinged, so a dead peer is noticed. ``publish`` works
+    without ``start`` too (that is what ``RedisEmitter`` does).
     """
 
     def __init__(
@@ -100,6 +132,7 @@ class RedisBroker(Broker):
         url: str,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        secret: Secret | Sequence[Secret] | None = None,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
         connect_timeout: float = 2.0,
@@ -113,29 +146,29 @@ class RedisBroker(Broker):
             raise ValueError("need 0 < reconnect_delay <= max_reconnect_delay")
         self.url = url
         self.max_message_size = max_message_size
-        self._reconnect_delay = reconnect_delay
-        self._max_reconnect_delay = max_reconnect_delay
-        self._connect_timeout = connect_timeout
+        self._signer = Signer(secret) if secret is not None else None
+        # What travels on the wire: the payload plus its signature, if any.
+        self._wire_limit = max_message_size + (OVERHEAD if self._signer else 0)
         self._publish_timeout = publish_timeout
-        self._health_check_interval = health_check_interval
         self._max_publish_connections = max_publish_connections
+        self._subscriber = Subscriber(
+            parse_url(url),
+            _redact(url),
+            self._handle,
+            max_wire_size=self._wire_limit,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            connect_timeout=connect_timeout,
+            health_check_interval=health_check_interval,
+        )
         self._on_message: MessageHandler | None = None
-        self._channels: set[str] = set()
-        # The subscriber connection always holds this private channel, so it is a pubsub
-        # connection from the start (CLIENT KILL TYPE pubsub applies, and redis-py never
-        # reads a health-check reply on it from outside the reader task).
-        self._control_channel = CONTROL_CHANNEL_PREFIX + uuid.uuid4().hex
-        self._pubsub: PubSub | None = None
-        self._subscriber_pool: ConnectionPool | None = None
         self._publisher: Redis | None = None
-        self._reader_scope: anyio.CancelScope | None = None
-        self._first_attempt: anyio.Event | None = None
-        self._reader_done: anyio.Event | None = None
-        self._acks: dict[str, anyio.Event] = {}
-        self._attempt = 0
         self._started = False
         self._closed = False
         self._publish_failing = False
+        self._oversize_log = _DropLog()
+        self._forged_log = _DropLog()
+        # Publish and receive counters; the connection's own live in the subscriber.
         self._stats = RedisBrokerStats()
 
     # -- public API ------------------------------------------------------------------
@@ -143,12 +176,18 @@ class RedisBroker(Broker):
     @property
     def stats(self) -> RedisBrokerStats:
         """A snapshot of the counters: connection state, publishes, drops, receipts."""
-        return self._stats
+        sub = self._subscriber
+        return replace(
+            self._stats,
+            connected=sub.connected,
+            connects=sub.connects,
+            disconnects=sub.disconnects,
+        )
 
     @property
     def connected(self) -> bool:
         """Whether the subscriber connection is up right now."""
-        return self._stats.connected
+        return self._subscriber.connected
 
     async def start(self, on_message: MessageHandler, task_group: TaskGroup) -> None:
         """Start the subscriber task in ``task_group``; return after its first attempt.
@@ -159,12 +198,7 @@ class RedisBroker(Broker):
             raise RuntimeError("RedisBroker.start() was already called")
         self._started = True
         self._on_message = on_message
-        self._reader_scope = anyio.CancelScope()
-        self._first_attempt = first_attempt = anyio.Event()
-        self._reader_done = anyio.Event()
-        task_group.start_soon(self._run_subscriber, name=f"redis broker {_redact(self.url)}")
-        with anyio.move_on_after(self._connect_timeout + 1.0):
-            await first_attempt.wait()
+        await self._subscriber.start(task_group)
 
     async def close(self) -> None:
         """Stop the subscriber task and close every connection. Idempotent."""
@@ -172,27 +206,17 @@ class RedisBroker(Broker):
             return
         self._closed = True
         self._on_message = None
-        self._channels.clear()
-        if self._reader_scope is not None and self._reader_done is not None:
-            # Let the reader leave get_message() and close its own connection; closing
-            # it from here while it reads makes redis-py fail inside the reader.
-            self._reader_scope.cancel()
-            with anyio.move_on_after(self._connect_timeout, shield=True):
-                await self._reader_done.wait()
-        pubsub, self._pubsub = self._pubsub, None
         publisher, self._publisher = self._publisher, None
-        pool, self._subscriber_pool = self._subscriber_pool, None
         with anyio.CancelScope(shield=True):
-            if pubsub is not None:
-                await _close_pubsub(pubsub)
-            if pool is not None:
-                await _quietly_close(pool.disconnect())
+            await self._subscriber.close()
             if publisher is not None:
                 await _quietly_close(publisher.aclose(close_connection_pool=True))
-        self._set(connected=False)
 
-    async def publish(self, channel: str, data: bytes) -> None:
-        """Publish ``data`` on ``channel``; failures are logged and counted, never raised."""
+    async def publish(self, channel: str, data: bytes) -> bool:
+        """Publish ``data`` on ``channel``; ``False`` if it was dropped (never raises).
+
+        Drops (too large, Redis away, Redis refused) are logged and counted in ``stats``.
+        """
         if len(data) > self.max_message_size:
             self._count(oversize_dropped=1)
             logger.warning(
@@ -201,24 +225,27 @@ class RedisBroker(Broker):
                 channel,
                 self.max_message_size,
             )
-            return
-        if self._closed or (self._started and not self._stats.connected):
+            return False
+        if self._closed or (self._started and not self._subscriber.connected):
             # The subscriber already knows Redis is away: fail fast instead of making
             # every emit wait for a connect timeout.
             self._count(publish_dropped=1)
-            return
+            return False
+        if self._signer is not None:
+            data = self._signer.sign(channel, data)
         try:
             await self._get_publisher().publish(channel, data)
         except _IO_ERRORS as exc:
             self._count(publish_failures=1)
             if not self._publish_failing:
                 self._publish_failing = True
-                logger.warning("redis broker: publish to %s failed: %s", channel, _describe(exc))
-            return
+                logger.warning("redis broker: publish to %s failed: %s", channel, describe(exc))
+            return False
         self._count(published=1)
         if self._publish_failing:
             self._publish_failing = False
             logger.info("redis broker: publishing works again")
+        return True
 
     async def subscribe(self, channel: str) -> None:
         """Add ``channel`` to the subscription set; while connected, wait for Redis's ack.
@@ -226,126 +253,44 @@ class RedisBroker(Broker):
         Returns without error when Redis is away: the channel is subscribed on the
         next (re)connect.
         """
-        if self._closed or channel in self._channels:
-            return
-        self._channels.add(channel)
-        pubsub = self._pubsub
-        if pubsub is None:
-            return
-        ack = self._acks.setdefault(channel, anyio.Event())
-        try:
-            await pubsub.subscribe(channel)
-        except _IO_ERRORS:
-            return  # the reader sees the broken connection and resubscribes everything
-        with anyio.move_on_after(self._connect_timeout):
-            await ack.wait()
+        if not self._closed:
+            await self._subscriber.subscribe(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         """Remove ``channel`` from the subscription set and tell Redis when connected."""
-        if channel not in self._channels:
-            return
-        self._channels.discard(channel)
-        pubsub = self._pubsub
-        if pubsub is not None:
-            # On failure the reader reconnects, and a fresh connection won't subscribe it.
-            with contextlib.suppress(*_IO_ERRORS):
-                await pubsub.unsubscribe(channel)
+        await self._subscriber.unsubscribe(channel)
 
-    # -- subscriber task ---------------------------------------------------------------
+    # -- incoming messages ---------------------------------------------------------------
 
-    async def _run_subscriber(self) -> None:
-        assert self._reader_scope is not None and self._reader_done is not None
-        try:
-            with self._reader_scope:
-                await self._subscribe_forever()
-        finally:
-            self._reader_done.set()
-
-    async def _subscribe_forever(self) -> None:
-        assert self._first_attempt is not None
-        while not self._closed:
-            try:
-                await self._connect_and_read()
-            except _IO_ERRORS as exc:
-                self._on_connection_lost(exc)
-            except Exception as exc:
-                # A bug here must not take the app down: log it and reconnect.
-                if not self._closed:
-                    logger.exception("redis broker: subscriber failed")
-                self._on_connection_lost(exc)
-            finally:
-                await self._drop_pubsub()
-                self._first_attempt.set()
-            await anyio.sleep(self._backoff(self._attempt))
-            self._attempt += 1
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential delay with "equal jitter": half fixed, half random."""
-        delay = min(self._max_reconnect_delay, self._reconnect_delay * 2.0 ** min(attempt, 30))
-        return delay / 2 + random.uniform(0, delay / 2)
-
-    async def _connect_and_read(self) -> None:
-        pubsub = self._new_pubsub()
-        # Subscribe to a snapshot, then hand the pubsub to subscribe()/unsubscribe() and
-        # reconcile whatever changed while the snapshot was on the wire.
-        snapshot = set(self._channels)
-        await pubsub.subscribe(self._control_channel, *sorted(snapshot))
-        self._pubsub = pubsub
-        if self._channels - snapshot:
-            await pubsub.subscribe(*sorted(self._channels - snapshot))
-        if snapshot - self._channels:
-            await pubsub.unsubscribe(*sorted(snapshot - self._channels))
-        self._on_connected()
-        assert self._first_attempt is not None
-        self._first_attempt.set()
-        await self._read_forever(pubsub)
-
-    async def _read_forever(self, pubsub: PubSub) -> None:
-        """Hand messages to ``_handle``; PING when idle so a silent peer is noticed.
-
-        A TCP connection to a vanished host can stay "open" for hours: if a PING gets
-        no answer within ``health_check_interval``, the connection is given up.
-        """
-        interval = self._health_check_interval
-        last_heard = anyio.current_time()
-        ping_sent_at: float | None = None
-        while True:
-            message = await pubsub.get_message(timeout=interval / 2)
-            now = anyio.current_time()
-            if message is not None:
-                last_heard, ping_sent_at = now, None
-                self._handle(message)
-            elif ping_sent_at is not None:
-                if now - ping_sent_at > interval:
-                    raise TimeoutError(f"no answer to a PING in {interval} s")
-            elif now - last_heard >= interval:
-                await pubsub.ping()
-                ping_sent_at = now
-
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "subscribe":
-            event = self._acks.pop(_text(message["channel"]), None)
-            if event is not None:
-                event.set()
-            return
-        if kind != "message":
-            return
-        data = message["data"]
-        if not isinstance(data, bytes):
-            return
-        if len(data) > self.max_message_size:
+    def _handle(self, push: Push) -> None:
+        """Called by the subscriber for every message, delivered or skipped for its size."""
+        if isinstance(push, Message):
+            self._deliver(push.channel.decode(errors="replace"), push.data)
+        elif isinstance(push, OversizeMessage):
             self._count(oversize_dropped=1)
-            logger.warning(
-                "redis broker: dropped an incoming %d-byte message (max_message_size is %d)",
-                len(data),
-                self.max_message_size,
+            self._oversize_log.warn(
+                "redis broker: skipped an incoming %d-byte message on %s (limit %d)",
+                push.length,
+                push.channel.decode(errors="replace") if push.channel else "?",
+                self._wire_limit,
             )
-            return
-        channel = _text(message["channel"])
+
+    def _deliver(self, channel: str, data: bytes) -> None:
         on_message = self._on_message
-        if on_message is None or channel not in self._channels:
+        if on_message is None or channel not in self._subscriber.channels:
             return
+        if self._signer is not None:
+            payload = self._signer.verify(channel, data)
+            if payload is None:
+                self._count(forged_dropped=1)
+                self._forged_log.warn(
+                    "redis broker: dropped an %s message on %s: is another publisher "
+                    "missing the secret, or is someone else publishing on this Redis?",
+                    "incorrectly signed" if looks_signed(data) else "unsigned",
+                    channel,
+                )
+                return
+            data = payload
         self._count(received=1)
         try:
             on_message(channel, data)
@@ -353,68 +298,7 @@ class RedisBroker(Broker):
             # The contract says on_message never raises; if it does, keep reading.
             logger.exception("redis broker: on_message raised for channel %s", channel)
 
-    def _on_connected(self) -> None:
-        self._attempt = 0
-        self._set(connected=True)
-        self._count(connects=1)
-        level = logging.INFO if self._stats.connects == 1 else logging.WARNING
-        logger.log(level, "redis broker: connected to %s", _redact(self.url))
-
-    def _on_connection_lost(self, exc: BaseException) -> None:
-        if self._closed:
-            return
-        if self._stats.connected:
-            self._set(connected=False)
-            self._count(disconnects=1)
-            logger.warning(
-                "redis broker: lost connection to %s (%s); reconnecting",
-                _redact(self.url),
-                _describe(exc),
-            )
-        elif self._first_attempt is not None and not self._first_attempt.is_set():
-            logger.warning(
-                "redis broker: cannot reach %s (%s); local delivery only, retrying",
-                _redact(self.url),
-                _describe(exc),
-            )
-        else:
-            logger.debug("redis broker: reconnect failed: %s", _describe(exc))
-
-    async def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if self._stats.connected and not self._closed:
-            self._set(connected=False)
-            self._count(disconnects=1)
-        for event in self._acks.values():
-            event.set()  # nobody waits for an ack from a dead connection
-        self._acks.clear()
-        if pubsub is not None:
-            with anyio.CancelScope(shield=True):
-                await _close_pubsub(pubsub)
-
-    # -- connections ---------------------------------------------------------------------
-
-    def _new_pubsub(self) -> PubSub:
-        if self._subscriber_pool is None:
-            self._subscriber_pool = ConnectionPool.from_url(
-                self.url,
-                socket_connect_timeout=self._connect_timeout,
-                socket_timeout=self._connect_timeout,
-                **self._pool_options(),
-            )
-        return PubSub(self._subscriber_pool, ignore_subscribe_messages=False)
-
-    @staticmethod
-    def _pool_options() -> dict[str, Any]:
-        return {
-            # No hidden retries: this class owns reconnecting and resubscribing, and a
-            # blind retry of PUBLISH could deliver a message twice.
-            "retry": Retry(NoBackoff(), 0),
-            # RESP2 unless the URL asks for ``?protocol=3``: it works with every Redis
-            # version, and under redis-py 8's RESP3 defaults (maintenance notifications)
-            # the pool no longer notices a pooled connection that the server closed.
-            "protocol": 2,
-        }
+    # -- publisher -----------------------------------------------------------------------
 
     def _get_publisher(self) -> Redis:
         if self._publisher is None:
@@ -424,7 +308,13 @@ class RedisBroker(Broker):
                 timeout=self._publish_timeout,
                 socket_connect_timeout=self._publish_timeout,
                 socket_timeout=self._publish_timeout,
-                **self._pool_options(),
+                # No hidden retries: a blind retry of PUBLISH could deliver twice.
+                retry=Retry(NoBackoff(), 0),
+                # RESP2 unless the URL asks for ``?protocol=3``: it works with every
+                # Redis version, and under redis-py 8's RESP3 defaults (maintenance
+                # notifications) the pool no longer notices a connection the server
+                # closed.
+                protocol=2,
             )
             self._publisher = Redis(connection_pool=pool)
         return self._publisher
@@ -437,22 +327,7 @@ class RedisBroker(Broker):
             stats, **{name: getattr(stats, name) + n for name, n in increments.items()}
         )
 
-    def _set(self, *, connected: bool) -> None:
-        self._stats = replace(self._stats, connected=connected)
 
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def _quietly_close(closing: Awaitable[object]) -> None:
+async def _quietly_close(closing: Awaitable[Any]) -> None:
     with contextlib.suppress(*_IO_ERRORS):
         await closing
-
-
-async def _close_pubsub(pubsub: PubSub) -> None:
-    await _quietly_close(pubsub.aclose())  # type: ignore[no-untyped-call]
