@@ -21,11 +21,12 @@ from gatewayasgi.gateway.filters import BaseWsExceptionFilter, Catch, UseFilters
 from gatewayasgi.gateway.guards import BaseGuard, ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler, NestInterceptor, UseInterceptors
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
-from gatewayasgi.runtime.connection import Connection
+from gatewayasgi.instrumentation import Instrumentation
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.middleware import GatewayMiddleware
-from gatewayasgi.runtime.outbox import Overflow
 from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
-from gatewayasgi.settings import Settings
+from gatewayasgi.settings import Overflow, Settings
 
 __all__ = [
     "BaseGuard",
@@ -33,14 +34,17 @@ __all__ = [
     "BroadcastOperator",
     "CallHandler",
     "Catch",
+    "CloseCode",
     "ConfigurationError",
     "ConnectedSocket",
     "Connection",
+    "ConnectionState",
     "Container",
     "ExecutionContext",
     "GatewayError",
     "GatewayMiddleware",
     "Injectable",
+    "Instrumentation",
     "MessageBody",
     "MissingProviderError",
     "NestInterceptor",

@@ -13,6 +13,3 @@ ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSONValue: TypeAlias = Any
 """Anything orjson can serialise (plus pydantic models, see ``protocol.codec``)."""
-
-ClientId: TypeAlias = str
-FrameId: TypeAlias = "str | int"

@@ -30,6 +30,14 @@ class MissingProviderError(ConfigurationError):
     """A constructor parameter names a type that no provider supplies."""
 
 
+class UnknownSettingError(ConfigurationError, TypeError):
+    """``GatewayMiddleware`` got a keyword argument it does not take (a typo?)."""
+
+
+class InvalidSettingError(ConfigurationError, ValueError):
+    """A ``GatewayMiddleware`` setting has a value of the wrong type or out of range."""
+
+
 class BrokerError(GatewayError):
     """A broker could not move a message (never raised into handlers)."""
 

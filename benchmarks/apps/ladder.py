@@ -12,7 +12,8 @@ from typing import Any
 
 from gatewayasgi import GatewayMiddleware
 from gatewayasgi.protocol.codec import decode, encode
-from gatewayasgi.runtime.outbox import Outbox, Overflow
+from gatewayasgi.runtime.outbox import Outbox
+from gatewayasgi.settings import Overflow
 
 from .gateway import BenchGateway
 from .raw import app as raw_app

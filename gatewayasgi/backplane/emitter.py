@@ -19,14 +19,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gatewayasgi._types import JSONValue
+from gatewayasgi.backplane.envelope import Envelope, channel_for, pack
 from gatewayasgi.brokers.base import Broker
-from gatewayasgi.protocol.codec import encode
-from gatewayasgi.protocol.envelope import KIND_ALL, KIND_TO, Envelope, channel_for, pack
+from gatewayasgi.gateway.decorators import DEFAULT_NAMESPACE, normalize_namespace
+from gatewayasgi.protocol.json import JSON
+from gatewayasgi.protocol.targets import NOBODY, Targets, merge
 
 if TYPE_CHECKING:
     from gatewayasgi.brokers.redis import RedisBroker
-
-DEFAULT_NAMESPACE = "/ws"
 
 
 class EmitOperator:
@@ -38,7 +38,7 @@ class EmitOperator:
     __slots__ = ("_emitter", "_exclude", "_targets")
 
     def __init__(
-        self, emitter: Emitter, targets: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+        self, emitter: Emitter, targets: Targets = NOBODY, exclude: Targets = NOBODY
     ) -> None:
         self._emitter = emitter
         self._targets = targets
@@ -46,37 +46,34 @@ class EmitOperator:
 
     def to(self, *rooms_or_client_ids: str) -> EmitOperator:
         """Narrow the emit to these rooms and/or client ids (a union)."""
-        return EmitOperator(
-            self._emitter, _merge(self._targets, rooms_or_client_ids), self._exclude
-        )
+        return EmitOperator(self._emitter, merge(self._targets, rooms_or_client_ids), self._exclude)
 
     in_ = to
 
     def except_(self, *rooms_or_client_ids: str) -> EmitOperator:
         """Skip these clients (or every member of these rooms)."""
-        return EmitOperator(
-            self._emitter, self._targets, _merge(self._exclude, rooms_or_client_ids)
-        )
+        return EmitOperator(self._emitter, self._targets, merge(self._exclude, rooms_or_client_ids))
 
     async def emit(self, event: str, data: JSONValue = None) -> None:
         """Encode ``{"event", "data"}`` once and publish it for every node to deliver."""
-        frame = encode(event, data)
-        kind = KIND_TO if self._targets else KIND_ALL
         emitter = self._emitter
-        envelope = Envelope(emitter.node_id, kind, frame, self._targets, self._exclude)
+        frame = JSON.encode_emit(event, data)
+        envelope = Envelope(emitter.node_id, frame, self._targets, self._exclude)
         await emitter.broker.publish(emitter.channel, pack(envelope))
 
 
 class Emitter:
     """Publishes to one gateway namespace's clients over any ``Broker``.
 
+    ``namespace`` is spelled as in ``@WebSocketGateway`` (``"chat"`` is ``"/chat"``).
     The broker is used for publishing only (``start`` is not needed). ``node_id`` is
     this emitter's own id, never a server's, so every server delivers its messages.
     """
 
     def __init__(self, broker: Broker, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.broker = broker
-        self.namespace = namespace
+        # The same spelling rules as @WebSocketGateway: "chat" and "/chat/" are "/chat".
+        self.namespace = normalize_namespace(namespace)
         self.channel = channel_for(namespace)
         self.node_id = uuid.uuid4().hex
 
@@ -129,9 +126,3 @@ class RedisEmitter(Emitter):
 
     async def __aenter__(self) -> RedisEmitter:
         return self
-
-
-def _merge(current: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
-    if not extra:
-        return current
-    return tuple(dict.fromkeys((*current, *extra)))

@@ -6,10 +6,16 @@ receiving node forwards the very bytes it got, without decoding or re-encoding t
 payload. Sizes are checked before anything is parsed.
 
 Header keys:
-  ``n``  node id of the sender (a node ignores its own echoes)
-  ``k``  kind: ``"all"`` (every client of the namespace), ``"to"`` (rooms or client ids)
-  ``t``  list of room names / client ids (for ``"to"``)
-  ``x``  list of client ids to skip
+  ``n``   node id of the sender (a node ignores its own echoes)
+  ``k``   kind: ``"all"`` (every client of the namespace), ``"to"`` (rooms and/or clients)
+  ``r``   room names to deliver to (their members)
+  ``c``   client ids to deliver to
+  ``xr``  rooms whose members are skipped
+  ``xc``  client ids that are skipped
+
+Rooms and clients travel in separate fields: a receiving node never looks a room name
+up as a client id or the other way round, so a room named like a client cannot pull
+that client's messages from another node either.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+
+from gatewayasgi.protocol.targets import NOBODY, Targets
 
 MAX_HEADER_BYTES = 64 * 1024
 KIND_ALL = "all"
@@ -33,10 +41,14 @@ class Envelope:
     """A delivery order for every node: which clients get ``frame``."""
 
     node: str
-    kind: str
     frame: str
-    targets: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    targets: Targets = NOBODY
+    exclude: Targets = NOBODY
+
+    @property
+    def kind(self) -> str:
+        """``"to"`` when addressed to rooms or clients, else ``"all"``."""
+        return KIND_TO if self.targets else KIND_ALL
 
 
 def channel_for(namespace: str) -> str:
@@ -47,10 +59,14 @@ def channel_for(namespace: str) -> str:
 def pack(envelope: Envelope) -> bytes:
     """Serialise an envelope for ``Broker.publish``."""
     header: dict[str, object] = {"n": envelope.node, "k": envelope.kind}
-    if envelope.targets:
-        header["t"] = list(envelope.targets)
-    if envelope.exclude:
-        header["x"] = list(envelope.exclude)
+    for key, names in (
+        ("r", envelope.targets.rooms),
+        ("c", envelope.targets.clients),
+        ("xr", envelope.exclude.rooms),
+        ("xc", envelope.exclude.clients),
+    ):
+        if names:
+            header[key] = list(names)
     return orjson.dumps(header) + b"\n" + envelope.frame.encode()
 
 
@@ -79,6 +95,10 @@ def unpack(message: bytes, max_size: int) -> Envelope:
     node, kind = header.get("n"), header.get("k")
     if type(node) is not str or kind not in (KIND_ALL, KIND_TO):
         raise EnvelopeError("envelope header needs a node id and a known kind")
-    return Envelope(
-        node, kind, text, _strings(header.get("t"), "t"), _strings(header.get("x"), "x")
-    )
+    targets = Targets(_strings(header.get("r"), "r"), _strings(header.get("c"), "c"))
+    if kind == KIND_TO and not targets:
+        raise EnvelopeError("a 'to' envelope needs rooms or clients")
+    if kind == KIND_ALL and targets:
+        raise EnvelopeError("an 'all' envelope cannot name rooms or clients")
+    exclude = Targets(_strings(header.get("xr"), "xr"), _strings(header.get("xc"), "xc"))
+    return Envelope(node, text, targets, exclude)

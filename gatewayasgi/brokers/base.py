@@ -12,7 +12,8 @@ Whether a publisher receives its own messages is up to the broker (Redis does, t
 memory broker does not); the runtime drops its own echoes by node id either way.
 
 Failures: ``publish`` must not raise into callers because a peer is unreachable; it
-logs, counts and drops (delivery across the backplane is at-most-once).
+logs, counts and drops, and returns ``False`` so the runtime can count the failure too
+(delivery across the backplane is at-most-once).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ class Broker(ABC):
         """Stop delivering, drop subscriptions and release connections. Idempotent."""
 
     @abstractmethod
-    async def publish(self, channel: str, data: bytes) -> None:
-        """Send ``data`` to every subscriber of ``channel`` in other processes too."""
+    async def publish(self, channel: str, data: bytes) -> bool | None:
+        """Send ``data`` to every subscriber of ``channel`` in other processes too.
+
+        Returns ``False`` when the message was dropped (peer unreachable, too large).
+        """
 
     @abstractmethod
     async def subscribe(self, channel: str) -> None:

@@ -35,12 +35,13 @@ class MemoryBroker(Broker):
             await self.unsubscribe(channel)
         self._on_message = None
 
-    async def publish(self, channel: str, data: bytes) -> None:
+    async def publish(self, channel: str, data: bytes) -> bool:
         for broker in self._hub.subscribers.get(channel, ()):
             # The publisher is skipped: it has already served its own clients, and
             # skipping here keeps a lone broker's publish to a dict lookup.
             if broker is not self and broker._on_message is not None:
                 broker._on_message(channel, data)
+        return True
 
     async def subscribe(self, channel: str) -> None:
         if channel not in self._channels:

@@ -9,19 +9,75 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from gatewayasgi.exceptions import ConfigurationError, PayloadValidationError
+from gatewayasgi.gateway.filters import ExceptionFilter
+from gatewayasgi.gateway.guards import Guard
+from gatewayasgi.gateway.interceptors import Interceptor
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 
 Extractor = Callable[[Any, Any], Any]
 
 
 INVALID_PAYLOAD = "Invalid payload for WebSocket event '{event}'"
+MAX_VALIDATION_ERRORS = 10
+"""Validation errors sent back at most; ``error_count`` says how many there were."""
+MAX_LOC_ITEMS = 8
+MAX_LOC_KEY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One handler parameter as declared."""
+
+    name: str
+    source: Literal["body", "socket"]
+    """``body``: ``MessageBody()`` (the frame's data, or one key of it); ``socket``:
+    ``ConnectedSocket()``."""
+    key: str | None = None
+    """For ``MessageBody("key")``: the key of the data it reads."""
+    annotation: Any = None
+    """The type hint, or ``None`` when there is none."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDescription:
+    """What a handler declares, for readers such as the AsyncAPI generator.
+
+    Built once from the signature beside the fast invoker, so nobody needs to inspect
+    handlers again.
+    """
+
+    event: str
+    qualname: str
+    parameters: tuple[Parameter, ...]
+    returns: Any = None
+    """The return annotation, or ``None`` when there is none."""
+    guards: tuple[str, ...] = ()
+    """Names of the guard classes that run before the handler."""
+    doc: str | None = None
+    """The handler's docstring."""
+
+    @property
+    def body(self) -> Parameter | None:
+        """The parameter receiving the whole data (``MessageBody()``), if any."""
+        for parameter in self.parameters:
+            if parameter.source == "body" and parameter.key is None:
+                return parameter
+        return None
+
+    @property
+    def body_fields(self) -> dict[str, Any]:
+        """``key -> annotation`` of the ``MessageBody("key")`` parameters."""
+        return {
+            parameter.key: parameter.annotation
+            for parameter in self.parameters
+            if parameter.source == "body" and parameter.key is not None
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +90,10 @@ class Handler:
     func: Callable[..., Any]
     is_async: bool
     invoke: Callable[[Any, Any], Any]
-    guards: tuple[Any, ...] = ()
-    filters: tuple[Any, ...] = ()
-    interceptors: tuple[Any, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    filters: tuple[ExceptionFilter, ...] = ()
+    interceptors: tuple[Interceptor, ...] = ()
+    description: HandlerDescription | None = field(default=None, compare=False)
 
 
 def _socket(client: Any, data: Any) -> Any:
@@ -62,10 +119,39 @@ def _validated(read: Extractor, adapter: TypeAdapter[Any], event: str) -> Extrac
         try:
             return validate(read(client, data))
         except ValidationError as exc:
-            errors = orjson.loads(exc.json(include_url=False))
-            raise PayloadValidationError(message, errors=errors) from None
+            raise PayloadValidationError(message, **bounded_errors(exc)) from None
 
     return extract
+
+
+def _loc_item(item: Any) -> Any:
+    if type(item) is str and len(item) > MAX_LOC_KEY:
+        return item[:MAX_LOC_KEY] + "..."
+    return item
+
+
+def bounded_errors(exc: ValidationError) -> dict[str, Any]:
+    """The details of a validation failure, small whatever the input.
+
+    At most ``MAX_VALIDATION_ERRORS`` errors, each with ``type``, ``loc`` (cut to a few
+    short items) and ``msg`` only: the client's input is never echoed back, so a large
+    invalid payload cannot be amplified into a larger reply.
+    """
+    total = exc.error_count()
+    errors = [
+        {
+            "type": error["type"],
+            "loc": [_loc_item(item) for item in error["loc"][:MAX_LOC_ITEMS]],
+            "msg": error["msg"][:200],
+        }
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)[
+            :MAX_VALIDATION_ERRORS
+        ]
+    ]
+    details: dict[str, Any] = {"errors": errors}
+    if total > len(errors):
+        details["error_count"] = total
+    return details
 
 
 def _invoker(
@@ -114,13 +200,22 @@ def _extractor(owner: str, event: str, name: str, param: inspect.Parameter, hint
     return _validated(read, adapter, event)
 
 
+def _parameter(name: str, param: inspect.Parameter, hint: Any) -> Parameter:
+    marker = param.default
+    annotation = None if hint is inspect.Parameter.empty else hint
+    if isinstance(marker, ConnectedSocket):
+        return Parameter(name, "socket", annotation=annotation)
+    key = marker.key if isinstance(marker, MessageBody) else None
+    return Parameter(name, "body", key, annotation)
+
+
 def compile_handler(
     event: str,
     owner: str,
     func: Callable[..., Any],
-    guards: tuple[Any, ...] = (),
-    filters: tuple[Any, ...] = (),
-    interceptors: tuple[Any, ...] = (),
+    guards: tuple[Guard, ...] = (),
+    filters: tuple[ExceptionFilter, ...] = (),
+    interceptors: tuple[Interceptor, ...] = (),
 ) -> Handler:
     """Prepare ``func`` (a bound gateway method) for dispatch of ``event``."""
     qualname = f"{owner}.{getattr(func, '__name__', event)}"
@@ -129,6 +224,7 @@ def compile_handler(
     except Exception:
         hints = {}
     extractors: list[tuple[str, Extractor]] = []
+    parameters: list[Parameter] = []
     positional = True
     for name, param in inspect.signature(func).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -139,9 +235,19 @@ def compile_handler(
         ):
             hint = hints.get(name, param.annotation)
             extractors.append((name, _extractor(qualname, event, name, param, hint)))
+            parameters.append(_parameter(name, param, hint))
             positional = positional and param.kind != param.KEYWORD_ONLY
         else:
             positional = False  # a parameter left to its default: pass the others by name
+    returns = hints.get("return", inspect.signature(func).return_annotation)
+    description = HandlerDescription(
+        event=event,
+        qualname=qualname,
+        parameters=tuple(parameters),
+        returns=None if returns is inspect.Signature.empty else returns,
+        guards=tuple(type(guard).__name__ for guard in guards),
+        doc=inspect.getdoc(func),
+    )
     return Handler(
         event=event,
         qualname=qualname,
@@ -151,4 +257,5 @@ def compile_handler(
         guards=guards,
         filters=filters,
         interceptors=interceptors,
+        description=description,
     )

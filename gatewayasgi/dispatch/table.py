@@ -13,6 +13,7 @@ from gatewayasgi.dispatch.handler import Handler, compile_handler
 from gatewayasgi.exceptions import ConfigurationError, DuplicateHandlerError
 from gatewayasgi.gateway.decorators import EVENT_ATTR, GUARDS_ATTR, GatewayMeta, gateway_meta
 from gatewayasgi.gateway.filters import FILTERS_ATTR
+from gatewayasgi.gateway.guards import Guard
 from gatewayasgi.gateway.interceptors import INTERCEPTORS_ATTR
 
 Hook = Callable[..., Any]
@@ -29,7 +30,7 @@ class GatewayTable:
     after_init: Hook | None
     on_connection: Hook | None
     on_disconnect: Hook | None
-    handshake_guards: tuple[Any, ...] = ()
+    handshake_guards: tuple[Guard, ...] = ()
 
     @property
     def name(self) -> str:
@@ -69,7 +70,7 @@ def _extensions(
     return tuple(lists)
 
 
-def handshake_guards(meta: GatewayMeta, container: Container, owner: str) -> tuple[Any, ...]:
+def handshake_guards(meta: GatewayMeta, container: Container, owner: str) -> tuple[Guard, ...]:
     """Instances of a gateway's ``handshake_guards``."""
     return _instances(meta.handshake_guards, container, owner, "Handshake guard", "can_activate")
 

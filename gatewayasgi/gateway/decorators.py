@@ -17,7 +17,6 @@ DEFAULT_NAMESPACE = "/ws"
 GATEWAY_ATTR = "__gateway__"
 EVENT_ATTR = "__ws_event__"
 GUARDS_ATTR = "__guards__"
-INJECTABLE_ATTR = "__injectable__"
 
 _registry: list[type] = []
 
@@ -27,7 +26,6 @@ class GatewayMeta:
     """What ``@WebSocketGateway`` recorded on a class."""
 
     namespace: str
-    port: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     handshake_guards: tuple[Any, ...] = ()
     subprotocols: tuple[str, ...] = ()
@@ -88,8 +86,9 @@ def WebSocketGateway(
 
     Usable as ``@WebSocketGateway``, ``@WebSocketGateway("/chat")`` or
     ``@WebSocketGateway(namespace="chat")``. The namespace may hold parameters
-    (``"/rooms/{room_id}"``), exposed as ``client.path_params``. ``port`` and
-    ``options`` are kept as metadata: gateways share the app's server and port.
+    (``"/rooms/{room_id}"``), exposed as ``client.path_params``. ``port`` is accepted
+    for PyNest compatibility and ignored: gateways share the app's server and port.
+    ``options`` may hold ``{"overflow": ...}``, this gateway's outbox overflow policy.
     The class becomes injectable: its constructor arguments come from providers.
 
     ``handshake_guards`` run before the socket is accepted (``get_event()`` and
@@ -105,7 +104,6 @@ def WebSocketGateway(
         raise TypeError("WebSocketGateway subprotocols must be a list of strings")
     meta = GatewayMeta(
         normalize_namespace(namespace),
-        port,
         dict(options or {}),
         tuple(handshake_guards),
         tuple(subprotocols),
@@ -113,7 +111,6 @@ def WebSocketGateway(
 
     def decorate(cls: C) -> C:
         setattr(cls, GATEWAY_ATTR, meta)
-        setattr(cls, INJECTABLE_ATTR, True)
         if cls not in _registry:
             _registry.append(cls)
         return cls
@@ -157,10 +154,11 @@ def Injectable(cls: Any = None) -> Any:
 
     Providers are listed in ``GatewayMiddleware(providers=[...])``; each is built once
     and its constructor's type-hinted parameters are resolved from other providers.
+    The mark itself changes nothing (any listed class is a provider): it documents
+    intent, as in NestJS and PyNest.
     """
 
     def decorate(target: C) -> C:
-        setattr(target, INJECTABLE_ATTR, True)
         return target
 
     return decorate(cls) if cls is not None else decorate

@@ -11,9 +11,12 @@ An exception no filter catches gets the default treatment (``BaseWsExceptionFilt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gatewayasgi.gateway.decorators import attach
+
+if TYPE_CHECKING:
+    from gatewayasgi.gateway.guards import ExecutionContext
 
 T = TypeVar("T")
 FILTERS_ATTR = "__ws_filters__"
@@ -30,7 +33,13 @@ def Catch(*exceptions: type[BaseException]) -> Callable[[T], T]:
     return decorate
 
 
-def catches(filter_: Any) -> tuple[type[BaseException], ...]:
+class ExceptionFilter(Protocol):
+    """Anything with ``catch(exception, context)`` (sync or async)."""
+
+    def catch(self, exception: BaseException, context: ExecutionContext) -> Any: ...
+
+
+def catches(filter_: ExceptionFilter) -> tuple[type[BaseException], ...]:
     """The exception types a filter instance handles."""
     return tuple(getattr(filter_, CATCH_ATTR, (Exception,)))
 
@@ -40,7 +49,7 @@ class BaseWsExceptionFilter:
     ``WsException`` -> its message (connection stays open); anything else ->
     ``"Internal server error"`` and close 1011 (the runtime logs the traceback)."""
 
-    def catch(self, exception: BaseException, host: Any) -> Any:
+    def catch(self, exception: BaseException, context: ExecutionContext) -> Any:
         raise exception
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 
 class WsArgumentsHost:
@@ -71,3 +71,9 @@ class BaseGuard:
 
     def can_activate(self, context: ExecutionContext) -> bool | Awaitable[bool]:
         raise NotImplementedError(f"{type(self).__name__} must implement can_activate")
+
+
+class Guard(Protocol):
+    """Anything with ``can_activate(context)`` (sync or async) returning a bool."""
+
+    def can_activate(self, context: ExecutionContext) -> bool | Awaitable[bool]: ...

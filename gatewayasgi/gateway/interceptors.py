@@ -9,9 +9,12 @@ list runs outermost-first in the order written.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gatewayasgi.gateway.decorators import attach
+
+if TYPE_CHECKING:
+    from gatewayasgi.gateway.guards import ExecutionContext
 
 T = TypeVar("T")
 INTERCEPTORS_ATTR = "__ws_interceptors__"
@@ -30,10 +33,16 @@ class CallHandler:
         return self._call()
 
 
+class Interceptor(Protocol):
+    """Anything with ``async intercept(context, next)``."""
+
+    def intercept(self, context: ExecutionContext, next: CallHandler) -> Awaitable[Any]: ...
+
+
 class NestInterceptor:
     """Subclass and implement ``async def intercept(self, context, next)``."""
 
-    async def intercept(self, context: Any, next: CallHandler) -> Any:
+    async def intercept(self, context: ExecutionContext, next: CallHandler) -> Any:
         return await next.handle()
 
 

@@ -20,6 +20,7 @@ MISSING_EVENT = "WebSocket message is missing an event"
 EVENT_NOT_A_STRING = "WebSocket message event must be a string"
 TOO_DEEP = "WebSocket message is nested too deeply"
 INVALID_ID = "WebSocket message id must be a string or an integer"
+ID_TOO_LONG = "WebSocket message id must be at most 128 characters"
 UNKNOWN_EVENT = "No handler for WebSocket event '{event}'"
 ACCESS_DENIED = "Access denied: insufficient permissions"
 INTERNAL_ERROR = "Internal server error"
@@ -56,18 +57,13 @@ def _default(obj: Any) -> Any:
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-_dumps = orjson.dumps
-
-
 def dumps(value: Any) -> bytes:
     """Serialise any JSON-able value (pydantic models included) to UTF-8 JSON bytes."""
-    return _dumps(value, default=_default, option=_OPTIONS)
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
 
 
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
-_new_tuple = tuple.__new__
-
+MAX_ID_LENGTH = 128
+"""Longest string ``id``: it is echoed on the reply, so it must stay small."""
 
 MAX_DEPTH = 254
 """orjson reads 1024 levels but writes only 254: deeper input could never be echoed."""
@@ -83,7 +79,7 @@ def _too_deep(raw: str | bytes, obj: Any) -> bool:
     if brackets <= MAX_DEPTH:
         return False
     try:
-        _dumps(obj)
+        orjson.dumps(obj)
     except orjson.JSONEncodeError:
         return True
     return False
@@ -93,6 +89,8 @@ def _envelope_error(event: Any, frame_id: Any) -> FrameError:
     # The slow path: work out which rule a frame broke, in the order clients expect.
     if frame_id is not None and type(frame_id) is not str and type(frame_id) is not int:
         return FrameError(INVALID_ID)
+    if type(frame_id) is str and len(frame_id) > MAX_ID_LENGTH:
+        return FrameError(ID_TOO_LONG)
     if event is None or event == "":
         return FrameError(MISSING_EVENT, frame_id)
     return FrameError(EVENT_NOT_A_STRING, frame_id)
@@ -106,31 +104,35 @@ def decode(raw: str | bytes) -> Frame:
     missing or non-string event, or an id that is neither a string nor an integer.
     """
     try:
-        obj = _loads(raw)
-    except _JSONDecodeError:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise FrameError(INVALID_JSON) from None
     if type(obj) is not dict:
         raise FrameError(NOT_AN_OBJECT)
     if len(raw) > 2 * MAX_DEPTH and _too_deep(raw, obj):
         frame_id = obj.get("id")
-        raise FrameError(TOO_DEEP, frame_id if type(frame_id) in (str, int) else None)
+        valid = type(frame_id) is int or (type(frame_id) is str and len(frame_id) <= MAX_ID_LENGTH)
+        raise FrameError(TOO_DEEP, frame_id if valid else None)
     event = obj.get("event")
     frame_id = obj.get("id")
     if (
         type(event) is not str
         or not event
-        or (frame_id is not None and type(frame_id) is not str and type(frame_id) is not int)
+        or (
+            frame_id is not None
+            and (type(frame_id) is not int)
+            and (type(frame_id) is not str or len(frame_id) > MAX_ID_LENGTH)
+        )
     ):
         raise _envelope_error(event, frame_id)
-    return _new_tuple(Frame, (event, obj.get("data"), frame_id))
+    return Frame(event, obj.get("data"), frame_id)
 
 
 def encode(event: str, data: JSONValue, frame_id: str | int | None = None) -> str:
     """Serialise ``{"event", "data"}`` (plus ``"id"`` when given) to a text frame."""
     if frame_id is None:
-        return _dumps({"event": event, "data": data}, default=_default, option=_OPTIONS).decode()
-    message = {"event": event, "data": data, "id": frame_id}
-    return _dumps(message, default=_default, option=_OPTIONS).decode()
+        return dumps({"event": event, "data": data}).decode()
+    return dumps({"event": event, "data": data, "id": frame_id}).decode()
 
 
 def encode_message(message: dict[str, Any], frame_id: str | int | None = None) -> str:
@@ -140,9 +142,23 @@ def encode_message(message: dict[str, Any], frame_id: str | int | None = None) -
     return dumps(message).decode()
 
 
+MAX_ERROR_FRAME = 4096
+"""Largest error frame in bytes: a bigger one is sent with its message cut and its
+details dropped (``"truncated": true``), so no input can make an error reply grow."""
+MAX_ERROR_MESSAGE = 512
+"""Characters of an error message kept when an error frame has to be cut."""
+
+
 def encode_error(message: str, frame_id: str | int | None = None, **details: JSONValue) -> str:
-    """Serialise an error frame ``{"event": "error", "data": {"message": ..., **details}}``."""
-    return encode(ERROR_EVENT, {"message": message, **details}, frame_id)
+    """Serialise an error frame ``{"event": "error", "data": {"message": ..., **details}}``.
+
+    Never longer than ``MAX_ERROR_FRAME`` bytes: details that do not fit are dropped.
+    """
+    text = encode(ERROR_EVENT, {"message": message, **details}, frame_id)
+    if len(text) <= MAX_ERROR_FRAME // 4 or len(text.encode()) <= MAX_ERROR_FRAME:
+        return text
+    data = {"message": message[:MAX_ERROR_MESSAGE], "truncated": True}
+    return encode(ERROR_EVENT, data, frame_id)
 
 
 def is_reply_message(value: Any) -> bool:

@@ -8,66 +8,119 @@ connection's ``Outbox``, so frames leave in order and never block other clients.
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from http.cookies import SimpleCookie
+from typing import Any, Protocol
 
 from anyio import CancelScope
 
 from gatewayasgi._types import JSONValue, Message, Scope
-from gatewayasgi.protocol import codec
+from gatewayasgi.instrumentation import DropReason, Instrumentation
+from gatewayasgi.protocol.base import Payload, WireProtocol
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.codec import dumps
 from gatewayasgi.runtime.datastructures import URL, Address, Headers, QueryParams, State
-from gatewayasgi.runtime.outbox import Outbox
-
-if TYPE_CHECKING:
-    from gatewayasgi.runtime.server import WebSocketServer
+from gatewayasgi.runtime.outbox import Outbox, frame_cost
 
 logger = logging.getLogger("gatewayasgi")
 
-TRY_AGAIN_LATER = 1013
-"""Close code for a client too slow to read what it is sent."""
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in its life; it only ever moves forward.
+
+    ``CONNECTING`` -> ``OPEN`` -> ``CLOSING`` -> ``CLOSED``, and ``OPEN`` or ``CLOSING``
+    straight to ``CLOSED`` when the peer goes away.
+    """
+
+    CONNECTING = 0
+    """The handshake runs (origin, capacity, handshake guards)."""
+    OPEN = 1
+    """Accepted; frames flow both ways."""
+    CLOSING = 2
+    """A close was decided here (by the app, a guard, a limit): sends are dropped, and
+    the close frame goes out after what is queued."""
+    CLOSED = 3
+    """The peer is gone (its close arrived, or a send failed): nothing more is sent."""
+
+
+class Host(Protocol):
+    """What a connection needs of the gateway that runs it."""
+
+    namespace: str
+    protocol: WireProtocol
+    metrics: Instrumentation | None
 
 
 class Connection:
     """One accepted WebSocket client of a gateway."""
 
     def __init__(
-        self,
-        client_id: str,
-        scope: Scope,
-        make_outbox: Callable[[Callable[[], None], Callable[[], None]], Outbox],
-        server: WebSocketServer,
-        path_params: dict[str, str],
+        self, client_id: str, scope: Scope, host: Host, path_params: dict[str, str]
     ) -> None:
         self.id = client_id
+        """Unique across processes; has the reserved client-id shape (``c_`` + 32 hex)."""
         self.scope = scope
         self.path_params = path_params
-        self.server = server
-        self.outbox = make_outbox(self._overflowed, self._gone)
+        self.lifecycle = ConnectionState.CONNECTING
+        """Where the connection is in its life (``client.state`` is the app's own bag)."""
         self.close_code: int | None = None
+        """The code this connection closed (or is closing) with, once known."""
         self.close_reason: str | None = None
-        self.peer_gone = False
         self.last_seen = 0.0
+        """Monotonic time of the last frame from the client (heartbeats)."""
         self.cancel_scope: CancelScope | None = None
         """Set by the runtime: cancelling it ends the connection's session."""
+        self.outbox: Outbox  # set by the runtime before accept
+        self._host = host
 
-    def _overflowed(self) -> None:
+    # -- lifecycle (called by the runtime) --------------------------------------
+
+    def _transition(self, state: ConnectionState) -> bool:
+        """Move forward to ``state``; False (and no change) when already there or past."""
+        if state.value <= self.lifecycle.value:
+            return False
+        self.lifecycle = state
+        return True
+
+    def accepted(self) -> None:
+        """The handshake succeeded."""
+        if self.lifecycle is not ConnectionState.CONNECTING:
+            raise RuntimeError(f"cannot accept a connection in state {self.lifecycle.name}")
+        self.lifecycle = ConnectionState.OPEN
+
+    def gave_up(self, reason: DropReason) -> None:
+        """The outbox gave up on this client (too slow, or the process budget): 1013."""
         logger.warning(
-            "gateway %s: client %s too slow (outbox full), closing with 1013",
-            self.server.namespace,
+            "gateway %s: client %s too slow (%s), closing with 1013",
+            self._host.namespace,
             self.id,
+            "outbox full" if reason == "slow_consumer" else "outbox budget",
         )
-        self.close_code = TRY_AGAIN_LATER
-        self._end()
+        if self._transition(ConnectionState.CLOSING):
+            self.close_code = CloseCode.TRY_AGAIN_LATER
+            self.close_reason = "slow consumer"
+        metrics = self._host.metrics
+        if metrics is not None:
+            metrics.on_overflow(self._host.namespace)
+            metrics.on_drop(self._host.namespace, reason, 1)
+        self.end()
 
-    def _gone(self) -> None:
-        self.peer_gone = True
-        self._end()
+    def peer_gone(self, code: int = CloseCode.NO_STATUS) -> None:
+        """The client went away (its close arrived, or a send failed)."""
+        if self.close_code is None:
+            self.close_code = code
+        self.lifecycle = ConnectionState.CLOSED
+        self.outbox.close()
+        self.end()
 
-    def _end(self) -> None:
+    def end(self) -> None:
+        """Stop this connection's session (its receive loop and writer)."""
         if self.cancel_scope is not None:
             self.cancel_scope.cancel()
+
+    # -- Starlette-style views of the handshake ---------------------------------
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.scope.get('path', '')}>"
@@ -101,8 +154,6 @@ class Connection:
     @property
     def cookies(self) -> dict[str, str]:
         """Cookies sent with the handshake."""
-        from http.cookies import SimpleCookie
-
         jar: SimpleCookie = SimpleCookie()
         jar.load(self.headers.get("cookie", ""))
         return {key: morsel.value for key, morsel in jar.items()}
@@ -110,34 +161,41 @@ class Connection:
     @property
     def closed(self) -> bool:
         """True once the connection is closing or closed; sends are then dropped."""
-        return self.outbox.closed or self.close_code is not None
+        return self.lifecycle.value >= ConnectionState.CLOSING.value
+
+    # -- sending ----------------------------------------------------------------
+
+    async def send_payload(self, payload: Payload) -> None:
+        """Send one encoded frame (``str``: text, ``bytes``: binary) through the outbox."""
+        await self.outbox.send(WireProtocol.message(payload), frame_cost(payload))
+        metrics = self._host.metrics
+        if metrics is not None:
+            metrics.on_frame_out(self._host.namespace, 1)
 
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
-        await self.outbox.send({"type": "websocket.send", "text": data}, len(data))
+        await self.send_payload(data)
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary frame."""
-        await self.outbox.send({"type": "websocket.send", "bytes": data}, len(data))
+        await self.send_payload(data)
 
     async def send_json(self, data: JSONValue, mode: str = "text") -> None:
         """Serialise ``data`` with orjson (pydantic models too) and send it."""
-        payload = codec.dumps(data)
-        if mode == "binary":
-            await self.send_bytes(payload)
-        else:
-            await self.send_text(payload.decode())
+        payload = dumps(data)
+        await self.send_payload(payload if mode == "binary" else payload.decode())
 
     async def emit(self, event: str, data: JSONValue = None) -> None:
         """Send ``{"event": event, "data": data}`` to this client."""
-        await self.send_text(codec.encode(event, data))
+        await self.send_payload(self._host.protocol.encode_emit(event, data))
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
         """Send what is queued, then a close frame with ``code``; later sends are dropped."""
-        if self.closed:
+        if self.lifecycle is not ConnectionState.OPEN:
             return
+        self.lifecycle = ConnectionState.CLOSING
         self.close_code, self.close_reason = code, reason
-        message: Message = {"type": "websocket.close", "code": code}
+        message: Message = {"type": "websocket.close", "code": int(code)}
         if reason:
             message["reason"] = reason
         await self.outbox.send(message, 0)

@@ -11,24 +11,32 @@ import gc
 import inspect
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
 
 from gatewayasgi._types import ASGIApp, Message, Receive, Scope, Send
+from gatewayasgi.backplane.node import Backplane
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.di import Container
 from gatewayasgi.dispatch.routes import Routes, route_path
 from gatewayasgi.dispatch.table import GatewayTable, compile_gateway
 from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
+from gatewayasgi.instrumentation import Instrumentation
+from gatewayasgi.protocol.base import WireProtocol
+from gatewayasgi.protocol.json import JSON
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
+from gatewayasgi.runtime.outbox import OutboxBudget
+from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
-from gatewayasgi.runtime.session import Session
-from gatewayasgi.settings import Settings
+from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_settings
 
 logger = logging.getLogger("gatewayasgi")
+
+_DEFAULTS = Settings()
+_OWN_PARAMETERS = ("app", "gateways", "providers", "broker", "metrics")
 
 
 def _gateway_classes(gateways: Iterable[type] | None, providers: Sequence[Any]) -> list[type]:
@@ -50,7 +58,10 @@ class GatewayMiddleware:
     (built once, constructor hints resolved from other providers) or ready instances
     (shared with the app). ``app=None`` serves gateways alone: HTTP gets 404 and an
     unmatched websocket is refused before accept. ``broker`` carries emits to other
-    processes (see ``gatewayasgi.brokers``). Other keyword arguments are ``Settings``.
+    processes (see ``gatewayasgi.brokers``); ``metrics`` receives the runtime's
+    instrumentation hooks (e.g. ``gatewayasgi.metrics.PrometheusMetrics``). Every other
+    keyword is a limit or policy documented on ``gatewayasgi.Settings``; each is
+    checked here, and an error names the setting at fault.
     """
 
     def __init__(
@@ -60,33 +71,108 @@ class GatewayMiddleware:
         gateways: Iterable[type] | None = None,
         providers: Sequence[Any] = (),
         broker: Broker | None = None,
-        **settings: Any,
+        metrics: Instrumentation | None = None,
+        outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
+        outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
+        outbox_budget: int | None = _DEFAULTS.outbox_budget,
+        overflow: Overflow | str = _DEFAULTS.overflow,
+        max_message_size: int = _DEFAULTS.max_message_size,
+        rate_limit: float | None = _DEFAULTS.rate_limit,
+        rate_burst: int = _DEFAULTS.rate_burst,
+        error_rate_limit: float = _DEFAULTS.error_rate_limit,
+        error_burst: int = _DEFAULTS.error_burst,
+        abuse_threshold: int = _DEFAULTS.abuse_threshold,
+        max_rooms_per_connection: int = _DEFAULTS.max_rooms_per_connection,
+        max_room_name_length: int = _DEFAULTS.max_room_name_length,
+        max_connections: int | None = _DEFAULTS.max_connections,
+        allowed_origins: Sequence[str] | None = _DEFAULTS.allowed_origins,
+        allow_missing_origin: bool = _DEFAULTS.allow_missing_origin,
+        heartbeat_interval: float | None = _DEFAULTS.heartbeat_interval,
+        heartbeat_timeout: float = _DEFAULTS.heartbeat_timeout,
+        heartbeat_event: str = _DEFAULTS.heartbeat_event,
+        close_timeout: float = _DEFAULTS.close_timeout,
+        hook_timeout: float = _DEFAULTS.hook_timeout,
+        gc_freeze: bool = _DEFAULTS.gc_freeze,
+        **unknown: NoReturn,
     ) -> None:
+        if unknown:
+            raise unknown_settings(unknown, (*SETTING_NAMES, *_OWN_PARAMETERS))
         self.app = app
-        self.settings = Settings(**settings)
+        self.settings = Settings.build(
+            outbox_max_messages=outbox_max_messages,
+            outbox_max_bytes=outbox_max_bytes,
+            outbox_budget=outbox_budget,
+            overflow=overflow,
+            max_message_size=max_message_size,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            error_rate_limit=error_rate_limit,
+            error_burst=error_burst,
+            abuse_threshold=abuse_threshold,
+            max_rooms_per_connection=max_rooms_per_connection,
+            max_room_name_length=max_room_name_length,
+            max_connections=max_connections,
+            allowed_origins=allowed_origins,
+            allow_missing_origin=allow_missing_origin,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            heartbeat_event=heartbeat_event,
+            close_timeout=close_timeout,
+            hook_timeout=hook_timeout,
+            gc_freeze=gc_freeze,
+        )
+        if metrics is not None and not isinstance(metrics, Instrumentation):
+            raise ConfigurationError(
+                f"metrics must be an Instrumentation (e.g. PrometheusMetrics()), got {metrics!r}"
+            )
+        if broker is not None and not isinstance(broker, Broker):
+            raise ConfigurationError(
+                f"broker must be a Broker (e.g. RedisBroker(url)), got {broker!r}"
+            )
         self.container = Container(providers)
         self.broker = broker
+        self.metrics = metrics
+        self.protocol: WireProtocol = JSON
+        self.budget = OutboxBudget(self.settings.outbox_budget)
+        self.backplane = (
+            Backplane(
+                broker,
+                max_envelope_size=max(self.settings.max_message_size, 1 << 20) * 2,
+                metrics=metrics,
+            )
+            if broker is not None
+            else None
+        )
         self.servers: dict[str, WebSocketServer] = {}
         self.tables: list[GatewayTable] = []
         entries = []
         for cls in _gateway_classes(gateways, providers):
             table = compile_gateway(cls, self.container)
-            server = WebSocketServer(
-                table.meta.namespace,
-                broker,
-                max_rooms_per_connection=self.settings.max_rooms_per_connection,
-                max_room_name_length=self.settings.max_room_name_length,
-                max_envelope_size=max(self.settings.max_message_size, 1 << 20) * 2,
-            )
-            table.gateway.server = server
+            runner = self._runner(table)
             self.tables.append(table)
-            self.servers[table.meta.namespace] = server
-            entries.append(
-                (table.meta.namespace, Session(table, server, self.settings), cls.__name__)
-            )
-        self.routes: Routes[Session] = Routes(entries)
+            self.servers[table.meta.namespace] = runner.server
+            entries.append((table.meta.namespace, runner, cls.__name__))
+        self.routes: Routes[GatewayRunner] = Routes(entries)
         self._started = False
         self._start_lock: anyio.Lock | None = None
+
+    def _runner(self, table: GatewayTable) -> GatewayRunner:
+        settings = self.settings
+        namespace = table.meta.namespace
+        server = WebSocketServer(
+            namespace,
+            self.protocol,
+            backplane=self.backplane,
+            metrics=self.metrics,
+            max_rooms_per_connection=settings.max_rooms_per_connection,
+            max_room_name_length=settings.max_room_name_length,
+        )
+        if self.backplane is not None:
+            self.backplane.add(namespace, server.deliver_local)
+        table.gateway.server = server
+        return GatewayRunner(
+            table, server, settings, self.protocol, budget=self.budget, metrics=self.metrics
+        )
 
     def get(self, cls: type) -> Any:
         """The provider or gateway instance built for ``cls``."""
@@ -111,10 +197,10 @@ class GatewayMiddleware:
             if found is not None:
                 if not self._started:
                     await self._start(None)
-                session, path_params = found
+                runner, path_params = found
                 if path_params:
                     scope["path_params"] = {**scope.get("path_params", {}), **path_params}
-                await session.run(scope, receive, send, path_params)
+                await runner.run(scope, receive, send, path_params)
                 return
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
@@ -132,7 +218,7 @@ class GatewayMiddleware:
         async with self._start_lock:
             if self._started:
                 return
-            if self.broker is not None:
+            if self.backplane is not None:
                 if task_group is None:
                     logger.warning(
                         "the ASGI server did not run lifespan: broker %r is off, emits "
@@ -140,7 +226,7 @@ class GatewayMiddleware:
                         self.broker,
                     )
                 else:
-                    await self._start_broker(task_group)
+                    await self.backplane.start(task_group)
             for table in self.tables:
                 if table.after_init is not None:
                     result = table.after_init(table.gateway.server)
@@ -155,25 +241,9 @@ class GatewayMiddleware:
                 gc.freeze()
             self._started = True
 
-    async def _start_broker(self, task_group: TaskGroup) -> None:
-        assert self.broker is not None
-        by_channel = {server.channel: server for server in self.servers.values()}
-
-        def on_message(channel: str, data: bytes) -> None:
-            server = by_channel.get(channel)
-            if server is not None:
-                server.on_broker_message(data)
-
-        await self.broker.start(on_message, task_group)
-        for server in self.servers.values():
-            await server.attach_broker()
-
     async def _stop(self) -> None:
-        if self.broker is not None:
-            try:
-                await self.broker.close()
-            except Exception:
-                logger.exception("closing broker %r failed", self.broker)
+        if self.backplane is not None:
+            await self.backplane.close()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as services:

@@ -1,133 +1,119 @@
-"""A connection's bounded outbox and the writer that drains it.
+"""A connection's bounded outbox, its writer, and the budget all outboxes share.
 
-Every frame to one socket goes through here, in order. Producers never wait: ``put``
-enqueues (or applies the overflow policy) and returns, so one client that stops
-reading cannot delay anyone else. When nothing is queued or in flight, ``send`` writes
-straight through, which keeps request/reply traffic free of a task switch, and under
-asyncio ``put`` does too: it runs the server's send until it would wait, which for a
-socket with room is to the end, and only then hands the rest to the writer task. A
-fan-out to healthy clients so costs one write each, no task wake-up.
+Shaped like anyio's memory object stream: ``put_nowait`` enqueues without waiting (or
+applies the overflow policy), ``send`` writes straight through when nothing is queued
+and otherwise queues, and one writer task drains the queue in order. So one client that
+stops reading never delays anyone else, and every frame, reply or fan-out, counts
+against the same caps.
+
+Sizes are what a frame really costs while it waits: ``frame_cost`` is its size in
+memory (``sys.getsizeof``: a non-ASCII ``str`` takes 2 or 4 bytes a character), counted
+from the moment it is handed over until the server's ``send`` returns.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
+import heapq
 import logging
-import types
+import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple
 
 import anyio
 
 from gatewayasgi._types import Message, Send
+from gatewayasgi.instrumentation import DropReason
+from gatewayasgi.runtime import eager
+from gatewayasgi.settings import Overflow
 
 logger = logging.getLogger("gatewayasgi")
 
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
 """Starts a task, e.g. ``TaskGroup.start_soon``."""
 
-
-class Overflow(str, enum.Enum):
-    """What happens when a frame would exceed a connection's outbox caps."""
-
-    CLOSE = "close"
-    """Close the slow client with 1013 (try again later); its rooms are released."""
-    DROP_OLDEST = "drop_oldest"
-    """Discard the oldest queued frames until the new one fits."""
-    DROP_NEW = "drop_new"
-    """Discard the new frame."""
+OnOverflow = Callable[[DropReason], None]
+"""Told when the outbox gives up on its client: ``slow_consumer`` or ``budget``."""
 
 
-_EMPTY: deque[Any] = deque(maxlen=0)
-"""Shared stand-in for a queue that was never needed (stays empty: maxlen=0)."""
+def frame_cost(payload: str | bytes) -> int:
+    """Bytes a queued frame holds in memory."""
+    return sys.getsizeof(payload)
 
 
-class _Signal:
-    """A resettable wake-up flag for backends other than asyncio (anyio events are one-shot)."""
+class OutboxStatistics(NamedTuple):
+    """A snapshot of one outbox."""
 
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def clear(self) -> None:
-        if self._event.is_set():
-            self._event = anyio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
+    queued: int
+    """Frames waiting (the one being written not included)."""
+    queued_bytes: int
+    """Bytes held: the waiting frames and the one being written."""
+    sent: int
+    """Frames written."""
+    dropped: int
+    """Frames discarded by the overflow policy or a close."""
 
 
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+class OutboxBudget:
+    """Bytes all outboxes of one middleware may hold together.
 
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, None]:
-    """Finish, in the awaiting task, a coroutine whose first step ran outside any task.
-
-    The task is handed what the coroutine yielded (the future it waits on) and then
-    drives it, so waiting, wake-ups and cancellation behave exactly as if this task had
-    run it from the start. This is Python 3.12's eager task start, without a Task.
+    Each outbox charges what it holds. When the total passes ``limit``, the outboxes
+    holding the most are told to give up (their clients are closed with 1013) until the
+    total is back under 90% of it: an attacker's stalled connections go first, and
+    memory has a ceiling whatever the number of connections.
     """
-    while True:
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            yielded = coro.send(value)
-        except StopIteration:
-            return
 
+    __slots__ = ("_holders", "limit", "total")
 
-_CoroutineType = types.CoroutineType
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.total = 0
+        self._holders: set[Outbox] = set()
 
+    def charge(self, outbox: Outbox, size: int) -> None:
+        self.total += size
+        self._holders.add(outbox)
+        if self.limit is not None and self.total > self.limit:
+            self._enforce(self.limit)
 
-async def _awaiting(awaitable: Awaitable[Any]) -> None:
-    await awaitable
+    def refund(self, outbox: Outbox, size: int, empty: bool) -> None:
+        self.total -= size
+        if empty:
+            self._holders.discard(outbox)
 
-
-def _signal() -> asyncio.Event | _Signal:
-    # asyncio.Event can be cleared and costs a tenth of an anyio.Event to make; the writer
-    # of every fan-out recipient waits on one, so it matters under asyncio servers.
-    return asyncio.Event() if _on_asyncio() else _Signal()
+    def _enforce(self, limit: int) -> None:
+        target = limit * 9 // 10
+        biggest = heapq.nlargest(len(self._holders), self._holders, key=Outbox.held)
+        for outbox in biggest:
+            if self.total <= target:
+                break
+            logger.warning(
+                "outbox budget of %d bytes exceeded: closing a client holding %d bytes",
+                limit,
+                outbox.held(),
+            )
+            outbox.give_up("budget")
 
 
 class Outbox:
     """Bounded FIFO of ASGI send messages with a single writer.
 
-    ``max_messages`` and ``max_bytes`` cap what may wait; ``on_overflow_close`` is
-    called (once) when the ``CLOSE`` policy trips. ``sent``, ``dropped`` count frames.
+    ``max_messages`` and ``max_bytes`` cap what may wait, the frame being written
+    included. ``on_overflow`` is called once when the outbox gives up on its client
+    (``CLOSE`` policy tripped, or the shared budget); ``on_gone`` when a send fails
+    because the peer went away; ``on_drop(count)`` whenever frames are discarded.
     """
 
     __slots__ = (
+        "_budget",
         "_busy",
         "_bytes",
         "_eager",
         "_event",
         "_flushed",
-        "_on_close",
+        "_on_drop",
         "_on_gone",
+        "_on_overflow",
         "_pending",
         "_queue",
         "_send",
@@ -144,89 +130,168 @@ class Outbox:
     def __init__(
         self,
         send: Send,
-        on_overflow_close: Callable[[], None],
+        on_overflow: OnOverflow,
         on_gone: Callable[[], None],
         *,
         max_messages: int,
         max_bytes: int,
         overflow: Overflow,
+        budget: OutboxBudget | None = None,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self._send = send
+        self._on_overflow = on_overflow
         self._on_gone = on_gone
+        self._on_drop = on_drop
+        self._budget = budget
         # The queue and the events are made on first need: most connections never
-        # queue anything, and each of these costs hundreds of bytes.
-        self._queue: deque[tuple[Message, int]] = _EMPTY
-        self._bytes = 0
-        self._busy = False
-        self._event: asyncio.Event | _Signal | None = None
-        self._flushed: asyncio.Event | _Signal | None = None
+        # queue anything, and each costs hundreds of bytes.
+        self._queue: deque[tuple[Message, int]] | None = None
+        self._bytes = 0  # held: queued frames plus the one being written
+        self._busy = False  # a send is in progress (straight through or by the writer)
+        self._event: anyio.Event | None = None  # wakes the writer; None: no writer yet
+        self._flushed: anyio.Event | None = None
         self._spawn: Spawn | None = None
-        self._eager = _on_asyncio()
-        self._pending: tuple[Coroutine[Any, Any, Any], Any, Message] | None = None
-        self._on_close = on_overflow_close
+        self._eager = eager.available()
+        self._pending: tuple[eager.Started, Message, int] | None = None
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.overflow = overflow
         self.closed = False
+        """No more frames are taken (sealed, closed, or given up)."""
         self.flushed = False
+        """A close frame has been written."""
         self.sent = 0
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
-    @property
-    def queued_bytes(self) -> int:
+    def held(self) -> int:
+        """Bytes held now: queued frames plus the one being written."""
         return self._bytes
 
-    def put(self, message: Message, size: int) -> bool:
-        """Queue ``message`` without waiting; False when it was not queued."""
-        if self.closed:
-            return False
-        if self._eager and not self._busy and not self._queue:
-            self._write_eagerly(message)
-            return True
-        queue = self._queue
-        if queue is _EMPTY:
-            queue = self._queue = deque()
-        full = len(queue) >= self.max_messages or self._bytes + size > self.max_bytes
-        if full and not self._make_room(size):
-            return False
-        queue.append((message, size))
-        self._bytes += size
-        if not self._busy:
-            self._wake()
-        return True
-
-    def _write_eagerly(self, message: Message) -> None:
-        """Run the send now, up to its first wait; the writer task finishes it if it waits.
-
-        The server's own send coroutine is driven directly (no wrapper coroutine): this
-        runs once per fan-out recipient.
-        """
-        coro = self._send(message)
-        if type(coro) is not _CoroutineType:
-            coro = _awaiting(coro)  # a server whose send returns some other awaitable
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            self._written(message)
-            return
-        except Exception as exc:
-            self._failed(exc)
-            return
-        self._busy = True  # later frames queue behind this one
-        self._pending = (coro, yielded, message)
-        self._wake()
-
-    def _written(self, message: Message) -> None:
-        self.sent += 1
-        if message["type"] == "websocket.close":
-            self._mark_flushed()
+    def statistics(self) -> OutboxStatistics:
+        """Counters of this outbox."""
+        return OutboxStatistics(len(self), self._bytes, self.sent, self.dropped)
 
     def attach(self, spawn: Spawn) -> None:
         """Give the outbox a way to start its writer (the connection's task group)."""
         self._spawn = spawn
+
+    # -- producers ------------------------------------------------------------------
+
+    def put_nowait(self, message: Message, size: int) -> bool:
+        """Queue ``message`` without waiting; False when it was not queued."""
+        if self.closed:
+            return False
+        if size > self.max_bytes:
+            return self._refuse()
+        if not self._busy and not self._queue:
+            if self._eager:
+                self._write_eagerly(message, size)
+                return True
+        elif not self._fits(size) and not self._make_room(size):
+            return False
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append((message, size))
+        self._hold(size)
+        if not self._busy:
+            self._wake()
+        return True
+
+    async def send(self, message: Message, size: int) -> None:
+        """Send in order: straight through when idle, else behind what is queued."""
+        if self._busy or self._queue or self.closed or size > self.max_bytes:
+            self.put_nowait(message, size)
+            return
+        self._busy = True
+        self._hold(size)
+        try:
+            await self._send(message)
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._written(message)
+        finally:
+            self._busy = False
+            self._release(size)
+        if self._queue:
+            self._wake()
+
+    def _fits(self, size: int) -> bool:
+        queue = self._queue
+        queued = len(queue) if queue is not None else 0
+        return queued < self.max_messages and self._bytes + size <= self.max_bytes
+
+    def _write_eagerly(self, message: Message, size: int) -> None:
+        """Start the server's send now; hand it to the writer if it has to wait."""
+        try:
+            started = eager.start(self._send(message))
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if started is None:
+            self._written(message)
+            return
+        self._busy = True  # later frames queue behind this one
+        self._pending = (started, message, size)
+        self._hold(size)
+        self._wake()
+
+    # -- policy ---------------------------------------------------------------------
+
+    def _make_room(self, size: int) -> bool:
+        """Apply the overflow policy to a frame of ``size`` that does not fit."""
+        if self.overflow is not Overflow.DROP_OLDEST:
+            return self._refuse()
+        queue = self._queue
+        dropped = 0
+        while queue and not self._fits(size):
+            self._release(queue.popleft()[1])
+            dropped += 1
+        self._count_drop(dropped)
+        return self._fits(size) or self._refuse()
+
+    def _refuse(self) -> bool:
+        """The new frame is not taken: drop it, and with ``CLOSE`` give up on the client."""
+        self._count_drop(1)
+        if self.overflow is Overflow.CLOSE:
+            self.give_up("slow_consumer")
+        return False
+
+    def give_up(self, reason: DropReason) -> None:
+        """Stop serving this client: forget what is queued and tell ``on_overflow`` (once)."""
+        was_open = not self.closed
+        self._count_drop(len(self))
+        self.close()
+        if was_open:
+            self._on_overflow(reason)
+
+    def _count_drop(self, count: int) -> None:
+        if not count:
+            return
+        if self.dropped == 0 and self.overflow is not Overflow.CLOSE:
+            logger.warning("outbox full: dropping frames (policy %s)", self.overflow.value)
+        self.dropped += count
+        if self._on_drop is not None:
+            self._on_drop(count)
+
+    # -- accounting -----------------------------------------------------------------
+
+    def _hold(self, size: int) -> None:
+        self._bytes += size
+        if self._budget is not None:
+            self._budget.charge(self, size)
+
+    def _release(self, size: int) -> None:
+        self._bytes -= size
+        if self._budget is not None:
+            self._budget.refund(self, size, self._bytes == 0)
+
+    # -- the writer -----------------------------------------------------------------
 
     def _wake(self) -> None:
         # The writer task is started on first need: an idle connection, or one that
@@ -234,54 +299,30 @@ class Outbox:
         if self._event is not None:
             self._event.set()
         elif self._spawn is not None:
-            self._event = _signal()
+            self._event = anyio.Event()
             self._spawn(self._run)
 
-    def _make_room(self, size: int) -> bool:
-        if self.overflow is Overflow.CLOSE:
-            self.dropped += 1
-            self.close()
-            self._on_close()
-            return False
-        if self.overflow is Overflow.DROP_NEW or size > self.max_bytes:
-            self._count_drop(1)
-            return False
-        queue = self._queue
-        dropped = 0
-        while queue and (len(queue) >= self.max_messages or self._bytes + size > self.max_bytes):
-            self._bytes -= queue.popleft()[1]
-            dropped += 1
-        self._count_drop(dropped)
-        return True
+    async def _run(self) -> None:
+        """The writer: drain the queue, then sleep until something arrives."""
+        while True:
+            self._busy = True
+            try:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    started, message, size = pending
+                    await self._complete(eager.resume(started), message, size)
+                queue = self._queue
+                while queue:
+                    message, size = queue.popleft()
+                    await self._complete(self._send(message), message, size)
+            finally:
+                self._busy = False
+            assert self._event is not None
+            await self._event.wait()
+            self._event = anyio.Event()
 
-    def _count_drop(self, count: int) -> None:
-        if self.dropped == 0 and count:
-            logger.warning("outbox full: dropping frames (policy %s)", self.overflow.value)
-        self.dropped += count
-
-    async def send(self, message: Message, size: int) -> None:
-        """Send in order: straight through when idle, else behind what is queued."""
-        if self._busy or self._queue:
-            self.put(message, size)
-            return
-        if self.closed:
-            return
-        self._busy = True
-        try:
-            await self._send(message)
-        except Exception as exc:  # as in _complete, inlined: this is the reply hot path
-            self._failed(exc)
-        else:
-            self.sent += 1
-            if message["type"] == "websocket.close":
-                self._mark_flushed()
-        finally:
-            self._busy = False
-        if self._queue:
-            self._wake()
-
-    async def _complete(self, sending: Awaitable[Any], message: Message) -> None:
-        """Await one send of ``message``: a new one, or one ``_write_eagerly`` started."""
+    async def _complete(self, sending: Any, message: Message, size: int) -> None:
         # A peer that went away must never raise into user code. Servers differ
         # (uvicorn raises ClientDisconnected/OSError, hypercorn returns silently,
         # granian raises RuntimeError); all mean the same here.
@@ -289,47 +330,31 @@ class Outbox:
             await sending
         except Exception as exc:
             self._failed(exc)
-            return
-        self._written(message)
+        else:
+            self._written(message)
+        finally:
+            self._release(size)
+
+    def _written(self, message: Message) -> None:
+        self.sent += 1
+        if message["type"] == "websocket.close":
+            self.flushed = True
+            if self._flushed is not None:
+                self._flushed.set()
 
     def _failed(self, exc: Exception) -> None:
         logger.debug("send failed, peer gone: %r", exc)
         self.close()
         self._on_gone()
 
-    def _mark_flushed(self) -> None:
-        self.flushed = True
-        if self._flushed is not None:
-            self._flushed.set()
-
     async def wait_flushed(self) -> None:
         """Wait until a close frame has been written."""
         if not self.flushed:
             if self._flushed is None:
-                self._flushed = _signal()
+                self._flushed = anyio.Event()
             await self._flushed.wait()
 
-    async def _run(self) -> None:
-        """The writer: drain the queue, then sleep until something arrives."""
-        event = self._event
-        assert event is not None
-        while True:
-            self._busy = True
-            try:
-                pending = self._pending
-                if pending is not None:
-                    self._pending = None
-                    coro, yielded, message = pending
-                    await self._complete(_resume(coro, yielded), message)
-                queue = self._queue
-                while queue:
-                    message, size = queue.popleft()
-                    self._bytes -= size
-                    await self._complete(self._send(message), message)
-            finally:
-                self._busy = False
-            await event.wait()
-            event.clear()
+    # -- ending ---------------------------------------------------------------------
 
     def seal(self) -> None:
         """Refuse further frames but send what is queued (a close frame is last)."""
@@ -338,9 +363,12 @@ class Outbox:
     def close(self) -> None:
         """Refuse further frames and forget queued ones."""
         self.closed = True
-        if self._pending is not None:
-            # No writer has taken up the half-done send yet: abandon it (the peer is going).
-            self._pending[0].close()
-            self._pending = None
-        self._queue.clear()
-        self._bytes = 0
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            # No writer has taken up the half-done send: abandon it (the peer is going).
+            eager.abandon(pending[0])
+            self._release(pending[2])
+        queue = self._queue
+        if queue:
+            self._release(sum(size for _, size in queue))
+            queue.clear()

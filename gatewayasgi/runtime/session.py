@@ -1,139 +1,88 @@
-"""One connection's life: handshake, hooks, the receive loop, dispatch, teardown.
+"""One accepted connection's life: hooks, the receive loop, dispatch, teardown.
 
 The per-frame path is size check -> throttle -> decode -> dict lookup -> guards ->
 prepared extractors -> call -> encode -> outbox. Frames of one connection are
-handled in arrival order. Guards, filters and interceptors cost nothing for
-handlers that have none.
+handled in arrival order. Guards, filters, interceptors and instrumentation cost
+nothing for gateways that have none.
+
+Every frame ends in one of three outcomes, each one function: handled (maybe with a
+reply), ``_error`` (an error frame; the connection stays open) or ``_close`` (an
+optional error frame, then a close code; the connection ends).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
-from time import monotonic
-from typing import Any
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from gatewayasgi._types import Message, Receive, Scope, Send
+from gatewayasgi._types import Message, Receive, Send
 from gatewayasgi.dispatch.handler import Handler
-from gatewayasgi.dispatch.table import GatewayTable
-from gatewayasgi.exceptions import WsException
+from gatewayasgi.exceptions import PayloadValidationError, WsException
 from gatewayasgi.gateway.filters import catches
 from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler
+from gatewayasgi.instrumentation import UNKNOWN_EVENT
 from gatewayasgi.protocol import codec
-from gatewayasgi.protocol.codec import Frame, FrameError, decode, encode
-from gatewayasgi.runtime.connection import TRY_AGAIN_LATER, Connection
-from gatewayasgi.runtime.handshake import admit, choose_subprotocol, refuse
-from gatewayasgi.runtime.outbox import Outbox, Overflow
-from gatewayasgi.runtime.server import WebSocketServer
-from gatewayasgi.settings import Settings
-from gatewayasgi.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
+from gatewayasgi.protocol.base import Payload
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.codec import Frame, FrameError
+from gatewayasgi.runtime.connection import Connection, ConnectionState
+from gatewayasgi.runtime.guarding import check_guards
+from gatewayasgi.runtime.outbox import frame_cost
+from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
+
+if TYPE_CHECKING:
+    from gatewayasgi.runtime.runner import GatewayRunner
 
 logger = logging.getLogger("gatewayasgi")
 
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-
 
 class Session:
-    """Runs the clients of one gateway, each from handshake until it goes away."""
+    """Serves one accepted connection for its gateway's ``GatewayRunner``."""
 
-    def __init__(self, table: GatewayTable, server: WebSocketServer, settings: Settings) -> None:
-        self.table = table
-        self.server = server
-        self.settings = settings
-        self.handlers = table.handlers
-        self.overflow = Overflow(table.meta.options.get("overflow", settings.overflow))
-        self.heartbeat_event = settings.heartbeat_event if settings.heartbeat_interval else None
+    __slots__ = ("client", "runner", "throttle")
 
-    async def run(
-        self, scope: Scope, receive: Receive, send: Send, path_params: dict[str, str]
-    ) -> None:
-        """Serve the ASGI websocket scope from ``websocket.connect`` to the end."""
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        client = self._connection(scope, send, path_params)
-        status = await admit(client, self.table.handshake_guards, self.table.cls, self.settings)
-        if status is not None:
-            await refuse(scope, send, status)
-            return
-        accept: Message = {"type": "websocket.accept"}
-        subprotocol = choose_subprotocol(
-            scope.get("subprotocols") or (), self.table.meta.subprotocols
-        )
-        if subprotocol is not None:
-            accept["subprotocol"] = subprotocol
-        await send(accept)
-        try:
-            await self._serve(client, receive)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._teardown(client, send)
+    def __init__(self, runner: GatewayRunner, client: Connection) -> None:
+        self.runner = runner
+        self.client = client
+        self.throttle: Throttle | None = None
+        """Made on the first frame: idle clients never pay for it."""
 
-    def _connection(self, scope: Scope, send: Send, path_params: dict[str, str]) -> Connection:
-        settings = self.settings
-        make_outbox = partial(
-            Outbox,
-            send,
-            max_messages=settings.outbox_max_messages,
-            max_bytes=settings.outbox_max_bytes,
-            overflow=self.overflow,
-        )
-        return Connection(uuid.uuid4().hex, scope, make_outbox, self.server, path_params)
-
-    async def _serve(self, client: Connection, receive: Receive) -> None:
-        self.server.register(client)
+    async def serve(self, receive: Receive) -> None:
+        """Register the client, run ``on_connection`` and the receive loop until the end."""
+        client, runner = self.client, self.runner
+        runner.server.register(client)
         client.last_seen = monotonic()
         async with anyio.create_task_group() as tasks:
             client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)
-            if self.settings.heartbeat_interval:
-                tasks.start_soon(self._heartbeat, client)
-            if await self._on_connection(client):
-                await self._receive_loop(client, receive)
-            if client.close_code is not None and not client.peer_gone:
+            if runner.settings.heartbeat_interval:
+                tasks.start_soon(self._heartbeat)
+            if await self._on_connection():
+                await self._receive_loop(receive)
+            if client.lifecycle is ConnectionState.CLOSING:
                 # The app closed: let the writer flush up to and including the close
                 # frame, then drain what the client still sends until its close arrives,
                 # or servers with a bounded receive queue never see the closing handshake.
-                with anyio.move_on_after(self.settings.close_timeout):
+                with anyio.move_on_after(runner.settings.close_timeout):
                     await client.outbox.wait_flushed()
                     while (await receive())["type"] != "websocket.disconnect":
                         pass
-                    client.peer_gone = True
+                    client.lifecycle = ConnectionState.CLOSED
             tasks.cancel_scope.cancel()
 
-    async def _on_connection(self, client: Connection) -> bool:
-        hook = self.table.on_connection
-        if hook is None:
-            return True
-        try:
-            result = hook(client)
-            if inspect.isawaitable(result):
-                await result
-        except WsException as exc:
-            await client.send_text(codec.encode_error(exc.message, None, **exc.data))
-            await client.close(POLICY_VIOLATION)
-            return False
-        except Exception:
-            logger.exception("%s.on_connection failed", self.table.name)
-            await client.send_text(codec.encode_error(codec.INTERNAL_ERROR))
-            await client.close(INTERNAL_ERROR)
-            return False
-        return not client.closed
+    # -- receiving ------------------------------------------------------------------
 
-    async def _receive_loop(self, client: Connection, receive: Receive) -> None:
-        limit = self.settings.max_message_size
-        throttle: Throttle | None = None  # made on the first frame: idle clients never pay
+    async def _receive_loop(self, receive: Receive) -> None:
+        client, runner = self.client, self.runner
+        limit = runner.settings.max_message_size
         handle = self.handle
-        outbox = client.outbox
         while True:
             message = await receive()
             kind = message["type"]
@@ -141,34 +90,32 @@ class Session:
                 raw = message.get("text")
                 if raw is None:
                     raw = message.get("bytes")
-                if raw is None or outbox.closed or client.close_code is not None:
+                if raw is None or client.lifecycle is not ConnectionState.OPEN:
                     continue
                 # Characters are at most 4 UTF-8 bytes: only a long text needs encoding.
                 size = len(raw)
                 if size > limit or (
                     size * 4 > limit and type(raw) is str and _utf8_size(raw) > limit
                 ):
-                    await client.close(TOO_BIG, "message too big")
+                    await self._close(CloseCode.MESSAGE_TOO_BIG, reason="message too big")
                     return
                 now = client.last_seen = monotonic()
+                throttle = self.throttle
                 if throttle is None:
-                    throttle = self._throttle(now)
+                    throttle = self.throttle = self._new_throttle(now)
                 verdict = throttle.frame(now)
                 if verdict != ALLOW:
-                    if not await self._refused(client, verdict):
+                    if not await self._throttled(verdict, None):
                         return
                     continue
-                if not await handle(client, raw, throttle):
+                if not await handle(raw):
                     return
             elif kind == "websocket.disconnect":
-                client.peer_gone = True
-                if client.close_code is None:
-                    client.close_code = message.get("code", 1005)
-                client.outbox.close()
+                client.peer_gone(message.get("code", CloseCode.NO_STATUS))
                 return
 
-    def _throttle(self, now: float) -> Throttle:
-        settings = self.settings
+    def _new_throttle(self, now: float) -> Throttle:
+        settings = self.runner.settings
         return Throttle(
             settings.rate_limit,
             settings.rate_burst,
@@ -178,192 +125,239 @@ class Session:
             now,
         )
 
-    async def _refused(self, client: Connection, verdict: int, frame_id: Any = None) -> bool:
-        """Apply a throttle verdict other than ALLOW; False when the connection ends."""
-        if verdict == ABUSE:
-            logger.warning(
-                "gateway %s: client %s closed for abuse", self.server.namespace, client.id
-            )
-            await client.close(POLICY_VIOLATION, "rate limit")
-            return False
-        if verdict == REFUSE_AND_TELL:
-            await client.send_text(codec.encode_error(codec.RATE_LIMITED, frame_id))
-        return True
-
-    async def _reject(
-        self, client: Connection, throttle: Throttle | None, message: str, frame_id: Any
-    ) -> bool:
-        """Answer a bad frame with an error frame, within the error budget."""
-        if throttle is not None:
-            verdict = throttle.error(monotonic())
-            if verdict != ALLOW:
-                return await self._refused(client, verdict, frame_id)
-        await client.send_text(codec.encode_error(message, frame_id))
-        return True
-
-    async def handle(
-        self, client: Connection, raw: str | bytes, throttle: Throttle | None = None
-    ) -> bool:
+    async def handle(self, raw: str | bytes) -> bool:
         """Dispatch one frame; False when the connection must end."""
+        runner = self.runner
+        metrics = runner.metrics
         try:
-            frame = decode(raw)
+            frame = runner.protocol.decode(raw)
         except FrameError as exc:
-            return await self._reject(client, throttle, exc.message, exc.id)
-        handler = self.handlers.get(frame.event)
+            return await self._error(exc.message, exc.id, counted=True)
+        handler = runner.handlers.get(frame.event)
         if handler is None:
-            if frame.event == self.heartbeat_event:
+            if metrics is not None:
+                metrics.on_frame_in(runner.namespace, UNKNOWN_EVENT)
+            if frame.event == runner.heartbeat_event:
                 return True
             message = codec.UNKNOWN_EVENT.format(event=frame.event[:200])
-            return await self._reject(client, throttle, message, frame.id)
+            return await self._error(message, frame.id, counted=True)
+        if metrics is None:
+            return await self._dispatch(handler, frame)
+        metrics.on_frame_in(runner.namespace, handler.event)
+        started = perf_counter()
+        try:
+            return await self._dispatch(handler, frame)
+        finally:
+            metrics.on_handler(runner.namespace, handler.event, perf_counter() - started)
+
+    async def _dispatch(self, handler: Handler, frame: Frame) -> bool:
+        client, runner = self.client, self.runner
         context = None
         if handler.guards or handler.filters or handler.interceptors:
-            host = WsArgumentsHost(client, frame.data, frame.event, self.server)
-            context = ExecutionContext(host, self.table.cls, handler.func)
-            if handler.guards and not await self._guards_allow(handler, client, frame, context):
-                return False
+            host = WsArgumentsHost(client, frame.data, frame.event, runner.server)
+            context = ExecutionContext(host, runner.table.cls, handler.func)
+            if handler.guards:
+                denial = await check_guards(handler.guards, context)
+                if denial is not None:
+                    if denial.failure is not None:
+                        self._log_failure(f"guard of {handler.qualname}", denial.failure)
+                        return await self._close(
+                            CloseCode.INTERNAL_ERROR, codec.INTERNAL_ERROR, frame.id
+                        )
+                    return await self._close(
+                        CloseCode.POLICY_VIOLATION, denial.message, frame.id, denial.details
+                    )
         try:
             if handler.interceptors:
-                result = await self._intercepted(handler, client, frame, context)
+                result = await self._intercepted(handler, frame, context)
             else:
                 result = handler.invoke(client, frame.data)
                 if handler.is_async or inspect.isawaitable(result):
                     result = await result
             if result is None:
                 return True
-            # Inline of _reply: this is the request/response hot path.
-            if type(result) is dict and "event" in result and "data" in result:
-                text = codec.encode_message(result, frame.id)
-            else:
-                text = encode(frame.event, result, frame.id)
+            payload = runner.protocol.encode_reply(frame.event, result, frame.id)
         except Exception as exc:
-            return await self._failed(handler, client, frame, context, exc)
-        await client.outbox.send({"type": "websocket.send", "text": text}, len(text))
+            return await self._failed(handler, frame, context, exc)
+        await self._reply(payload)
         return True
 
-    async def _reply(self, client: Connection, frame: Frame, result: Any) -> bool:
-        if result is not None:
-            if codec.is_reply_message(result):
-                text = codec.encode_message(result, frame.id)
-            else:
-                text = codec.encode(frame.event, result, frame.id)
-            await client.send_text(text)
-        return not client.closed
+    async def _reply(self, payload: Payload) -> None:
+        # Inline of Connection.send_payload: this is the request/response hot path.
+        client = self.client
+        await client.outbox.send(self.runner.protocol.message(payload), frame_cost(payload))
+        metrics = self.runner.metrics
+        if metrics is not None:
+            metrics.on_frame_out(self.runner.namespace, 1)
 
     async def _intercepted(
-        self, handler: Handler, client: Connection, frame: Frame, context: Any
+        self, handler: Handler, frame: Frame, context: ExecutionContext | None
     ) -> Any:
+        client = self.client
+
         async def call() -> Any:
             result = handler.invoke(client, frame.data)
             return await result if inspect.isawaitable(result) else result
 
+        assert context is not None
         chain: Callable[[], Awaitable[Any]] = call
         for interceptor in reversed(handler.interceptors):
             chain = partial(interceptor.intercept, context, CallHandler(chain))
         return await chain()
 
     async def _failed(
-        self,
-        handler: Handler,
-        client: Connection,
-        frame: Frame,
-        context: ExecutionContext | None,
-        exc: Exception,
+        self, handler: Handler, frame: Frame, context: ExecutionContext | None, exc: Exception
     ) -> bool:
+        """A handler (or interceptor) raised: filters first, then the default treatment."""
         for filter_ in handler.filters:
             if isinstance(exc, catches(filter_)):
                 try:
+                    assert context is not None
                     result = filter_.catch(exc, context)
                     if inspect.isawaitable(result):
                         result = await result
-                    return await self._reply(client, frame, result)
+                    if result is not None:
+                        payload = self.runner.protocol.encode_reply(frame.event, result, frame.id)
+                        await self._reply(payload)
+                    return not self.client.closed
                 except Exception as raised:
                     exc = raised  # a filter re-raising hands over to the default
                 break
         if isinstance(exc, WsException):
-            await client.send_text(codec.encode_error(exc.message, frame.id, **exc.data))
-            return True
-        logger.error(
-            "handler %s failed on event %r",
-            handler.qualname,
-            frame.event[:200],
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        await client.send_text(codec.encode_error(codec.INTERNAL_ERROR, frame.id))
-        await client.close(INTERNAL_ERROR)
-        return False
+            # Invalid payloads are the client's doing: they spend from its error budget.
+            counted = isinstance(exc, PayloadValidationError)
+            return await self._error(exc.message, frame.id, exc.data, counted=counted)
+        self._log_failure(f"handler {handler.qualname} on event {frame.event[:200]!r}", exc)
+        return await self._close(CloseCode.INTERNAL_ERROR, codec.INTERNAL_ERROR, frame.id)
 
-    async def _guards_allow(
-        self, handler: Handler, client: Connection, frame: Frame, context: ExecutionContext
+    # -- outcomes -------------------------------------------------------------------
+
+    async def _error(
+        self,
+        message: str,
+        frame_id: str | int | None,
+        details: dict[str, Any] | None = None,
+        *,
+        counted: bool = False,
     ) -> bool:
-        try:
-            for guard in handler.guards:
-                allowed = guard.can_activate(context)
-                if inspect.isawaitable(allowed):
-                    allowed = await allowed
-                if not allowed:
-                    await self._deny(client, codec.ACCESS_DENIED, frame.id)
-                    return False
-        except WsException as exc:
-            await self._deny(client, exc.message, frame.id, **exc.data)
-            return False
-        except Exception:
-            logger.exception("guard of %s failed", handler.qualname)
-            await client.send_text(codec.encode_error(codec.INTERNAL_ERROR, frame.id))
-            await client.close(INTERNAL_ERROR)
-            return False
+        """Answer with an error frame and stay open; False when the connection ends.
+
+        ``counted`` errors (bad frames, invalid payloads) spend from the error budget,
+        so a client cannot make the gateway amplify garbage into replies.
+        """
+        if counted and self.throttle is not None:
+            verdict = self.throttle.error(monotonic())
+            if verdict != ALLOW:
+                return await self._throttled(verdict, frame_id)
+        await self._reply(self.runner.protocol.encode_error(message, frame_id, details))
         return True
 
-    async def _deny(self, client: Connection, message: str, frame_id: Any, **data: Any) -> None:
-        await client.send_text(codec.encode_error(message, frame_id, **data))
-        await client.close(POLICY_VIOLATION)
+    async def _throttled(self, verdict: int, frame_id: str | int | None) -> bool:
+        """A rate limit refused a frame or an error reply; False when the connection ends."""
+        runner = self.runner
+        if runner.metrics is not None:
+            runner.metrics.on_drop(runner.namespace, "rate_limit", 1)
+        if verdict == ABUSE:
+            logger.warning(
+                "gateway %s: client %s closed for abuse", runner.namespace, self.client.id
+            )
+            return await self._close(CloseCode.POLICY_VIOLATION, reason="rate limit")
+        if verdict == REFUSE_AND_TELL:
+            await self._reply(runner.protocol.encode_error(codec.RATE_LIMITED, frame_id))
+        return True
 
-    async def _heartbeat(self, client: Connection) -> None:
-        interval = self.settings.heartbeat_interval
+    async def _close(
+        self,
+        code: CloseCode,
+        message: str | None = None,
+        frame_id: str | int | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> bool:
+        """Send an error frame (when ``message`` is given), then close with ``code``."""
+        if message is not None:
+            await self._reply(self.runner.protocol.encode_error(message, frame_id, details))
+        await self.client.close(code, reason)
+        return False
+
+    def _log_failure(self, what: str, exc: Exception) -> None:
+        logger.error("%s failed", what, exc_info=(type(exc), exc, exc.__traceback__))
+
+    # -- hooks and heartbeats -------------------------------------------------------
+
+    async def _on_connection(self) -> bool:
+        hook = self.runner.table.on_connection
+        if hook is None:
+            return True
+        try:
+            result = hook(self.client)
+            if inspect.isawaitable(result):
+                await result
+        except WsException as exc:
+            return await self._close(CloseCode.POLICY_VIOLATION, exc.message, None, exc.data)
+        except Exception as exc:
+            self._log_failure(f"{self.runner.table.name}.on_connection", exc)
+            return await self._close(CloseCode.INTERNAL_ERROR, codec.INTERNAL_ERROR)
+        return not self.client.closed
+
+    async def _heartbeat(self) -> None:
+        client, settings = self.client, self.runner.settings
+        interval = settings.heartbeat_interval
         assert interval is not None
-        deadline = interval + self.settings.heartbeat_timeout
-        frame = codec.encode(self.settings.heartbeat_event, None)
+        deadline = interval + settings.heartbeat_timeout
+        frame = self.runner.protocol.encode_emit(settings.heartbeat_event, None)
         while True:
             await anyio.sleep(interval)
             if monotonic() - client.last_seen > deadline:
                 logger.info(
-                    "gateway %s: client %s missed heartbeats", self.server.namespace, client.id
+                    "gateway %s: client %s missed heartbeats", self.runner.namespace, client.id
                 )
-                await client.close(GOING_AWAY, "heartbeat timeout")
-                with anyio.move_on_after(self.settings.close_timeout):
+                await client.close(CloseCode.GOING_AWAY, "heartbeat timeout")
+                with anyio.move_on_after(settings.close_timeout):
                     await client.outbox.wait_flushed()
-                client._end()
+                client.end()
                 return
-            await client.send_text(frame)
+            await client.send_payload(frame)
 
-    async def _teardown(self, client: Connection, send: Send) -> None:
-        server, table = self.server, self.table
+    # -- the end --------------------------------------------------------------------
+
+    async def teardown(self, send: Send) -> None:
+        """Run ``on_disconnect``, release the client's rooms, close the transport."""
+        client, runner = self.client, self.runner
+        table = runner.table
         try:
             if table.on_disconnect is not None:
                 try:
                     result = table.on_disconnect(client)
                     if inspect.isawaitable(result):
-                        with anyio.move_on_after(self.settings.hook_timeout):
+                        with anyio.move_on_after(runner.settings.hook_timeout):
                             await result
-                except Exception:
-                    logger.exception("%s.on_disconnect failed", table.name)
+                except Exception as exc:
+                    self._log_failure(f"{table.name}.on_disconnect", exc)
         finally:
-            server.unregister(client)
-        await self._close_transport(client, send)
+            runner.server.unregister(client)
+        await self._close_transport(send)
+        if runner.metrics is not None:
+            runner.metrics.on_close(runner.namespace, client.close_code or CloseCode.NORMAL)
 
-    async def _close_transport(self, client: Connection, send: Send) -> None:
+    async def _close_transport(self, send: Send) -> None:
+        client = self.client
         # Nothing to do when the peer is gone or the close frame already went out.
-        if client.peer_gone or client.outbox.flushed:
+        if client.lifecycle is ConnectionState.CLOSED or client.outbox.flushed:
             return
         client.outbox.close()
-        code = client.close_code or 1000
-        message: Message = {"type": "websocket.close", "code": code}
-        if code == TRY_AGAIN_LATER:
-            message["reason"] = "slow consumer"
-        with anyio.move_on_after(self.settings.close_timeout):
+        if client.close_code is None:
+            client.close_code = CloseCode.NORMAL
+        message: Message = {"type": "websocket.close", "code": int(client.close_code)}
+        if client.close_reason:
+            message["reason"] = client.close_reason
+        with anyio.move_on_after(self.runner.settings.close_timeout):
             try:
                 await send(message)
             except Exception:
                 logger.debug("closing the transport failed", exc_info=True)
+        client.lifecycle = ConnectionState.CLOSED
 
 
 def _utf8_size(text: str) -> int:

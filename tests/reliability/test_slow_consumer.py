@@ -24,7 +24,7 @@ from gatewayasgi import (
     WebSocketGateway,
 )
 from tests.reliability import eventually, gateway_errors, open_members, stalled_client
-from tests.servers import run_server
+from tests.servers import run_server, server_read
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,14 @@ class FanoutGateway:
 
 
 def fanout_app(**settings: Any) -> GatewayMiddleware:
-    return GatewayMiddleware(None, gateways=[FanoutGateway], outbox_max_messages=OUTBOX, **settings)
+    # The byte cap is raised so that the message cap (OUTBOX frames of 4 KiB) binds first.
+    return GatewayMiddleware(
+        None,
+        gateways=[FanoutGateway],
+        outbox_max_messages=OUTBOX,
+        outbox_max_bytes=16 * 1024 * 1024,
+        **settings,
+    )
 
 
 CLIENT = {"compression": None, "max_size": None, "open_timeout": 10}  # websockets.connect
@@ -126,7 +133,23 @@ async def read_until_closed(ws: Any, timeout: float = 15) -> tuple[list[int], in
 
 @pytest.mark.parametrize(
     ("server", "members", "frames"),
-    [("hypercorn", 200, 3000), ("uvicorn", 200, 3000)],
+    [
+        ("hypercorn", 200, 3000),
+        ("uvicorn", 200, 3000),
+        pytest.param(
+            "hypercorn-trio",
+            50,  # a smaller room keeps the (failing) trio case quick
+            1000,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=TimeoutError,
+                reason=(
+                    "library bug: the slow client is released only after its writer's "
+                    "blocked send is cancelled, and hypercorn's trio worker shields sends"
+                ),
+            ),
+        ),
+    ],
 )
 async def test_stalled_member_is_closed_with_1013_and_the_room_gets_everything(
     server: str, members: int, frames: int, caplog: pytest.LogCaptureFixture
@@ -139,33 +162,39 @@ async def test_stalled_member_is_closed_with_1013_and_the_room_gets_everything(
     async with run_server(app, server) as address:
         healthy, healthy_ids = await open_room(address, members - 1)
         slow = await stalled_client(address, "/fanout")
-        slow_id = await request(slow, "join")
-        publisher = await open_client(address)
-        assert len(gateway.rooms.members(ROOM)) == members
+        try:
+            slow_id = await request(slow, "join")
+            publisher = await open_client(address)
+            # App state is read where the app runs (another thread under hypercorn-trio).
+            assert await server_read(address, lambda: len(gateway.rooms.members(ROOM))) == members
 
-        await publish_paced(publisher, frames, healthy, timeout=60)
+            await publish_paced(publisher, frames, healthy, timeout=60)
 
-        # Released from the room and the registry within seconds, while still not reading.
-        await eventually(lambda: slow_id not in gateway.clients, timeout=5)
-        assert set(gateway.rooms.members(ROOM)) == set(healthy_ids)
-        assert slow_id not in gateway.rooms.members(ROOM)
+            # Released from the room and the registry within seconds, while still not reading.
+            await eventually(lambda: slow_id not in gateway.clients, timeout=5, address=address)
+            room = await server_read(address, lambda: set(gateway.rooms.members(ROOM)))
+            assert room == set(healthy_ids)
 
-        seqs, code = await read_until_closed(slow)
-        assert code == 1013
-        assert seqs == list(range(len(seqs))), "the stalled member's frames were reordered"
-        assert len(seqs) < frames
+            seqs, code = await read_until_closed(slow)
+            assert code == 1013
+            assert seqs == list(range(len(seqs))), "the stalled member's frames were reordered"
+            assert len(seqs) < frames
 
-        # The gateway still serves the others normally.
-        assert await request(healthy[0], "echo", {"after": True}) == {"after": True}
-        await close_all([*healthy, publisher])
-        await eventually(lambda: not gateway.clients, timeout=10)
-        assert gateway.rooms.room_count() == 0
+            # The gateway still serves the others normally.
+            assert await request(healthy[0], "echo", {"after": True}) == {"after": True}
+            await close_all([*healthy, publisher])
+            await eventually(lambda: not gateway.clients, timeout=10, address=address)
+            assert await server_read(address, gateway.rooms.room_count) == 0
+        finally:
+            # A server whose send cannot be cancelled (hypercorn-trio) stops only once
+            # the stalled peer is gone; without this a failure here hangs its shutdown.
+            slow.transport.abort()
     slow_logs = [r for r in caplog.records if "too slow" in r.getMessage()]
     assert len(slow_logs) == 1, "a slow-client close is logged once per connection"
     assert gateway_errors(caplog) == []
 
 
-@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn", "hypercorn-trio"])
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_new"])
 async def test_drop_policies_bound_the_stalled_client_and_keep_it_open(
     server: str, policy: str, caplog: pytest.LogCaptureFixture
@@ -183,9 +212,13 @@ async def test_drop_policies_bound_the_stalled_client_and_keep_it_open(
 
         await publish_paced(publisher, frames, healthy, timeout=30)
 
-        assert slow_id in gateway.clients
-        assert slow_id in gateway.rooms.members(ROOM)
-        dropped = gateway.clients[slow_id].outbox.dropped
+        def stalled_state() -> tuple[bool, int]:
+            """Whether the stalled client is still a room member; frames its outbox dropped."""
+            member = slow_id in gateway.clients and slow_id in gateway.rooms.members(ROOM)
+            return member, gateway.clients[slow_id].outbox.dropped if member else 0
+
+        member, dropped = await server_read(address, stalled_state)
+        assert member
         assert dropped > 0
 
         # Read again: what is left arrives in order, bounded; the socket still works.
@@ -204,7 +237,7 @@ async def test_drop_policies_bound_the_stalled_client_and_keep_it_open(
         warnings = [r for r in caplog.records if "dropping frames" in r.getMessage()]
         assert len(warnings) == 1, "drops are logged once per connection, not per frame"
         await close_all([*healthy, slow, publisher])
-        await eventually(lambda: not gateway.clients, timeout=10)
+        await eventually(lambda: not gateway.clients, timeout=10, address=address)
     assert gateway_errors(caplog) == []
 
 

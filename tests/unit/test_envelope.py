@@ -1,28 +1,35 @@
-"""Backplane envelopes: round trip, size checks, malformed input."""
+"""Backplane envelopes: round trip, separate room and client fields, malformed input."""
 
 from __future__ import annotations
 
 import pytest
 
-from gatewayasgi.protocol.envelope import (
-    KIND_ALL,
-    KIND_TO,
-    Envelope,
-    EnvelopeError,
-    channel_for,
-    pack,
-    unpack,
-)
+from gatewayasgi.backplane.envelope import Envelope, EnvelopeError, channel_for, pack, unpack
+from gatewayasgi.protocol.targets import Targets, new_client_id
 
 
 def test_round_trip_keeps_every_field() -> None:
-    envelope = Envelope("node1", KIND_TO, '{"event":"e","data":"é\\n"}', ("room",), ("c1",))
+    client = new_client_id()
+    envelope = Envelope(
+        "node1",
+        '{"event":"e","data":"é\\n"}',
+        Targets(("room",), (client,)),
+        Targets(("muted",), (new_client_id(),)),
+    )
     assert unpack(pack(envelope), 1 << 20) == envelope
 
 
 def test_round_trip_without_targets() -> None:
-    envelope = Envelope("n", KIND_ALL, "{}")
+    envelope = Envelope("n", "{}")
+    assert envelope.kind == "all"
     assert unpack(pack(envelope), 1 << 20) == envelope
+
+
+def test_rooms_and_clients_travel_in_separate_fields() -> None:
+    """A room named like a client id could never be read back as a client target."""
+    client = new_client_id()
+    header = pack(Envelope("n", "{}", Targets(("lobby",), (client,)))).split(b"\n")[0]
+    assert b'"r":["lobby"]' in header and f'"c":["{client}"]'.encode() in header
 
 
 def test_size_is_checked_before_parsing() -> None:
@@ -38,8 +45,10 @@ def test_size_is_checked_before_parsing() -> None:
         b"[1]\n{}",
         b'{"n": 1, "k": "all"}\n{}',
         b'{"n": "a", "k": "weird"}\n{}',
-        b'{"n": "a", "k": "to", "t": "room"}\n{}',
-        b'{"n": "a", "k": "to", "t": [1]}\n{}',
+        b'{"n": "a", "k": "to", "r": "room"}\n{}',
+        b'{"n": "a", "k": "to", "c": [1]}\n{}',
+        b'{"n": "a", "k": "to"}\n{}',
+        b'{"n": "a", "k": "all", "r": ["room"]}\n{}',
         b'{"n": "a", "k": "all"}\n\xff',
     ],
 )

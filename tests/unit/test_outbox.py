@@ -1,7 +1,9 @@
-"""Outbox: eager fan-out sends, ordering behind a send that must wait, overflow, failures.
+"""Outbox under asyncio, the eager path: fan-out sends started in the emitting task,
+ordering behind a send that must wait, overflow, failures.
 
 The ASGI ``send`` here is a fake (this is a unit test of the outbox alone); the real
-servers are exercised by the reliability suite.
+servers are exercised by the reliability suite. ``test_outbox_contract.py`` runs the
+plain path (trio, and asyncio with eager starts off).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from gatewayasgi.runtime.outbox import Outbox, Overflow
+from gatewayasgi.runtime.outbox import Outbox
+from gatewayasgi.settings import Overflow
 
 
 class FakeSend:
@@ -41,7 +44,7 @@ def make(send: FakeSend, **caps: Any) -> tuple[Outbox, list[asyncio.Task[None]],
     events: list[str] = []
     outbox = Outbox(
         send,
-        lambda: events.append("overflow"),
+        lambda reason: events.append("overflow"),
         lambda: events.append("gone"),
         max_messages=caps.get("max_messages", 100),
         max_bytes=caps.get("max_bytes", 1 << 20),
@@ -68,7 +71,7 @@ def test_a_send_with_room_completes_inside_put_without_a_writer_task() -> None:
     async def scenario() -> None:
         send = FakeSend()
         outbox, writers, _ = make(send)
-        assert outbox.put(text("a"), 1)
+        assert outbox.put_nowait(text("a"), 1)
         assert send.sent == ["a"]  # done before put returned
         assert writers == []
         assert outbox.sent == 1
@@ -81,14 +84,14 @@ def test_frames_queue_behind_a_send_that_waits_and_leave_in_order() -> None:
         send = FakeSend(block=("a",))
         outbox, writers, _ = make(send)
         for value in "abc":
-            assert outbox.put(text(value), 1)  # never waits
+            assert outbox.put_nowait(text(value), 1)  # never waits
         assert send.sent == []
         assert len(outbox) == 2  # b and c wait behind the half-done a
         assert len(writers) == 1
         send.gate.set()
         await settle(lambda: len(send.sent) == 3)
         assert send.sent == ["a", "b", "c"]
-        assert outbox.put(text("d"), 1)  # idle again: straight through
+        assert outbox.put_nowait(text("d"), 1)  # idle again: straight through
         assert send.sent[-1] == "d"
         writers[0].cancel()
 
@@ -99,7 +102,7 @@ def test_a_reply_sent_while_a_fanout_frame_waits_goes_after_it() -> None:
     async def scenario() -> None:
         send = FakeSend(block=("fan",))
         outbox, writers, _ = make(send)
-        outbox.put(text("fan"), 3)
+        outbox.put_nowait(text("fan"), 3)
         await outbox.send(text("reply"), 5)  # queued, not written ahead
         send.gate.set()
         await settle(lambda: len(send.sent) == 2)
@@ -113,9 +116,9 @@ def test_overflow_behind_a_stalled_send_closes_the_outbox() -> None:
     async def scenario() -> None:
         send = FakeSend(block=("x",))
         outbox, writers, events = make(send, max_messages=2)
-        outbox.put(text("x"), 1)
-        assert outbox.put(text("y"), 1) and outbox.put(text("z"), 1)
-        assert not outbox.put(text("overflow"), 1)
+        outbox.put_nowait(text("x"), 1)
+        assert outbox.put_nowait(text("y"), 1) and outbox.put_nowait(text("z"), 1)
+        assert not outbox.put_nowait(text("overflow"), 1)
         assert events == ["overflow"]
         assert outbox.closed and len(outbox) == 0
         writers[0].cancel()
@@ -127,7 +130,7 @@ def test_closing_before_the_writer_starts_abandons_the_half_done_send() -> None:
     async def scenario() -> None:
         send = FakeSend(block=("x",))
         outbox, writers, _ = make(send)
-        outbox.put(text("x"), 1)
+        outbox.put_nowait(text("x"), 1)
         outbox.close()  # the writer task was spawned but has not run yet
         assert send.abandoned == 1
         await asyncio.sleep(0)
@@ -141,7 +144,7 @@ def test_cancelling_the_writer_cancels_the_send_it_finishes() -> None:
     async def scenario() -> None:
         send = FakeSend(block=("x",))
         outbox, writers, _ = make(send)
-        outbox.put(text("x"), 1)
+        outbox.put_nowait(text("x"), 1)
         await asyncio.sleep(0.01)  # the writer has taken the send up and waits with it
         writers[0].cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -155,7 +158,7 @@ def test_a_failing_send_never_raises_and_reports_the_peer_gone() -> None:
     async def scenario() -> None:
         send = FakeSend(fail=True)
         outbox, _, events = make(send)
-        assert outbox.put(text("a"), 1)
+        assert outbox.put_nowait(text("a"), 1)
         assert events == ["gone"] and outbox.closed
         await outbox.send(text("b"), 1)  # dropped quietly
         assert events == ["gone"]
@@ -172,7 +175,7 @@ def test_a_send_failing_after_it_waited_is_reported_by_the_writer() -> None:
             raise OSError("peer gone")
 
         outbox, writers, events = make(send)  # type: ignore[arg-type]
-        assert outbox.put(text("a"), 1)  # waits: handed to the writer
+        assert outbox.put_nowait(text("a"), 1)  # waits: handed to the writer
         assert events == []
         gate.set()
         await settle(lambda: events == ["gone"])
@@ -197,7 +200,7 @@ def test_a_send_returning_another_kind_of_awaitable_is_driven_too() -> None:
             return future
 
         outbox, writers, _ = make(send)  # type: ignore[arg-type]
-        assert outbox.put(text("a"), 1) and outbox.put(text("b"), 1)
+        assert outbox.put_nowait(text("a"), 1) and outbox.put_nowait(text("b"), 1)
         assert len(futures) == 1  # b waits behind a
         futures[0].set_result(None)
         await settle(lambda: len(futures) == 2)

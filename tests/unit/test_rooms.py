@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatewayasgi.rooms import Rooms
+from gatewayasgi.runtime.rooms import Rooms
 
 
 def test_join_and_leave_update_both_directions() -> None:

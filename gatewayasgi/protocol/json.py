@@ -1,0 +1,37 @@
+"""The JSON wire protocol: ``{"event", "data", "id"?}`` text frames (see the README)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayasgi._types import JSONValue
+from gatewayasgi.protocol import codec
+from gatewayasgi.protocol.base import WireProtocol
+from gatewayasgi.protocol.codec import Frame
+
+
+class JsonProtocol(WireProtocol):
+    """orjson framing; a frame sent to many clients is one ``str`` shared by all."""
+
+    name = "json"
+
+    def decode(self, raw: str | bytes) -> Frame:
+        return codec.decode(raw)
+
+    def encode_reply(self, event: str, result: Any, frame_id: str | int | None) -> str:
+        # A ready-made ``{"event", "data"}`` dict is sent as it is (plus the id).
+        if type(result) is dict and "event" in result and "data" in result:
+            return codec.encode_message(result, frame_id)
+        return codec.encode(event, result, frame_id)
+
+    def encode_error(
+        self, message: str, frame_id: str | int | None = None, details: dict[str, Any] | None = None
+    ) -> str:
+        return codec.encode_error(message, frame_id, **(details or {}))
+
+    def encode_emit(self, event: str, data: JSONValue) -> str:
+        return codec.encode(event, data)
+
+
+JSON = JsonProtocol()
+"""The default protocol instance (stateless, shared)."""
