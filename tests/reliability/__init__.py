@@ -18,6 +18,8 @@ import anyio
 import pytest
 import websockets
 
+from tests.servers import server_read
+
 if TYPE_CHECKING:
     from gatewayasgi.testing import TestWebSocket
 
@@ -25,10 +27,14 @@ LOGGER = "gatewayasgi"
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, *, address: str = "") -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds.
+
+    Given the ``address`` of a ``run_server`` block, ``check`` runs where the app runs
+    (the ``hypercorn-trio`` server's thread), so it may read the app's state.
+    """
     with anyio.fail_after(timeout):
-        while not check():
+        while not await server_read(address, check):
             await anyio.sleep(0.01)
 
 
