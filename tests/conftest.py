@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.redis_server import redis_server  # noqa: F401  (a fixture for every module)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

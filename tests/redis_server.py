@@ -1,5 +1,9 @@
 """A real ``redis-server`` for tests: free loopback port, no persistence, restartable.
 
+The one home of the ``redis_server`` fixture (``tests/conftest.py`` registers it for
+every test module). Optional: a password (``requirepass``) and TLS with a throwaway
+self-signed certificate (needs the ``openssl`` command).
+
 Without a ``redis-server`` binary the tests that need one skip (with the install
 command), except under ``CI``, where a missing server is a failure.
 """
@@ -10,13 +14,17 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+from tests.servers import free_port
 
 STARTUP_TIMEOUT = 10.0
 INSTALL_HINT = "redis-server not found: install it (apt-get install redis-server) to run this test"
@@ -30,14 +38,6 @@ def redis_server_binary() -> str:
             pytest.fail(INSTALL_HINT + " (CI is set, so this is a failure)", pytrace=False)
         pytest.skip(INSTALL_HINT)
     return binary
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 RESPValue = bytes | int | list["RESPValue"] | None
@@ -71,28 +71,77 @@ def _read_reply(reader: socket.SocketIO) -> RESPValue:
     raise ValueError(f"unexpected RESP reply {line!r}")
 
 
-def _command(port: int, *args: bytes, timeout: float = 2.0) -> RESPValue:
-    """Send one command on a fresh connection and return its parsed reply.
+def encode_command(*args: bytes) -> bytes:
+    """One command as a RESP array of bulk strings, as a client sends it."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
-    Simple strings and errors come back as ``b"+OK"`` / ``b"-ERR ..."``.
-    """
-    payload = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        with sock.makefile("rb", buffering=0) as reader:
-            return _read_reply(reader)
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (skips without ``openssl``)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not found: needed to make a TLS certificate for redis-server")
+    cert, key = directory / "redis-cert.pem", directory / "redis-key.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        [openssl, "req", "-x509", *curve, "-nodes", "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 class RedisServer:
-    """One ``redis-server`` process on ``127.0.0.1:port``; ``url`` points at db 0."""
+    """One ``redis-server`` process on ``127.0.0.1:port``; ``url`` points at db 0.
 
-    def __init__(self, binary: str, workdir: Path, port: int | None = None) -> None:
+    ``password`` sets ``requirepass`` (``url`` carries it); ``tls`` serves TLS only,
+    with a fresh self-signed certificate (``url`` is ``rediss://`` and names it as CA).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.port = port if port is not None else free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        self.certificate: tuple[Path, Path] | None = make_certificate(workdir) if tls else None
+        auth = f":{quote(password, safe='')}@" if password is not None else ""
+        if self.certificate is not None:
+            ca = quote(str(self.certificate[0]))
+            self.url = f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
+        else:
+            self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.logfile = workdir / f"redis-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _connect(self, timeout: float) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.certificate is None:
+            return sock
+        context = ssl.create_default_context(cafile=str(self.certificate[0]))
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
+    def _commands(self, commands: list[tuple[bytes, ...]], timeout: float = 2.0) -> list[RESPValue]:
+        """Send ``commands`` pipelined on one fresh connection; return their replies.
+
+        Simple strings and errors come back as ``b"+OK"`` / ``b"-ERR ..."``.
+        """
+        if self.password is not None:
+            commands = [(b"AUTH", self.password.encode()), *commands]
+        with self._connect(timeout) as sock:
+            sock.sendall(b"".join(encode_command(*args) for args in commands))
+            with sock.makefile("rb", buffering=0) as reader:
+                replies = [_read_reply(reader) for _ in commands]
+        return replies[1:] if self.password is not None else replies
 
     @property
     def running(self) -> bool:
@@ -103,7 +152,7 @@ class RedisServer:
         if self.running:
             return
         options = {
-            "port": str(self.port),
+            "port": "0" if self.certificate else str(self.port),
             "bind": "127.0.0.1",
             "save": "",
             "appendonly": "no",
@@ -112,6 +161,12 @@ class RedisServer:
             "loglevel": "warning",
             "logfile": str(self.logfile),
         }
+        if self.password is not None:
+            options["requirepass"] = self.password
+        if self.certificate is not None:
+            cert, key = (str(path) for path in self.certificate)
+            options |= {"tls-port": str(self.port), "tls-cert-file": cert, "tls-key-file": key}
+            options |= {"tls-ca-cert-file": cert, "tls-auth-clients": "no"}
         argv = [self.binary]
         for name, value in options.items():
             argv += [f"--{name}", value]
@@ -127,7 +182,7 @@ class RedisServer:
                 log = self.logfile.read_text() if self.logfile.exists() else ""
                 raise RuntimeError(f"redis-server exited at startup on port {self.port}: {log}")
             try:
-                if _command(self.port, b"PING", timeout=0.5) == b"+PONG":
+                if self._commands([(b"PING",)], timeout=0.5) == [b"+PONG"]:
                     return
             except OSError:
                 pass
@@ -164,9 +219,21 @@ class RedisServer:
         self.stop()
         self.start()
 
-    def command(self, *args: str) -> RESPValue:
+    def command(self, *args: str | bytes) -> RESPValue:
         """Run one command and return its parsed reply (for CLIENT KILL and the like)."""
-        return _command(self.port, *(a.encode() for a in args))
+        return self._commands([tuple(a.encode() if isinstance(a, str) else a for a in args)])[0]
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes]]) -> list[int]:
+        """PUBLISH every message, pipelined on one connection, as a raw client would.
+
+        Returns how many subscribers each reached. Blocking: run it in a thread.
+        """
+        commands: list[tuple[bytes, ...]] = [
+            (b"PUBLISH", channel.encode(), data) for channel, data in messages
+        ]
+        replies = self._commands(commands, timeout=30.0)
+        assert all(isinstance(reply, int) for reply in replies), replies
+        return [reply for reply in replies if isinstance(reply, int)]
 
     def kill_pubsub_clients(self) -> int:
         """``CLIENT KILL TYPE pubsub``; returns how many connections were killed."""
@@ -183,9 +250,11 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis_server(workdir: Path) -> Iterator[RedisServer]:
-    """Start a fresh ``RedisServer`` for one test and stop it afterwards."""
-    server = RedisServer(redis_server_binary(), workdir)
+def running_redis_server(
+    workdir: Path, *, password: str | None = None, tls: bool = False
+) -> Iterator[RedisServer]:
+    """Start a fresh ``RedisServer`` for one test (or module) and stop it afterwards."""
+    server = RedisServer(redis_server_binary(), workdir, password=password, tls=tls)
     server.start()
     try:
         yield server
@@ -195,6 +264,6 @@ def running_redis_server(workdir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh ``redis-server`` per test (import this fixture into a test module)."""
+    """A fresh ``redis-server`` per test (registered for every module by conftest)."""
     with running_redis_server(tmp_path) as server:
         yield server

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,9 +24,16 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from gatewayasgi.brokers import Broker, MemoryBroker
+from gatewayasgi.brokers._pubsub import parse_url
 from gatewayasgi.brokers.memory import MemoryHub
 from gatewayasgi.brokers.redis import RedisBroker, _redact
-from tests.redis_server import RedisServer, redis_server_binary, running_redis_server
+from gatewayasgi.brokers.signing import Signer
+from tests.redis_server import (
+    RedisServer,
+    encode_command,
+    redis_server_binary,
+    running_redis_server,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +66,6 @@ def backplane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backpl
     else:
         with running_redis_server(tmp_path) as server:
             yield Backplane("redis", lambda: RedisBroker(server.url), server)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis_server(tmp_path) as server:
-        yield server
 
 
 def fast_redis(url: str, **options: Any) -> RedisBroker:
@@ -279,11 +282,47 @@ def test_password_is_redacted_from_logged_urls() -> None:
         {"max_message_size": 0},
         {"reconnect_delay": 0},
         {"reconnect_delay": 2, "max_reconnect_delay": 1},
+        {"secret": "15-byte secret!"},
+        {"secret": []},
     ],
 )
 def test_invalid_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         RedisBroker("redis://127.0.0.1:1/0", **options)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "unix://"])
+def test_urls_the_subscriber_cannot_use_are_refused_at_construction(url: str) -> None:
+    with pytest.raises(ValueError, match=r"redis://, rediss:// or unix://|socket path"):
+        RedisBroker(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6380/2",
+        "redis://user:p%40ss%20word@example.com/0",
+        "redis://:only-password@[::1]:7000",
+        "redis://host?username=u&password=p",
+        "redis://",
+        "rediss://:pw@tls.example.com:6390/0?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem",
+        "unix://:pw@/tmp/redis.sock?db=1",
+    ],
+)
+def test_the_subscriber_reads_urls_as_redis_py_does(url: str) -> None:
+    """Publisher (redis-py) and subscriber (ours) must reach the same server as the same user."""
+    from redis.asyncio.connection import parse_url as redis_py_parse_url
+
+    ours, theirs = parse_url(url), redis_py_parse_url(url)
+    assert ours.username == theirs.get("username")
+    assert ours.password == theirs.get("password")
+    if url.startswith("unix"):
+        assert ours.path == theirs["path"]
+    else:
+        assert (ours.host, ours.port) == (theirs.get("host", "localhost"), theirs.get("port", 6379))
+        assert ours.tls == url.startswith("rediss")
+    if "ssl_ca_certs" in theirs:
+        assert (ours.ssl_cert_reqs, ours.ssl_ca_certs) == ("none", "/ca.pem")
 
 
 async def test_oversize_messages_are_dropped_and_counted_on_both_sides(
@@ -333,6 +372,156 @@ async def test_publish_works_without_start(redis_server: RedisServer) -> None:
         await publisher.publish("solo", b"from outside")
         assert await sub.receive() == ("solo", b"from outside")
         await publisher.close()
+
+
+# -- Redis: the size cap reads length headers, not payloads -------------------------------
+
+SMALL_CAP = 64 * 1024
+HUGE = b"h" * (1024 * 1024)
+
+
+def publish_in_batches(port: int, batches: list[bytes], replies_per_batch: int) -> None:
+    """Send pre-encoded PUBLISH batches on one raw connection, reading every reply.
+
+    Blocking (run it in a thread); allocates nothing large, so a memory trace of the
+    process sees only what the subscriber holds.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+        for batch in batches:
+            raw.sendall(batch)
+            replies = b""  # read them all: Redis drops what is unread when we close
+            while replies.count(b"\r\n") < replies_per_batch:
+                replies += raw.recv(1024)
+
+
+async def test_oversize_messages_are_skipped_unread_and_the_connection_survives(
+    redis_server: RedisServer,
+) -> None:
+    """A raw client publishes 1 MiB messages between small ones at a 64 KiB cap.
+
+    Every small one arrives, in order, on the first connection; the big ones are
+    counted; and Python never holds one: the traced peak stays under 1 MiB (reading
+    each in full before refusing it peaked at about 3 MiB).
+    """
+    broker = fast_redis(redis_server.url, max_message_size=SMALL_CAP)
+    pairs = 5  # per batch: 5 MiB in flight, well under Redis's 32 MiB pubsub buffer limit
+    batches = [
+        b"".join(
+            encode_command(b"PUBLISH", b"mixed", data)
+            for i in range(first, first + pairs)
+            for data in (HUGE, b"small-%d" % i)
+        )
+        for first in range(0, 50, pairs)
+    ]
+    async with started(broker) as (sub,):
+        await sub.broker.subscribe("mixed")
+        tracemalloc.start()
+        try:
+            await anyio.to_thread.run_sync(
+                publish_in_batches, redis_server.port, batches, 2 * pairs
+            )
+            received = await sub.receive_until(b"small-49", within=30)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert received == [("mixed", b"small-%d" % i) for i in range(50)]
+        assert (broker.stats.connects, broker.stats.disconnects) == (1, 0)
+        assert broker.stats.oversize_dropped == 50 and broker.stats.received == 50
+        assert peak < len(HUGE), f"traced peak {peak} bytes"
+
+
+# -- Redis: shared-secret signatures ----------------------------------------------------
+
+SECRET = "correct horse battery staple, 32"
+OTHER_SECRET = b"a different secret of 32 bytes!!"
+
+
+async def test_brokers_sharing_a_secret_drop_forged_messages(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unsigned, wrongly signed and replayed-from-another-channel messages are dropped."""
+    caplog.set_level(logging.WARNING, logger="gatewayasgi.brokers.redis")
+    receiver = fast_redis(redis_server.url, secret=SECRET)
+    sender = fast_redis(redis_server.url, secret=SECRET)
+    async with started(receiver, sender) as (sub, pub):
+        await sub.broker.subscribe("signed")
+        assert await pub.broker.publish("signed", b"first") is True
+        forged = [
+            b'{"n":"attacker","k":"all"}\n{"event":"pwned"}',
+            Signer(OTHER_SECRET).sign("signed", b"wrong secret"),
+            Signer(SECRET).sign("another-channel", b"right secret, wrong channel"),
+        ]
+        for data in forged:
+            assert redis_server.command("PUBLISH", "signed", data) == 1
+        await pub.broker.publish("signed", b"second")
+        assert await sub.receive_until(b"second") == [("signed", b"first"), ("signed", b"second")]
+        assert receiver.stats.forged_dropped == 3 and receiver.stats.received == 2
+    forged_logs = [r for r in caplog.records if "secret" in r.getMessage()]
+    assert len(forged_logs) == 1, [r.getMessage() for r in forged_logs]  # once a minute
+
+
+async def test_a_broker_without_the_secret_cannot_reach_one_with_it(
+    redis_server: RedisServer,
+) -> None:
+    receiver = fast_redis(redis_server.url, secret=[SECRET, OTHER_SECRET])
+    plain, old = fast_redis(redis_server.url), fast_redis(redis_server.url, secret=OTHER_SECRET)
+    async with started(receiver, plain, old) as (sub, _, _):
+        await sub.broker.subscribe("rot")
+        await plain.publish("rot", b"unsigned")
+        await old.publish("rot", b"old secret, still accepted while rotating")
+        assert await sub.receive() == ("rot", b"old secret, still accepted while rotating")
+        assert receiver.stats.forged_dropped == 1
+
+
+async def test_a_signed_message_at_max_message_size_is_not_oversize(
+    redis_server: RedisServer,
+) -> None:
+    """The cap is on the payload: the signature's bytes do not count against it."""
+    receiver = fast_redis(redis_server.url, secret=SECRET, max_message_size=SMALL_CAP)
+    sender = fast_redis(redis_server.url, secret=SECRET, max_message_size=SMALL_CAP)
+    async with started(receiver, sender) as (sub, pub):
+        await sub.broker.subscribe("edge")
+        assert await pub.broker.publish("edge", b"e" * SMALL_CAP) is True
+        assert await pub.broker.publish("edge", b"e" * (SMALL_CAP + 1)) is False
+        assert await sub.receive() == ("edge", b"e" * SMALL_CAP)
+
+
+# -- Redis: authentication and TLS ------------------------------------------------------
+
+
+async def test_a_password_protected_redis_is_reached_with_the_urls_credentials(
+    tmp_path: Path,
+) -> None:
+    with running_redis_server(tmp_path, password="p@ss word/:") as server:
+        assert "p%40ss%20word%2F%3A@" in server.url
+        server.command("ACL", "SETUSER", "alice", "on", ">alices-password", "~*", "&*", "+@all")
+        alice = server.url.replace(":p%40ss%20word%2F%3A@", "alice:alices-password@")
+        async with started(fast_redis(server.url), fast_redis(alice)) as (sub, pub):
+            await sub.broker.subscribe("auth")
+            await pub.broker.publish("auth", b"authenticated")
+            assert await sub.receive() == ("auth", b"authenticated")
+            assert sub.broker.stats.connects == 1  # type: ignore[attr-defined]
+
+
+async def test_a_wrong_password_is_logged_and_retried_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gatewayasgi.brokers.redis")
+    with running_redis_server(tmp_path, password="the-right-one") as server:
+        broker = fast_redis(server.url.replace("the-right-one", "wrong"))
+        async with started(broker):
+            assert not broker.connected
+    assert any("refused AUTH" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_rediss_urls_connect_over_tls(tmp_path: Path) -> None:
+    with running_redis_server(tmp_path, tls=True) as server:
+        assert server.url.startswith("rediss://")
+        async with started(fast_redis(server.url), fast_redis(server.url)) as (sub, pub):
+            await sub.broker.subscribe("tls")
+            await pub.broker.publish("tls", b"over tls")
+            assert await sub.receive() == ("tls", b"over tls")
+            assert sub.broker.stats.connects == 1  # type: ignore[attr-defined]
 
 
 # -- Redis: faults ---------------------------------------------------------------------

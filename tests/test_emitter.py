@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import orjson
 import pytest
 
+from gatewayasgi.backplane.envelope import KIND_ALL, KIND_TO, Envelope, channel_for, unpack
 from gatewayasgi.brokers import MemoryBroker
 from gatewayasgi.brokers.memory import MemoryHub
 from gatewayasgi.brokers.redis import RedisBroker
 from gatewayasgi.emitter import Emitter, RedisEmitter
-from gatewayasgi.protocol.envelope import KIND_ALL, KIND_TO, Envelope, channel_for, unpack
-from tests.redis_server import RedisServer, running_redis_server
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 WAIT = 5.0
 MAX = 1024 * 1024
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis_server(tmp_path) as server:
-        yield server
 
 
 class Subscriber:
@@ -112,3 +105,24 @@ async def test_redis_emitter_with_redis_down_does_not_raise(tmp_path: Path) -> N
         with anyio.fail_after(WAIT):
             await emitter.emit("lost", 1)
         assert emitter.broker.stats.publish_failures == 1
+
+
+SECRET = "emitter and servers share this secret"
+
+
+async def test_redis_emitter_signs_with_its_secret_and_unsigned_emits_are_dropped(
+    redis_server: RedisServer,
+) -> None:
+    """``RedisEmitter(..., secret=...)`` reaches a signed broker; one without it does not."""
+    subscriber, listener = Subscriber(), RedisBroker(redis_server.url, secret=SECRET)
+    async with anyio.create_task_group() as tg:
+        await listener.start(subscriber.on_message, tg)
+        await listener.subscribe(channel_for("/chat"))
+        async with RedisEmitter(redis_server.url, namespace="/chat") as unsigned:
+            await unsigned.emit("message", "forged")
+        async with RedisEmitter(redis_server.url, namespace="/chat", secret=SECRET) as emitter:
+            await emitter.emit("message", "signed")
+            envelope = await subscriber.next()
+        assert orjson.loads(envelope.frame)["data"] == "signed"
+        assert listener.stats.forged_dropped == 1 and listener.stats.received == 1
+        await listener.close()

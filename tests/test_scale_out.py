@@ -28,7 +28,8 @@ import pytest
 import websockets
 
 from gatewayasgi.emitter import RedisEmitter
-from tests.redis_server import RedisServer, free_port, redis_server_binary
+from tests.redis_server import RedisServer, running_redis_server
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -109,18 +110,16 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("scale")
-    redis = RedisServer(redis_server_binary(), workdir)
-    redis.start()
-    nodes: list[Node] = []
-    try:
-        nodes = [start_node(name, redis.url, workdir) for name in ("A", "B")]
-        for node in nodes:
-            _wait_for_port(node)
-        yield Cluster(redis, *nodes)
-    finally:
-        for node in nodes:
-            stop_node(node)
-        redis.stop()
+    with running_redis_server(workdir) as redis:
+        nodes: list[Node] = []
+        try:
+            nodes = [start_node(name, redis.url, workdir) for name in ("A", "B")]
+            for node in nodes:
+                _wait_for_port(node)
+            yield Cluster(redis, *nodes)
+        finally:
+            for node in nodes:
+                stop_node(node)
 
 
 # -- clients -------------------------------------------------------------------------------

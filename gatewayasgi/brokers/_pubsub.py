@@ -22,6 +22,9 @@ DEFAULT_PORT = 6379
 # One socket read (asyncio's own read size); parsing happens per chunk, so this is also
 # the most of an oversize message that is ever in memory at once.
 RECEIVE_SIZE = 256 * 1024
+# The reader's limit applies to every bulk string, channel names and the words
+# "subscribe", "message" included; below this floor the caller checks sizes itself.
+MIN_BULK_LIMIT = 64 * 1024
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -99,6 +102,9 @@ def command(*args: bytes) -> bytes:
 class PubSubConnection:
     """An open connection to Redis used only for SUBSCRIBE, UNSUBSCRIBE and PING.
 
+    Bulk strings over ``max_message_size`` (or over ``MIN_BULK_LIMIT``, whichever is
+    larger) arrive as ``OversizeMessage``, never read into memory; a smaller
+    ``max_message_size`` is the caller's to check on each ``Message``.
     ``receive()`` is called by one task (the broker's reader); ``send`` may be called
     from any task, writes are serialised. Every failure surfaces as ``OSError``
     (``ConnectionError`` for a closed or misbehaving peer), so the caller has one
@@ -107,7 +113,7 @@ class PubSubConnection:
 
     def __init__(self, stream: ByteStream, max_message_size: int) -> None:
         self._stream = stream
-        self._reader = RespReader(max_message_size)
+        self._reader = RespReader(max(max_message_size, MIN_BULK_LIMIT))
         self._write_lock = anyio.Lock()
 
     @classmethod

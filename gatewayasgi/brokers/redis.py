@@ -264,13 +264,16 @@ class RedisBroker(Broker):
 
     def _handle(self, push: Push) -> None:
         """Called by the subscriber for every message, delivered or skipped for its size."""
-        if isinstance(push, Message):
+        if isinstance(push, Message) and len(push.data) <= self._wire_limit:
             self._deliver(push.channel.decode(errors="replace"), push.data)
-        elif isinstance(push, OversizeMessage):
+        elif isinstance(push, Message | OversizeMessage):
+            # Skipped unread by the connection, or (under its 64 KiB floor) read and
+            # found too large here.
+            length = push.length if isinstance(push, OversizeMessage) else len(push.data)
             self._count(oversize_dropped=1)
             self._oversize_log.warn(
-                "redis broker: skipped an incoming %d-byte message on %s (limit %d)",
-                push.length,
+                "redis broker: dropped an incoming %d-byte message on %s (limit %d)",
+                length,
                 push.channel.decode(errors="replace") if push.channel else "?",
                 self._wire_limit,
             )
