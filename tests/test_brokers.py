@@ -291,6 +291,12 @@ def test_invalid_options_are_refused(options: dict[str, Any]) -> None:
         RedisBroker("redis://127.0.0.1:1/0", **options)
 
 
+def test_a_broker_can_be_built_outside_an_event_loop() -> None:
+    """Apps build their middleware, broker included, at import time."""
+    broker = RedisBroker("redis://127.0.0.1:1/0", secret="x" * 16)
+    assert not broker.connected and broker.stats.connects == 0
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "unix://"])
 def test_urls_the_subscriber_cannot_use_are_refused_at_construction(url: str) -> None:
     with pytest.raises(ValueError, match=r"redis://, rediss:// or unix://|socket path"):
@@ -492,15 +498,23 @@ async def test_a_signed_message_at_max_message_size_is_not_oversize(
 async def test_a_password_protected_redis_is_reached_with_the_urls_credentials(
     tmp_path: Path,
 ) -> None:
+    """A password, and an ACL user limited as docs/scaling.md recommends, both work."""
     with running_redis_server(tmp_path, password="p@ss word/:") as server:
         assert "p%40ss%20word%2F%3A@" in server.url
-        server.command("ACL", "SETUSER", "alice", "on", ">alices-password", "~*", "&*", "+@all")
-        alice = server.url.replace(":p%40ss%20word%2F%3A@", "alice:alices-password@")
-        async with started(fast_redis(server.url), fast_redis(alice)) as (sub, pub):
-            await sub.broker.subscribe("auth")
-            await pub.broker.publish("auth", b"authenticated")
-            assert await sub.receive() == ("auth", b"authenticated")
-            assert sub.broker.stats.connects == 1  # type: ignore[attr-defined]
+        acl = "resetchannels &gatewayasgi:* -@all +publish +subscribe +unsubscribe +ping +auth"
+        assert server.command("ACL", "SETUSER", "gw", "on", ">gw-password", *acl.split()) == b"+OK"
+        gateway_user = server.url.replace(":p%40ss%20word%2F%3A@", "gw:gw-password@")
+        async with started(fast_redis(server.url), fast_redis(gateway_user)) as nodes:
+            for node in nodes:
+                await node.broker.subscribe("gatewayasgi:auth")
+            default, limited = nodes
+            await default.broker.publish("gatewayasgi:auth", b"to the limited user")
+            assert await limited.receive() == ("gatewayasgi:auth", b"to the limited user")
+            await limited.broker.publish("gatewayasgi:auth", b"from the limited user")
+            assert await default.receive_until(b"from the limited user")
+            for node in nodes:
+                assert node.broker.stats.connects == 1  # type: ignore[attr-defined]
+                assert node.broker.stats.publish_failures == 0  # type: ignore[attr-defined]
 
 
 async def test_a_wrong_password_is_logged_and_retried_not_raised(

@@ -62,9 +62,9 @@ class Subscriber:
         # from the start (CLIENT KILL TYPE pubsub applies, PING gets a pong push).
         self._control_channel = CONTROL_CHANNEL_PREFIX + uuid.uuid4().hex
         self._connection: PubSubConnection | None = None
-        self._scope = anyio.CancelScope()
-        # Events are made in start(): anyio needs a running event loop for them, and a
-        # broker is often built at import time.
+        # Scope and events are made in start(): anyio needs a running event loop for
+        # them, and a broker is often built at import time (module-level app).
+        self._scope: anyio.CancelScope | None = None
         self._first_attempt: anyio.Event | None = None
         self._done: anyio.Event | None = None
         self._acks: dict[str, anyio.Event] = {}
@@ -73,6 +73,7 @@ class Subscriber:
 
     async def start(self, task_group: TaskGroup) -> None:
         """Start the reader task; return after its first connection attempt (or a timeout)."""
+        self._scope = anyio.CancelScope()
         self._first_attempt = first_attempt = anyio.Event()
         self._done = anyio.Event()
         task_group.start_soon(self._run, name=f"redis broker {self._display_url}")
@@ -83,7 +84,8 @@ class Subscriber:
         """Stop the reader task, which closes its connection on the way out. Idempotent."""
         self._closed = True
         self.channels.clear()
-        self._scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
         if self._done is not None:
             with anyio.move_on_after(self._connect_timeout, shield=True):
                 await self._done.wait()
@@ -120,7 +122,7 @@ class Subscriber:
     # -- the reader task -----------------------------------------------------------------
 
     async def _run(self) -> None:
-        assert self._done is not None
+        assert self._scope is not None and self._done is not None
         try:
             with self._scope:
                 while not self._closed:
