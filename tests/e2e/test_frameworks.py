@@ -206,11 +206,33 @@ async def test_http_routes_app_websockets_lifespan_and_shared_provider(
                 assert await a.recv() == announce
                 assert await b.recv() == announce
             assert (await http.get("/nowhere")).status_code == 404
+        assert counter.events == ["app_startup", "after_init"]
+    assert counter.events == ["app_startup", "after_init", "app_shutdown"]
+
+
+# hypercorn 0.18's trio worker races itself when an app closes a websocket right after
+# sending (as these echo routes do): send_eof (not under its send lock) meets the
+# close reply's send_all, BusyResourceError escapes and stops the whole server. Seen in
+# about 1 of 6 servers with a plain Starlette app and no gateway at all. The gateway
+# does not hit it: after closing it reads until the client's close has arrived.
+APP_CLOSES_FIRST = [
+    *(name for name in SERVERS if name != "hypercorn-trio"),
+    pytest.param(
+        "hypercorn-trio",
+        marks=pytest.mark.skip(reason="hypercorn's trio worker crashes when an app closes first"),
+    ),
+]
+
+
+@pytest.mark.parametrize("server", APP_CLOSES_FIRST)
+async def test_app_websocket_route_answers_beside_the_gateway(framework: str, server: str) -> None:
+    counter = CounterService()
+    async with run_server(FRAMEWORKS[framework](counter), server) as address:
         async with connect(address, "/app-ws") as client:
             await client.send_raw(json.dumps({"hello": 1}))
             assert await client.recv() == {"echo": {"hello": 1}, "by": framework}
-        assert counter.events == ["app_startup", "after_init"]
-    assert counter.events == ["app_startup", "after_init", "app_shutdown"]
+        async with connect(address, "/gw") as client:  # the gateway is unaffected
+            assert await client.request("inc") == {"event": "inc", "data": 1}
 
 
 @pytest.mark.parametrize("server", HYPERCORN_WORKERS)
