@@ -13,6 +13,7 @@ from gatewayasgi.brokers import MemoryBroker
 from gatewayasgi.brokers.memory import MemoryHub
 from gatewayasgi.brokers.redis import RedisBroker
 from gatewayasgi.emitter import Emitter, RedisEmitter
+from gatewayasgi.protocol.targets import NOBODY, Targets, new_client_id
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +47,7 @@ async def test_emit_to_all_publishes_one_encoded_frame_on_the_namespace_channel(
             envelope = await subscriber.next()
         assert envelope.kind == KIND_ALL
         assert envelope.node == emitter.node_id
-        assert envelope.targets == () and envelope.exclude == ()
+        assert envelope.targets == NOBODY and envelope.exclude == NOBODY
         assert orjson.loads(envelope.frame) == {"event": "news", "data": {"text": "hi", "n": 1}}
         await listener.close()
 
@@ -58,20 +59,25 @@ async def test_to_and_except_build_the_target_set() -> None:
         await listener.start(subscriber.on_message, tg)
         await listener.subscribe(channel_for("/ws"))
         emitter = Emitter(MemoryBroker(hub))
+        nine, two, three = new_client_id(), new_client_id(), new_client_id()
         await emitter.to("room-1").emit("a", 1)
-        await emitter.to("room-1", "client-9").to("room-1").except_("client-2").emit("b")
-        await emitter.except_("client-3").emit("c", None)
+        await emitter.to("room-1", nine).to("room-1").except_(two).emit("b")
+        await emitter.except_(three).emit("c", None)
         await emitter.in_("room-2").emit("d", [1, 2])
         first, second, third, fourth = [await subscriber.next() for _ in range(4)]
-        assert (first.kind, first.targets, first.exclude) == (KIND_TO, ("room-1",), ())
+        assert (first.kind, first.targets, first.exclude) == (KIND_TO, Targets(("room-1",)), NOBODY)
         assert (second.kind, second.targets, second.exclude) == (
             KIND_TO,
-            ("room-1", "client-9"),
-            ("client-2",),
+            Targets(("room-1",), (nine,)),
+            Targets((), (two,)),
         )
-        assert (third.kind, third.targets, third.exclude) == (KIND_ALL, (), ("client-3",))
+        assert (third.kind, third.targets, third.exclude) == (
+            KIND_ALL,
+            NOBODY,
+            Targets((), (three,)),
+        )
         assert orjson.loads(third.frame) == {"event": "c", "data": None}
-        assert fourth.targets == ("room-2",)
+        assert fourth.targets == Targets(("room-2",))
         await emitter.aclose()
         await listener.close()
 
@@ -81,7 +87,7 @@ def test_operators_are_immutable_and_reusable() -> None:
     room = emitter.to("room")
     narrowed = room.except_("someone")
     assert room is not narrowed
-    assert room._exclude == () and narrowed._exclude == ("someone",)
+    assert room._exclude == NOBODY and narrowed._exclude == Targets(("someone",))
     assert emitter.node_id != Emitter(MemoryBroker()).node_id
 
 
@@ -94,7 +100,8 @@ async def test_redis_emitter_reaches_a_redis_subscriber(redis_server: RedisServe
             await emitter.to("lobby").except_("me").emit("message", {"text": "from a worker"})
             envelope = await subscriber.next()
             assert emitter.broker.stats.published == 1
-        assert (envelope.kind, envelope.targets, envelope.exclude) == (KIND_TO, ("lobby",), ("me",))
+        assert (envelope.kind, envelope.targets) == (KIND_TO, Targets(("lobby",)))
+        assert envelope.exclude == Targets(("me",))
         assert orjson.loads(envelope.frame)["data"] == {"text": "from a worker"}
         await listener.close()
 
