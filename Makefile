@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean
+.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,3 +66,6 @@ bench-ladder: $(STAMP) ## Echo throughput as the gateway's per-frame layers are 
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+test-js: $(STAMP) ## The TypeScript client's tests (clients/js) against a real gateway; needs node >= 20 and npm
+	cd clients/js && npm ci --no-audit --no-fund && npm test

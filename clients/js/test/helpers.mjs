@@ -66,8 +66,17 @@ export async function startServer(port) {
     PYTHON,
     ["-m", "hypercorn", "clients.js.test.server_app:app", "--bind", `127.0.0.1:${port}`,
       "--graceful-timeout", "1", "--log-level", "warning"],
-    { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
+    { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
   );
+  // hypercorn logs cancelled connections on shutdown: keep its stderr, show it only on failure.
+  let log = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk) => { log = (log + chunk).slice(-4000); });
+  child.stderr.unref?.();
+  // Never outlive the test process, even when a test fails without stopping its server.
+  child.unref();
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
   const exited = new Promise((done) => child.once("exit", done));
   const failed = exited.then((code) => {
     throw new Error(`server exited early (code ${code})`);
@@ -76,7 +85,7 @@ export async function startServer(port) {
     await Promise.race([waitForPort(port, 20000), failed]);
   } catch (error) {
     child.kill("SIGKILL");
-    throw error;
+    throw new Error(`${error.message}\n${log}`);
   }
   failed.catch(() => undefined);
   const stop = async () => {
@@ -85,6 +94,7 @@ export async function startServer(port) {
     const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
     await exited;
     clearTimeout(killer);
+    process.removeListener("exit", killOnExit);
   };
   return { port, url: `ws://127.0.0.1:${port}/ws`, stop };
 }

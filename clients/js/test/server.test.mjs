@@ -1,0 +1,159 @@
+// The client against a real gatewayasgi server (test/server_app.py under hypercorn).
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { AckError, AckTimeoutError, DisconnectedError, GatewayClient } from "../dist/index.js";
+import { WebSocket, nextEvent, nextLifecycle, sleep, startServer, withTimeout } from "./helpers.mjs";
+
+let server;
+const clients = [];
+
+function client(options = {}) {
+  const gateway = new GatewayClient(server.url, {
+    WebSocket,
+    auth: { token: "good" },
+    reconnectDelay: 50,
+    reconnectDelayMax: 400,
+    ackTimeout: 5000,
+    ...options,
+  });
+  clients.push(gateway);
+  return gateway;
+}
+
+async function connected(options) {
+  const gateway = client(options);
+  await withTimeout(gateway.connect(), 5000, "connect");
+  return gateway;
+}
+
+/** Poll the server's record of `$ack` answers until one for `ack` shows up. */
+async function answerFor(gateway, ack) {
+  return withTimeout((async () => {
+    for (;;) {
+      const found = (await gateway.emitWithAck("answers")).find((frame) => frame.id === ack);
+      if (found) return found;
+      await sleep(20);
+    }
+  })(), 5000, `$ack ${ack}`);
+}
+
+before(async () => {
+  server = await startServer();
+});
+
+after(async () => {
+  for (const gateway of clients) gateway.close();
+  await server?.stop();
+});
+
+describe("against a gatewayasgi server", () => {
+  it("emitWithAck resolves with the reply's data; emit's reply arrives as an event", async () => {
+    const gateway = await connected();
+    assert.equal(gateway.state, "connected");
+    assert.deepEqual(await gateway.emitWithAck("echo", { hello: ["world", 1] }), { hello: ["world", 1] });
+    const replied = nextEvent(gateway, "echo");
+    gateway.emit("echo", "plain");
+    assert.equal(await replied, "plain");
+  });
+
+  it("rejects with the error frame: pydantic errors and WsException details are reachable", async () => {
+    const gateway = await connected();
+    assert.deepEqual(await gateway.emitWithAck("add", { x: 1, y: 2 }), { sum: 3 });
+    const invalid = await gateway.emitWithAck("add", { x: "a", y: 2 }).catch((e) => e);
+    assert.ok(invalid instanceof AckError);
+    assert.equal(invalid.message, "Invalid payload for WebSocket event 'add'");
+    assert.ok(Array.isArray(invalid.data.errors));
+    assert.deepEqual(invalid.data.errors[0].loc, ["x"]);
+    const refused = await gateway.emitWithAck("fail", { why: 1 }).catch((e) => e);
+    assert.deepEqual(refused.data, { message: "Nope", code: "E_NOPE", detail: { why: 1 } });
+    const unknown = await gateway.emitWithAck("nope").catch((e) => e);
+    assert.equal(unknown.message, "No handler for WebSocket event 'nope'");
+    assert.equal(gateway.connected, true);
+  });
+
+  it("times out an ack the server never answers", async () => {
+    const gateway = await connected();
+    await assert.rejects(gateway.emitWithAck("slow", null, { timeout: 150 }), AckTimeoutError);
+  });
+
+  it("delivers room broadcasts to members", async () => {
+    const [alice, bob] = [await connected(), await connected()];
+    assert.deepEqual(await alice.emitWithAck("join", { room: "r1" }), { room: "r1" });
+    const heard = nextEvent(alice, "said");
+    bob.emit("say", { room: "r1", text: "hi" });
+    assert.deepEqual(await heard, { text: "hi" });
+  });
+
+  it("answers server calls: result, thrown error, no handler", async () => {
+    const gateway = await connected();
+    gateway.on("ask", async ({ n }) => ({ doubled: n * 2 }));
+    gateway.on("boom", () => { throw new Error("client says no"); });
+    const { ack: first } = await gateway.emitWithAck("ask_me", { event: "ask", data: { n: 21 } });
+    assert.deepEqual(await answerFor(gateway, first), { event: "$ack", id: first, data: { doubled: 42 } });
+    const { ack: second } = await gateway.emitWithAck("ask_me", { event: "boom", data: null });
+    assert.deepEqual(await answerFor(gateway, second),
+      { event: "$ack", id: second, error: { message: "client says no" } });
+    const { ack: third } = await gateway.emitWithAck("ask_me", { event: "nobody", data: null });
+    assert.deepEqual((await answerFor(gateway, third)).error,
+      { message: "No handler for server event 'nobody'" });
+  });
+
+  it("does not reconnect after a guard closes with 1008", async () => {
+    const gateway = await connected();
+    const disconnected = nextLifecycle(gateway, "disconnect");
+    gateway.emit("forbidden");
+    const event = await disconnected;
+    assert.equal(event.code, 1008);
+    assert.equal(event.willReconnect, false);
+    assert.equal(gateway.state, "closed");
+    await sleep(200);
+    assert.equal(gateway.state, "closed");
+    await assert.rejects(gateway.emitWithAck("echo", 1), DisconnectedError);
+  });
+
+  it("does not reconnect after an app close code, and surfaces its reason", async () => {
+    const gateway = await connected();
+    const disconnected = nextLifecycle(gateway, "disconnect");
+    gateway.emit("kick");
+    const { code, reason, willReconnect, error } = await disconnected;
+    assert.deepEqual([code, reason, willReconnect, error.terminal], [4001, "kicked", false, true]);
+  });
+
+  it("retries a refused handshake with fresh auth from the auth function", async () => {
+    const tokens = ["bad", "good-2"];
+    const gateway = client({ auth: () => ({ token: tokens.shift() ?? "good-n" }) });
+    const refused = nextLifecycle(gateway, "connect_error");
+    await withTimeout(gateway.connect(), 5000, "connect after a refusal");
+    assert.equal((await refused).attempt, 0);
+    assert.deepEqual(await gateway.emitWithAck("whoami"), { token: "good-2" });
+  });
+
+  it("reconnects both clients when the server restarts on the same port", async () => {
+    let round = 0;
+    const options = { auth: () => ({ token: `good-${round}` }) };
+    const [alice, bob] = [await connected(options), await connected(options)];
+    alice.lifecycle.on("connect", () => alice.emit("join", { room: "after" }));
+    await alice.emitWithAck("join", { room: "after" });
+    const pending = alice.emitWithAck("slow", null, { timeout: 10000 }).catch((e) => e);
+
+    const down = [nextLifecycle(alice, "disconnect"), nextLifecycle(bob, "disconnect")];
+    await server.stop();
+    for (const { willReconnect } of await Promise.all(down)) assert.equal(willReconnect, true);
+    const lost = await pending;
+    assert.ok(lost instanceof DisconnectedError);
+    assert.equal(lost.terminal, false);
+
+    round = 1;
+    const offline = bob.emitWithAck("echo", "sent while offline");
+    const up = [nextLifecycle(alice, "connect", 15000), nextLifecycle(bob, "connect", 15000)];
+    server = await startServer(server.port);
+    assert.deepEqual(await Promise.all(up), [{ recovered: false }, { recovered: false }]);
+    assert.equal(await withTimeout(offline, 5000, "buffered ack"), "sent while offline");
+    assert.deepEqual(await alice.emitWithAck("whoami"), { token: "good-1" });
+    const heard = nextEvent(alice, "said");
+    await bob.emitWithAck("echo", "bob is back");
+    bob.emit("say", { room: "after", text: "welcome back" });
+    assert.deepEqual(await heard, { text: "welcome back" });
+  });
+});

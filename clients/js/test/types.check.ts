@@ -1,0 +1,92 @@
+// Type-level test (`npm run typecheck`): every `@ts-expect-error` line must fail to compile,
+// every other line must compile. Nothing here runs.
+import { WebSocket } from "ws";
+
+import {
+  AckError,
+  type ConnectionState,
+  GatewayClient,
+  type LifecycleEvents,
+} from "../dist/index.js";
+
+interface ServerEvents {
+  said: { text: string };
+  /** A server call: the listener's return value is the answer. */
+  ask: (question: { n: number }) => { doubled: number };
+}
+
+interface ClientEvents {
+  join: { room: string };
+  /** Acknowledged: `emitWithAck("add", ...)` resolves with the function's return type. */
+  add: (point: { x: number; y: number }) => { sum: number };
+  ping: undefined;
+}
+
+declare function assertType<T>(value: T): void;
+
+const client = new GatewayClient<ServerEvents, ClientEvents>("ws://localhost/ws", {
+  WebSocket, // the `ws` package's constructor fits the option
+  auth: async () => ({ token: "t", attempt: 1, debug: undefined }),
+  protocols: ["v1"],
+  bufferOverflow: "reject-new",
+});
+
+client.emit("join", { room: "lobby" });
+client.emit("ping");
+client.emit("add", { x: 1, y: 2 });
+// @ts-expect-error room must be a string
+client.emit("join", { room: 1 });
+// @ts-expect-error data is required for join
+client.emit("join");
+// @ts-expect-error unknown client event
+client.emit("leave", { room: "lobby" });
+// @ts-expect-error said is a server event, not a client one
+client.emit("said", { text: "hi" });
+
+async function acks(): Promise<void> {
+  const reply = await client.emitWithAck("add", { x: 1, y: 2 }, { timeout: 500 });
+  assertType<{ sum: number }>(reply);
+  // @ts-expect-error the reply has no `total`
+  reply.total;
+  const untyped = await client.emitWithAck("join", { room: "a" });
+  assertType<unknown>(untyped);
+  // @ts-expect-error y is missing
+  await client.emitWithAck("add", { x: 1 });
+  try {
+    await client.emitWithAck("ping");
+  } catch (error) {
+    if (error instanceof AckError) assertType<unknown>(error.data.errors);
+  }
+}
+
+client.on("said", (data) => assertType<string>(data.text));
+client.on("ask", ({ n }) => ({ doubled: n * 2 }));
+client.on("ask", async ({ n }) => ({ doubled: n * 2 }));
+// @ts-expect-error the answer must be { doubled: number }
+client.on("ask", ({ n }) => ({ tripled: n * 3 }));
+// @ts-expect-error said carries { text: string }
+client.on("said", (data: { text: number }) => data);
+// @ts-expect-error unknown server event
+client.on("unknown", () => undefined);
+client.onAny((event, data) => assertType<[string, unknown]>([event, data]));
+
+client.lifecycle.on("disconnect", ({ code, reason, willReconnect }) => {
+  assertType<[number, string, boolean]>([code, reason, willReconnect]);
+});
+// @ts-expect-error not a lifecycle event
+client.lifecycle.on("said", () => undefined);
+const state: ConnectionState = client.state;
+// @ts-expect-error lifecycle events cannot be emitted from outside
+client.lifecycle.emit("connect", { recovered: false });
+type Connect = LifecycleEvents["connect"];
+const connect: Connect = { recovered: client.recovered };
+
+// Without event maps, anything goes.
+const loose = new GatewayClient("ws://localhost/ws");
+loose.emit("anything", { at: 1 });
+loose.emit("nothing");
+loose.on("whatever", (data) => data);
+
+void acks;
+void state;
+void connect;
