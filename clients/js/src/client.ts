@@ -5,45 +5,25 @@
  * Every socket gets its own handlers; a handler whose socket is no longer `this.socket` does
  * nothing, so a late event from an abandoned socket can never disturb the current one.
  */
+import { PendingAcks } from "./acks.js";
 import { backoffDelay } from "./backoff.js";
-import {
-  AckError,
-  AckTimeoutError,
-  BufferFullError,
-  DisconnectedError,
-  GatewayClientError,
-  ReconnectFailedError,
-} from "./errors.js";
-import {
-  ERROR_EVENT,
-  type InboundFrame,
-  decodeFrame,
-  encodeAckError,
-  encodeAckResult,
-  encodeEvent,
-  errorData,
-} from "./frames.js";
-import {
-  Lifecycle,
-  type Listener,
-  ListenerRegistry,
-  callSafely,
-  isThenable,
-  toError,
-} from "./listeners.js";
+import { type OutboundFrame, SendBuffer } from "./buffer.js";
+import { answerCall } from "./calls.js";
+import { handshakeUrl, isTerminalClose, resolveWebSocket } from "./handshake.js";
+import { AckError, DisconnectedError, GatewayClientError, ReconnectFailedError } from "./errors.js";
+import { ERROR_EVENT, type InboundFrame, decodeFrame, encodeEvent, errorData } from "./frames.js";
+import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { NO_RECOVERY, type SessionRecovery } from "./recovery.js";
 import type {
   AckArgs,
   AnyEvents,
   AnyListener,
-  BufferOverflow,
   ConnectionState,
   DataArgs,
   EventData,
   EventName,
   EventReply,
   GatewayClientOptions,
-  QueryParams,
   ServerListener,
   WebSocketConstructor,
   WebSocketLike,
@@ -51,28 +31,7 @@ import type {
 
 const OPEN = 1;
 const ABNORMAL_CLOSURE = 1006;
-const POLICY_VIOLATION = 1008;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Close codes after which the client does not reconnect: policy (1008) and the app range. */
-export function isTerminalClose(code: number): boolean {
-  return code === POLICY_VIOLATION || (code >= 4000 && code <= 4999);
-}
-
-interface PendingAck {
-  readonly event: string;
-  readonly resolve: (data: unknown) => void;
-  readonly reject: (error: Error) => void;
-  timer: unknown;
-  /** Whether the frame went out on a socket; unsent ones survive a disconnect in the buffer. */
-  sent: boolean;
-}
-
-interface BufferedFrame {
-  readonly event: string;
-  readonly text: string;
-  readonly ackId: number | undefined;
-}
 
 interface Waiter {
   readonly resolve: () => void;
@@ -80,20 +39,6 @@ interface Waiter {
 }
 
 const noop = (): void => undefined;
-
-function resolveWebSocket(given: WebSocketConstructor | undefined): WebSocketConstructor {
-  const found = given ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (!found) {
-    throw new GatewayClientError(
-      "No WebSocket implementation: pass options.WebSocket (e.g. `import { WebSocket } from \"ws\"`) on Node < 22",
-    );
-  }
-  return found;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * A typed client for one gateway namespace.
@@ -120,8 +65,6 @@ export class GatewayClient<
   private readonly maxReconnectAttempts: number;
   private readonly connectTimeout: number;
   private readonly ackTimeout: number;
-  private readonly maxBufferedMessages: number;
-  private readonly bufferOverflow: BufferOverflow;
   private readonly heartbeatEvent: string | null;
 
   private currentState: ConnectionState = "idle";
@@ -135,9 +78,8 @@ export class GatewayClient<
   private connectTimer: unknown;
   /** Why the client is `closed`: thrown by `emit`, rejected by `emitWithAck` until `connect()`. */
   private closeError: Error | undefined;
-  private nextAckId = 1;
-  private readonly pending = new Map<number, PendingAck>();
-  private buffer: BufferedFrame[] = [];
+  private readonly acks = new PendingAcks();
+  private readonly buffer: SendBuffer;
   private readonly listeners = new ListenerRegistry();
   private anyListeners: AnyListener[] = [];
   private waiters: Waiter[] = [];
@@ -155,9 +97,12 @@ export class GatewayClient<
     this.maxReconnectAttempts = options.maxReconnectAttempts ?? Infinity;
     this.connectTimeout = options.connectTimeout ?? 20000;
     this.ackTimeout = options.ackTimeout ?? 10000;
-    this.maxBufferedMessages = options.maxBufferedMessages ?? 100;
-    this.bufferOverflow = options.bufferOverflow ?? "drop-oldest";
-    this.heartbeatEvent = options.heartbeatEvent === undefined ? "heartbeat" : options.heartbeatEvent;
+    this.buffer = new SendBuffer(
+      options.maxBufferedMessages ?? 100,
+      options.bufferOverflow ?? "drop-oldest",
+    );
+    this.heartbeatEvent =
+      options.heartbeatEvent === undefined ? "heartbeat" : options.heartbeatEvent;
   }
 
   /** `idle` (never connected), `connecting`, `connected`, `reconnecting` (waiting out a backoff) or `closed`. */
@@ -177,7 +122,7 @@ export class GatewayClient<
 
   /** Frames emitted while offline, waiting to be sent on connect. */
   get bufferedCount(): number {
-    return this.buffer.length;
+    return this.buffer.size;
   }
 
   /**
@@ -236,21 +181,14 @@ export class GatewayClient<
   ): Promise<EventReply<ClientEvents, E>> {
     const [data, options] = args;
     const timeout = options?.timeout ?? this.ackTimeout;
-    const id = this.nextAckId++;
     return new Promise<unknown>((resolve, reject) => {
-      const entry: PendingAck = { event, resolve, reject, timer: undefined, sent: false };
-      if (Number.isFinite(timeout)) {
-        entry.timer = setTimeout(() => {
-          this.pending.delete(id);
-          this.buffer = this.buffer.filter((frame) => frame.ackId !== id);
-          reject(new AckTimeoutError(event, timeout));
-        }, Math.min(Math.max(timeout, 0), MAX_TIMER_MS));
-      }
-      this.pending.set(id, entry);
+      const id = this.acks.open(event, timeout, resolve, reject, (expired) =>
+        this.buffer.remove(expired),
+      );
       try {
         this.send({ event, text: encodeEvent(event, data, id), ackId: id });
       } catch (error) {
-        this.settle(id);
+        this.acks.settle(id);
         reject(toError(error));
       }
     }) as Promise<EventReply<ClientEvents, E>>;
@@ -266,13 +204,19 @@ export class GatewayClient<
   }
 
   /** Like `on`, for the next occurrence only. */
-  once<E extends EventName<ServerEvents>>(event: E, listener: ServerListener<ServerEvents, E>): this {
+  once<E extends EventName<ServerEvents>>(
+    event: E,
+    listener: ServerListener<ServerEvents, E>,
+  ): this {
     this.listeners.add(event, listener as Listener, true);
     return this;
   }
 
   /** Remove one listener, every listener of `event`, or (no arguments) every server-event listener. */
-  off<E extends EventName<ServerEvents>>(event?: E, listener?: ServerListener<ServerEvents, E>): this {
+  off<E extends EventName<ServerEvents>>(
+    event?: E,
+    listener?: ServerListener<ServerEvents, E>,
+  ): this {
     this.listeners.remove(event, listener as Listener | undefined);
     return this;
   }
@@ -298,7 +242,8 @@ export class GatewayClient<
     this.lifecycle.emit("connecting", { attempt: this.failures });
     let url: string;
     try {
-      url = await this.handshakeUrl();
+      const auth = typeof this.auth === "function" ? await this.auth() : this.auth;
+      url = handshakeUrl(this.url, auth ?? {}, this.recovery.handshakeParams());
     } catch (error) {
       if (attempt === this.attemptSeq) this.attemptFailed(toError(error), false);
       return;
@@ -318,29 +263,22 @@ export class GatewayClient<
     this.attach(socket);
   }
 
-  private async handshakeUrl(): Promise<string> {
-    const base = (globalThis as { location?: { href: string } }).location?.href;
-    const url = new URL(this.url, base);
-    if (url.protocol === "http:") url.protocol = "ws:";
-    else if (url.protocol === "https:") url.protocol = "wss:";
-    const auth = typeof this.auth === "function" ? await this.auth() : this.auth;
-    const params: QueryParams = { ...auth, ...this.recovery.handshakeParams() };
-    for (const [name, value] of Object.entries(params)) {
-      if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
-    }
-    return url.href;
-  }
-
   private attach(socket: WebSocketLike): void {
     this.socket = socket;
     socket.binaryType = "arraybuffer";
     let opened = false;
     let lastError: Error | undefined;
-    this.connectTimer = setTimeout(() => {
-      if (this.socket !== socket) return;
-      this.detach(socket);
-      this.attemptFailed(new GatewayClientError(`Handshake timed out after ${this.connectTimeout} ms`), false);
-    }, Math.min(this.connectTimeout, MAX_TIMER_MS));
+    this.connectTimer = setTimeout(
+      () => {
+        if (this.socket !== socket) return;
+        this.detach(socket);
+        this.attemptFailed(
+          new GatewayClientError(`Handshake timed out after ${this.connectTimeout} ms`),
+          false,
+        );
+      },
+      Math.min(this.connectTimeout, MAX_TIMER_MS),
+    );
     socket.onopen = () => {
       if (this.socket !== socket) return;
       opened = true;
@@ -351,7 +289,8 @@ export class GatewayClient<
     };
     socket.onerror = (event: { error?: unknown; message?: unknown }) => {
       const cause = event?.error ?? event?.message;
-      lastError = cause instanceof Error ? cause : new GatewayClientError(String(cause ?? "WebSocket error"));
+      lastError =
+        cause instanceof Error ? cause : new GatewayClientError(String(cause ?? "WebSocket error"));
     };
     socket.onclose = (event: { code?: unknown; reason?: unknown }) => {
       if (this.socket !== socket) return;
@@ -359,7 +298,11 @@ export class GatewayClient<
       const code = typeof event?.code === "number" ? event.code : ABNORMAL_CLOSURE;
       const reason = typeof event?.reason === "string" ? event.reason : "";
       if (opened) this.closed(code, reason);
-      else this.attemptFailed(lastError ?? new DisconnectedError(code, reason, false), isTerminalClose(code));
+      else
+        this.attemptFailed(
+          lastError ?? new DisconnectedError(code, reason, false),
+          isTerminalClose(code),
+        );
     };
   }
 
@@ -383,9 +326,7 @@ export class GatewayClient<
     clearTimeout(this.connectTimer);
     this.failures = 0;
     this.currentState = "connected";
-    const frames = this.buffer;
-    this.buffer = [];
-    for (const frame of frames) this.transmit(socket, frame);
+    for (const frame of this.buffer.drain()) this.transmit(socket, frame);
     this.lifecycle.emit("connect", { recovered: this.recovery.recovered });
     const waiters = this.waiters;
     this.waiters = [];
@@ -399,7 +340,7 @@ export class GatewayClient<
     this.recovery.disconnected(!willReconnect);
     if (willReconnect) {
       this.currentState = "reconnecting";
-      for (const [id, entry] of this.pending) if (entry.sent) this.settle(id)?.reject(error);
+      this.acks.rejectSent(error);
     } else {
       this.finish(error);
     }
@@ -425,10 +366,13 @@ export class GatewayClient<
     this.failures += 1;
     this.currentState = "reconnecting";
     this.lifecycle.emit("reconnect_attempt", { attempt: this.failures, delay });
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.currentState === "reconnecting") void this.open();
-    }, Math.min(delay, MAX_TIMER_MS));
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        if (this.currentState === "reconnecting") void this.open();
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
   }
 
   /** Enter `closed`: stop timers, drop the socket and the buffer, reject everything waiting. */
@@ -439,8 +383,8 @@ export class GatewayClient<
     clearTimeout(this.retryTimer);
     clearTimeout(this.connectTimer);
     if (this.socket) this.detach(this.socket);
-    this.buffer = [];
-    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(error);
+    this.buffer.drain();
+    this.acks.rejectAll(error);
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(error);
@@ -448,7 +392,7 @@ export class GatewayClient<
 
   // -- sending ----------------------------------------------------------------------------------
 
-  private send(frame: BufferedFrame): void {
+  private send(frame: OutboundFrame): void {
     if (this.currentState === "closed") {
       throw this.closeError ?? new DisconnectedError(1000, "", true);
     }
@@ -457,35 +401,15 @@ export class GatewayClient<
       this.transmit(socket, frame);
       return;
     }
-    if (this.buffer.length < this.maxBufferedMessages) {
-      this.buffer.push(frame);
-      return;
-    }
-    if (this.bufferOverflow === "reject-new") {
-      throw new BufferFullError(frame.event, this.maxBufferedMessages);
-    }
-    this.buffer.push(frame);
-    const dropped = this.buffer.shift() as BufferedFrame;
-    if (dropped.ackId !== undefined) {
-      this.settle(dropped.ackId)?.reject(new BufferFullError(dropped.event, this.maxBufferedMessages));
+    const dropped = this.buffer.push(frame);
+    if (dropped?.ackId !== undefined) {
+      this.acks.settle(dropped.ackId)?.reject(this.buffer.overflowError(dropped));
     }
   }
 
-  private transmit(socket: WebSocketLike, frame: BufferedFrame): void {
+  private transmit(socket: WebSocketLike, frame: OutboundFrame): void {
     socket.send(frame.text);
-    if (frame.ackId !== undefined) {
-      const entry = this.pending.get(frame.ackId);
-      if (entry) entry.sent = true;
-    }
-  }
-
-  /** Remove a pending ack and its timer; returns it so the caller can settle the promise. */
-  private settle(id: number): PendingAck | undefined {
-    const entry = this.pending.get(id);
-    if (!entry) return undefined;
-    this.pending.delete(id);
-    clearTimeout(entry.timer);
-    return entry;
+    if (frame.ackId !== undefined) this.acks.markSent(frame.ackId);
   }
 
   // -- receiving --------------------------------------------------------------------------------
@@ -493,19 +417,22 @@ export class GatewayClient<
   private receive(socket: WebSocketLike, raw: unknown): void {
     const frame = decodeFrame(raw);
     if (!frame) {
-      this.report(new GatewayClientError("Ignored a server message that is not a JSON object with an event"));
+      this.report(
+        new GatewayClientError("Ignored a server message that is not a JSON object with an event"),
+      );
       return;
     }
     if (this.recovery.observe(frame)) return;
     if (frame.ack !== undefined) {
-      void this.answer(socket, frame, frame.ack);
+      this.answer(socket, frame, frame.ack);
       return;
     }
     if (frame.id !== undefined) {
       // A reply to emitWithAck; one whose caller stopped waiting (timeout) is dropped.
-      const entry = typeof frame.id === "number" ? this.settle(frame.id) : undefined;
+      const entry = typeof frame.id === "number" ? this.acks.settle(frame.id) : undefined;
       if (!entry) return;
-      if (frame.event === ERROR_EVENT) entry.reject(new AckError(entry.event, errorData(frame.data)));
+      if (frame.event === ERROR_EVENT)
+        entry.reject(new AckError(entry.event, errorData(frame.data)));
       else entry.resolve(frame.data);
       return;
     }
@@ -518,35 +445,19 @@ export class GatewayClient<
   private dispatch(listeners: Listener[], frame: InboundFrame): void {
     const report = (error: unknown): void => this.report(error);
     for (const listener of listeners) callSafely(listener, [frame.data], report);
-    for (const listener of this.anyListeners) callSafely(listener, [frame.event, frame.data], report);
+    for (const listener of this.anyListeners)
+      callSafely(listener, [frame.event, frame.data], report);
   }
 
   /** A server call: the first listener's (awaited) result answers it, on the socket it came on. */
-  private async answer(socket: WebSocketLike, frame: InboundFrame, ack: number): Promise<void> {
-    const listeners = this.listeners.take(frame.event);
-    const [first, ...rest] = listeners;
-    let reply: string;
-    if (first === undefined) {
-      this.dispatch([], frame);
-      reply = encodeAckError(ack, `No handler for server event '${frame.event}'`);
-    } else {
-      let outcome: { result: unknown } | { error: unknown };
-      try {
-        outcome = { result: (first as (data: unknown) => unknown)(frame.data) };
-      } catch (error) {
-        outcome = { error };
-      }
-      this.dispatch(rest, frame);
-      try {
-        if ("error" in outcome) throw outcome.error;
-        const result = isThenable(outcome.result) ? await outcome.result : outcome.result;
-        reply = encodeAckResult(ack, result);
-      } catch (error) {
-        reply = encodeAckError(ack, messageOf(error));
-      }
-    }
-    // The ack number belongs to that connection: after a reconnect the answer has nowhere to go.
-    if (this.socket === socket && socket.readyState === OPEN) socket.send(reply);
+  private answer(socket: WebSocketLike, frame: InboundFrame, ack: number): void {
+    const [first, ...rest] = this.listeners.take(frame.event);
+    const answered = answerCall(first, frame, ack);
+    this.dispatch(rest, frame);
+    void answered.then((reply) => {
+      // The ack number belongs to that connection: after a reconnect the answer has nowhere to go.
+      if (this.socket === socket && socket.readyState === OPEN) socket.send(reply);
+    });
   }
 
   private report(error: unknown): void {

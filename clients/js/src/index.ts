@@ -10,7 +10,7 @@
  * ```
  */
 export { backoffDelay } from "./backoff.js";
-export { GatewayClient, isTerminalClose } from "./client.js";
+export { GatewayClient } from "./client.js";
 export {
   AckError,
   AckTimeoutError,
@@ -21,6 +21,7 @@ export {
   ReconnectFailedError,
 } from "./errors.js";
 export type { FrameId, InboundFrame } from "./frames.js";
+export { isTerminalClose } from "./handshake.js";
 export type { Lifecycle } from "./listeners.js";
 export type {
   AckArgs,

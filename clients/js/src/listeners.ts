@@ -46,7 +46,11 @@ export class ListenerRegistry {
 }
 
 /** Call `fn`, routing a throw or a rejected promise to `report`; returns what it returned. */
-export function callSafely(fn: Listener, args: unknown[], report: (error: unknown) => void): unknown {
+export function callSafely(
+  fn: Listener,
+  args: unknown[],
+  report: (error: unknown) => void,
+): unknown {
   try {
     const result = (fn as (...values: unknown[]) => unknown)(...args);
     if (isThenable(result)) result.then(undefined, report);

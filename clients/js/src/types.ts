@@ -67,7 +67,10 @@ export interface WebSocketLike {
 }
 
 /** A WebSocket constructor: `globalThis.WebSocket` or `import { WebSocket } from "ws"`. */
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+export type WebSocketConstructor = new (
+  url: string,
+  protocols?: string | string[],
+) => WebSocketLike;
 
 /** Options of `new GatewayClient(url, options)`. Every one is optional. */
 export interface GatewayClientOptions {

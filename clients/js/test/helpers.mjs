@@ -23,7 +23,11 @@ export function withTimeout(promise, ms, label) {
 
 /** The next `name` lifecycle event of `client`, within `ms`. */
 export function nextLifecycle(client, name, ms = 5000) {
-  return withTimeout(new Promise((done) => client.lifecycle.once(name, done)), ms, `lifecycle ${name}`);
+  return withTimeout(
+    new Promise((done) => client.lifecycle.once(name, done)),
+    ms,
+    `lifecycle ${name}`,
+  );
 }
 
 /** The next server event `name` received by `client`, within `ms`. */
@@ -64,14 +68,25 @@ export async function startServer(port) {
   port ??= await freePort();
   const child = spawn(
     PYTHON,
-    ["-m", "hypercorn", "clients.js.test.server_app:app", "--bind", `127.0.0.1:${port}`,
-      "--graceful-timeout", "1", "--log-level", "warning"],
+    [
+      "-m",
+      "hypercorn",
+      "clients.js.test.server_app:app",
+      "--bind",
+      `127.0.0.1:${port}`,
+      "--graceful-timeout",
+      "1",
+      "--log-level",
+      "warning",
+    ],
     { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
   );
   // hypercorn logs cancelled connections on shutdown: keep its stderr, show it only on failure.
   let log = "";
   child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (chunk) => { log = (log + chunk).slice(-4000); });
+  child.stderr.on("data", (chunk) => {
+    log = (log + chunk).slice(-4000);
+  });
   child.stderr.unref?.();
   // Never outlive the test process, even when a test fails without stopping its server.
   child.unref();

@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { AckError, AckTimeoutError, DisconnectedError, GatewayClient } from "../dist/index.js";
-import { WebSocket, nextEvent, nextLifecycle, sleep, startServer, withTimeout } from "./helpers.mjs";
+import {
+  WebSocket,
+  nextEvent,
+  nextLifecycle,
+  sleep,
+  startServer,
+  withTimeout,
+} from "./helpers.mjs";
 
 let server;
 const clients = [];
@@ -29,13 +36,17 @@ async function connected(options) {
 
 /** Poll the server's record of `$ack` answers until one for `ack` shows up. */
 async function answerFor(gateway, ack) {
-  return withTimeout((async () => {
-    for (;;) {
-      const found = (await gateway.emitWithAck("answers")).find((frame) => frame.id === ack);
-      if (found) return found;
-      await sleep(20);
-    }
-  })(), 5000, `$ack ${ack}`);
+  return withTimeout(
+    (async () => {
+      for (;;) {
+        const found = (await gateway.emitWithAck("answers")).find((frame) => frame.id === ack);
+        if (found) return found;
+        await sleep(20);
+      }
+    })(),
+    5000,
+    `$ack ${ack}`,
+  );
 }
 
 before(async () => {
@@ -51,7 +62,9 @@ describe("against a gatewayasgi server", () => {
   it("emitWithAck resolves with the reply's data; emit's reply arrives as an event", async () => {
     const gateway = await connected();
     assert.equal(gateway.state, "connected");
-    assert.deepEqual(await gateway.emitWithAck("echo", { hello: ["world", 1] }), { hello: ["world", 1] });
+    assert.deepEqual(await gateway.emitWithAck("echo", { hello: ["world", 1] }), {
+      hello: ["world", 1],
+    });
     const replied = nextEvent(gateway, "echo");
     gateway.emit("echo", "plain");
     assert.equal(await replied, "plain");
@@ -88,15 +101,25 @@ describe("against a gatewayasgi server", () => {
   it("answers server calls: result, thrown error, no handler", async () => {
     const gateway = await connected();
     gateway.on("ask", async ({ n }) => ({ doubled: n * 2 }));
-    gateway.on("boom", () => { throw new Error("client says no"); });
+    gateway.on("boom", () => {
+      throw new Error("client says no");
+    });
     const { ack: first } = await gateway.emitWithAck("ask_me", { event: "ask", data: { n: 21 } });
-    assert.deepEqual(await answerFor(gateway, first), { event: "$ack", id: first, data: { doubled: 42 } });
+    assert.deepEqual(await answerFor(gateway, first), {
+      event: "$ack",
+      id: first,
+      data: { doubled: 42 },
+    });
     const { ack: second } = await gateway.emitWithAck("ask_me", { event: "boom", data: null });
-    assert.deepEqual(await answerFor(gateway, second),
-      { event: "$ack", id: second, error: { message: "client says no" } });
+    assert.deepEqual(await answerFor(gateway, second), {
+      event: "$ack",
+      id: second,
+      error: { message: "client says no" },
+    });
     const { ack: third } = await gateway.emitWithAck("ask_me", { event: "nobody", data: null });
-    assert.deepEqual((await answerFor(gateway, third)).error,
-      { message: "No handler for server event 'nobody'" });
+    assert.deepEqual((await answerFor(gateway, third)).error, {
+      message: "No handler for server event 'nobody'",
+    });
   });
 
   it("does not reconnect after a guard closes with 1008", async () => {

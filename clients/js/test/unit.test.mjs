@@ -89,23 +89,50 @@ const tick = () => new Promise((done) => setTimeout(done, 5));
 
 describe("backoff", () => {
   it("draws uniformly below min(cap, base * 2^attempt)", () => {
-    assert.equal(backoffDelay(0, 100, 1000, () => 0.999), 99);
-    assert.equal(backoffDelay(3, 100, 1000, () => 0.5), 400);
-    assert.equal(backoffDelay(10, 100, 1000, () => 0.5), 500);
-    assert.equal(backoffDelay(5000, 100, 1000, () => 0.999), 999);
-    assert.equal(backoffDelay(4, 100, 1000, () => 0), 0);
+    assert.equal(
+      backoffDelay(0, 100, 1000, () => 0.999),
+      99,
+    );
+    assert.equal(
+      backoffDelay(3, 100, 1000, () => 0.5),
+      400,
+    );
+    assert.equal(
+      backoffDelay(10, 100, 1000, () => 0.5),
+      500,
+    );
+    assert.equal(
+      backoffDelay(5000, 100, 1000, () => 0.999),
+      999,
+    );
+    assert.equal(
+      backoffDelay(4, 100, 1000, () => 0),
+      0,
+    );
   });
 
   it("treats 1008 and 4000-4999 as terminal", () => {
-    assert.deepEqual([1000, 1001, 1006, 1008, 1011, 3999, 4000, 4999, 5000].map(isTerminalClose),
-      [false, false, false, true, false, false, true, true, false]);
+    assert.deepEqual([1000, 1001, 1006, 1008, 1011, 3999, 4000, 4999, 5000].map(isTerminalClose), [
+      false,
+      false,
+      false,
+      true,
+      false,
+      false,
+      true,
+      true,
+      false,
+    ]);
   });
 });
 
 describe("auth and url", () => {
   it("calls the auth function on every attempt and puts its params in the query", async () => {
     let calls = 0;
-    const gateway = client({ auth: async () => ({ token: `t${++calls}`, skip: undefined }), protocols: ["v1"] });
+    const gateway = client({
+      auth: async () => ({ token: `t${++calls}`, skip: undefined }),
+      protocols: ["v1"],
+    });
     const first = await connected(gateway);
     assert.equal(first.url, "ws://fake/ws?token=t1");
     assert.deepEqual(first.protocols, ["v1"]);
@@ -128,11 +155,41 @@ describe("auth and url", () => {
   });
 
   it("counts a throwing auth function as a failed attempt", async () => {
-    const gateway = client({ auth: () => { throw new Error("no token"); }, maxReconnectAttempts: 0 });
+    const gateway = client({
+      auth: () => {
+        throw new Error("no token");
+      },
+      maxReconnectAttempts: 0,
+    });
     const failed = nextLifecycle(gateway, "connect_error");
     await assert.rejects(gateway.connect(), ReconnectFailedError);
     assert.equal((await failed).error.message, "no token");
     assert.equal(gateway.state, "closed");
+  });
+  it("opens no socket when close() runs while the auth function is pending", async () => {
+    let release;
+    const gateway = client({ auth: () => new Promise((done) => (release = done)) });
+    const connecting = gateway.connect();
+    await tick();
+    gateway.close();
+    await assert.rejects(connecting, DisconnectedError);
+    release({ token: "late" });
+    await tick();
+    assert.equal(FakeSocket.sockets.length, 0);
+    assert.equal(gateway.state, "closed");
+  });
+
+  it("counts a handshake that outlasts connectTimeout as a failed attempt", async () => {
+    const gateway = client({ connectTimeout: 10, maxReconnectAttempts: 1 });
+    const errors = [];
+    gateway.lifecycle.on("connect_error", ({ error }) => errors.push(error.message));
+    await assert.rejects(withTimeout(gateway.connect(), 2000, "gave up"), ReconnectFailedError);
+    assert.deepEqual(errors, [
+      "Handshake timed out after 10 ms",
+      "Handshake timed out after 10 ms",
+    ]);
+    assert.equal(FakeSocket.sockets.length, 2);
+    assert.equal(FakeSocket.sockets[0].readyState, 3);
   });
 });
 
@@ -143,7 +200,9 @@ describe("send buffer", () => {
     gateway.emit("b", 2);
     assert.equal(gateway.bufferedCount, 2);
     let atConnect;
-    gateway.lifecycle.on("connect", () => { atConnect = FakeSocket.last().sent.length; });
+    gateway.lifecycle.on("connect", () => {
+      atConnect = FakeSocket.last().sent.length;
+    });
     const socket = await connected(gateway);
     gateway.emit("c");
     assert.deepEqual(socket.sent, [
@@ -162,7 +221,10 @@ describe("send buffer", () => {
     gateway.emit("third", 3);
     await assert.rejects(oldest, BufferFullError);
     const socket = await connected(gateway);
-    assert.deepEqual(socket.sent.map((frame) => frame.event), ["second", "third"]);
+    assert.deepEqual(
+      socket.sent.map((frame) => frame.event),
+      ["second", "third"],
+    );
     gateway.close();
   });
 
@@ -172,7 +234,10 @@ describe("send buffer", () => {
     assert.throws(() => gateway.emit("second"), BufferFullError);
     await assert.rejects(gateway.emitWithAck("third"), BufferFullError);
     const socket = await connected(gateway);
-    assert.deepEqual(socket.sent.map((frame) => frame.event), ["first"]);
+    assert.deepEqual(
+      socket.sent.map((frame) => frame.event),
+      ["first"],
+    );
     gateway.close();
   });
 
@@ -189,7 +254,13 @@ describe("send buffer", () => {
     const gateway = client();
     await connected(gateway);
     gateway.close(4000, "bye");
-    const error = (() => { try { gateway.emit("x"); } catch (e) { return e; } })();
+    const error = (() => {
+      try {
+        gateway.emit("x");
+      } catch (e) {
+        return e;
+      }
+    })();
     assert.ok(error instanceof DisconnectedError);
     assert.equal(error.code, 4000);
     await assert.rejects(gateway.emitWithAck("x"), DisconnectedError);
@@ -206,7 +277,11 @@ describe("acks", () => {
     assert.equal(typeof okFrame.id, "number");
     assert.notEqual(okFrame.id, badFrame.id);
     socket.receive({ event: "add", data: { sum: 1 }, id: okFrame.id });
-    socket.receive({ event: "error", data: { message: "Invalid", errors: [{ loc: ["x"] }] }, id: badFrame.id });
+    socket.receive({
+      event: "error",
+      data: { message: "Invalid", errors: [{ loc: ["x"] }] },
+      id: badFrame.id,
+    });
     assert.deepEqual(await ok, { sum: 1 });
     const error = await bad.catch((e) => e);
     assert.ok(error instanceof AckError);
@@ -228,7 +303,13 @@ describe("acks", () => {
     assert.ok(error instanceof DisconnectedError);
     assert.equal(error.terminal, false);
     const buffered = gateway.emitWithAck("buffered", 7);
-    await withTimeout((async () => { while (FakeSocket.sockets.length < 2) await tick(); })(), 1000, "reconnect");
+    await withTimeout(
+      (async () => {
+        while (FakeSocket.sockets.length < 2) await tick();
+      })(),
+      1000,
+      "reconnect",
+    );
     const next = FakeSocket.last();
     next.open();
     assert.equal(next.sent[0].event, "buffered");
@@ -296,14 +377,22 @@ describe("server events and calls", () => {
     const seen = [];
     const errors = [];
     gateway.lifecycle.on("error", ({ error }) => errors.push(error.message));
-    gateway.on("news", () => { throw new Error("listener broke"); });
+    gateway.on("news", () => {
+      throw new Error("listener broke");
+    });
     gateway.on("news", (data) => seen.push(["on", data]));
     gateway.once("news", (data) => seen.push(["once", data]));
     gateway.onAny((event, data) => seen.push(["any", event, data]));
     socket.receive({ event: "news", data: 1 });
     socket.receive({ event: "news", data: 2 });
     socket.receive("not json");
-    assert.deepEqual(seen, [["on", 1], ["once", 1], ["any", "news", 1], ["on", 2], ["any", "news", 2]]);
+    assert.deepEqual(seen, [
+      ["on", 1],
+      ["once", 1],
+      ["any", "news", 1],
+      ["on", 2],
+      ["any", "news", 2],
+    ]);
     assert.equal(errors.length, 3);
     gateway.off("news");
     socket.receive({ event: "news", data: 3 });
@@ -315,16 +404,27 @@ describe("server events and calls", () => {
     const gateway = client();
     const socket = await connected(gateway);
     gateway.on("double", async (n) => n * 2);
-    gateway.on("boom", () => { throw new Error("boom"); });
+    gateway.on("boom", () => {
+      throw new Error("boom");
+    });
     socket.receive({ event: "double", data: 21, ack: 1 });
     socket.receive({ event: "boom", data: null, ack: 2 });
     socket.receive({ event: "nobody", data: null, ack: 3 });
+    gateway.on("big", () => 1n);
+    socket.receive({ event: "big", data: null, ack: 4 });
     await tick();
     const answers = socket.sent.sort((a, b) => a.id - b.id);
     assert.deepEqual(answers, [
       { event: "$ack", id: 1, data: 42 },
       { event: "$ack", id: 2, error: { message: "boom" } },
       { event: "$ack", id: 3, error: { message: "No handler for server event 'nobody'" } },
+      {
+        event: "$ack",
+        id: 4,
+        error: {
+          message: "Answer is not JSON-serialisable: Do not know how to serialize a BigInt",
+        },
+      },
     ]);
     gateway.close();
   });

@@ -1,0 +1,38 @@
+/** What a connection attempt needs before its socket exists: the implementation, the URL, the rules. */
+import { GatewayClientError } from "./errors.js";
+import type { QueryParams, WebSocketConstructor } from "./types.js";
+
+const POLICY_VIOLATION = 1008;
+
+/** Close codes after which the client does not reconnect: policy (1008) and the app range. */
+export function isTerminalClose(code: number): boolean {
+  return code === POLICY_VIOLATION || (code >= 4000 && code <= 4999);
+}
+
+/** The given constructor, else the host's global `WebSocket`, else a clear error. */
+export function resolveWebSocket(given: WebSocketConstructor | undefined): WebSocketConstructor {
+  const found = given ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (!found) {
+    throw new GatewayClientError(
+      'No WebSocket implementation: pass options.WebSocket (e.g. `import { WebSocket } from "ws"`) on Node < 22',
+    );
+  }
+  return found;
+}
+
+/**
+ * The URL of one attempt: `url` (relative to the page in browsers; http(s) becomes ws(s)) with
+ * each non-null parameter set in its query string.
+ */
+export function handshakeUrl(url: string, ...params: QueryParams[]): string {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  const parsed = new URL(url, base);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  for (const group of params) {
+    for (const [name, value] of Object.entries(group)) {
+      if (value !== undefined && value !== null) parsed.searchParams.set(name, String(value));
+    }
+  }
+  return parsed.href;
+}
