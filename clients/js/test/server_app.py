@@ -1,6 +1,6 @@
 """The gateway the JS client's tests run against (served by hypercorn from the repo root).
 
-    .venv/bin/python -m hypercorn clients.js.test.server_app:app --bind 127.0.0.1:PORT
+.venv/bin/python -m hypercorn clients.js.test.server_app:app --bind 127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ClientTestGateway:
         return data
 
     @SubscribeMessage("add")
-    async def add(self, point: Point = MessageBody()) -> dict[str, int]:
+    async def add(self, point: Point = MessageBody()) -> dict[str, int]:  # type: ignore[assignment]
         return {"sum": point.x + point.y}
 
     @SubscribeMessage("whoami")
@@ -77,7 +77,7 @@ class ClientTestGateway:
         return None  # no reply at all: the client's ack must time out
 
     @SubscribeMessage("join")
-    async def join(self, body: Join = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+    async def join(self, body: Join = MessageBody(), client: Any = ConnectedSocket()) -> Any:  # type: ignore[assignment]
         await self.server.join(client, body.room)  # type: ignore[attr-defined]
         return {"room": body.room}
 
@@ -98,7 +98,9 @@ class ClientTestGateway:
     async def ask_me(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
         """Call the client: event and data chosen by the test, a fresh ack number."""
         ack = next(self.calls)
-        await client.send_text(json.dumps({"event": data["event"], "data": data["data"], "ack": ack}))
+        await client.send_text(
+            json.dumps({"event": data["event"], "data": data["data"], "ack": ack})
+        )
         return {"ack": ack}
 
     @SubscribeMessage("$ack")
