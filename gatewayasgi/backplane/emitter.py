@@ -74,7 +74,7 @@ class Emitter:
         self.broker = broker
         # The same spelling rules as @WebSocketGateway: "chat" and "/chat/" are "/chat".
         self.namespace = normalize_namespace(namespace)
-        self.channel = channel_for(namespace)
+        self.channel = channel_for(self.namespace)
         self.node_id = uuid.uuid4().hex
 
     def to(self, *rooms_or_client_ids: str) -> EmitOperator:

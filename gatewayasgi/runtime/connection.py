@@ -52,6 +52,9 @@ class Host(Protocol):
     protocol: WireProtocol
     metrics: Instrumentation | None
 
+    def release(self, client: Connection) -> None:
+        """Take ``client`` out of every room and the registry (idempotent)."""
+
 
 class Connection:
     """One accepted WebSocket client of a gateway."""
@@ -101,6 +104,10 @@ class Connection:
         if self._transition(ConnectionState.CLOSING):
             self.close_code = CloseCode.TRY_AGAIN_LATER
             self.close_reason = "slow consumer"
+        # Released at once, not after the session's cancellation finishes: a writer
+        # blocked in a send the server shields from cancellation (hypercorn's trio
+        # worker) would otherwise keep a dead member in its rooms.
+        self._host.release(self)
         metrics = self._host.metrics
         if metrics is not None:
             metrics.on_overflow(self._host.namespace)

@@ -27,6 +27,7 @@ from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import WireProtocol
 from gatewayasgi.protocol.json import JSON
+from gatewayasgi.runtime import eager
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
@@ -154,7 +155,9 @@ class GatewayMiddleware:
             entries.append((table.meta.namespace, runner, cls.__name__))
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self._started = False
-        self._start_lock: anyio.Lock | None = None
+        # One lock per async library: an app object may be served under asyncio, then
+        # under trio (a lock is bound to the loop it was first used in).
+        self._start_locks: dict[str, anyio.Lock] = {}
 
     def _runner(self, table: GatewayTable) -> GatewayRunner:
         settings = self.settings
@@ -213,9 +216,11 @@ class GatewayMiddleware:
     # -- startup and shutdown -------------------------------------------------
 
     async def _start(self, task_group: TaskGroup | None) -> None:
-        if self._start_lock is None:
-            self._start_lock = anyio.Lock()
-        async with self._start_lock:
+        library = "asyncio" if eager.available() else "other"
+        lock = self._start_locks.get(library)
+        if lock is None:
+            lock = self._start_locks[library] = anyio.Lock()
+        async with lock:
             if self._started:
                 return
             if self.backplane is not None:

@@ -92,6 +92,10 @@ class GatewayRunner:
         finally:
             self._slots -= 1
 
+    def release(self, client: Connection) -> None:
+        """Take ``client`` out of every room and the registry (idempotent)."""
+        self.server.unregister(client)
+
     def _connection(self, scope: Scope, send: Send, path_params: dict[str, str]) -> Connection:
         client = Connection(new_client_id(), scope, self, path_params)
         settings = self.settings

@@ -153,6 +153,16 @@ class WebSocketServer:
 
     in_ = to
 
+    def to_room(self, *rooms: str) -> BroadcastOperator:
+        """Target rooms only: the way to address a room whose name a client chose.
+
+        ``to(name)`` addresses a client when ``name`` has the client-id shape; this
+        refuses such names instead (``WsException``), so a client that picks the "room"
+        can never direct a message at another client.
+        """
+        checked = tuple(self._check_room(room) for room in rooms)
+        return BroadcastOperator(self, Targets(tuple(dict.fromkeys(checked))), NOBODY)
+
     def except_(self, *targets: Target) -> BroadcastOperator:
         """Every client but these: ``await server.except_(client).emit(...)``."""
         return BroadcastOperator(self, NOBODY, merge(NOBODY, _names(targets)))

@@ -373,14 +373,6 @@ async def test_gateway_only_app_answers_404_and_refuses_unmatched_websockets(
             assert await client.request("ping") == {"event": "pong", "data": {}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason=(
-        "library bug: GatewayMiddleware._start keeps the anyio.Lock its first startup "
-        "made (asyncio-bound), so the same app object cannot start again under trio"
-    ),
-)
 async def test_one_app_object_served_under_asyncio_then_trio() -> None:
     app = GatewayMiddleware(None, gateways=[OnlyGateway])
     for server in ("hypercorn", "hypercorn-trio"):

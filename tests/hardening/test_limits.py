@@ -129,5 +129,6 @@ async def test_heartbeat_pings_and_closes_a_silent_client() -> None:
 
 
 async def test_unknown_setting_is_a_startup_error() -> None:
-    with pytest.raises(TypeError, match="'max_mesage_size' \\(did you mean 'max_message_size'\\?\\)"):
+    suggestion = r"'max_mesage_size' \(did you mean 'max_message_size'\?\)"
+    with pytest.raises(TypeError, match=suggestion):
         GatewayMiddleware(gateways=[LimitGateway], max_mesage_size=10)

@@ -28,7 +28,9 @@ def test_every_setting_is_an_explicit_parameter_of_the_middleware() -> None:
 
 
 def test_a_typo_is_refused_with_a_suggestion() -> None:
-    with pytest.raises(UnknownSettingError, match=r"'alowed_origins' \(did you mean 'allowed_origins'\?\)"):
+    with pytest.raises(
+        UnknownSettingError, match=r"'alowed_origins' \(did you mean 'allowed_origins'\?\)"
+    ):
         build(alowed_origins=["https://a.example"])
 
 
@@ -39,7 +41,10 @@ def test_a_typo_is_refused_with_a_suggestion() -> None:
         ({"allowed_origins": "http://localhost:3000"}, r"allowed_origins=.*not one string"),
         ({"heartbeat_interval": -1}, r"heartbeat_interval=-1: Input should be greater than 0"),
         ({"rate_limit": 0}, r"rate_limit=0: Input should be greater than 0"),
-        ({"outbox_max_bytes": 0}, r"outbox_max_bytes=0: Input should be greater than or equal to 1"),
+        (
+            {"outbox_max_bytes": 0},
+            r"outbox_max_bytes=0: Input should be greater than or equal to 1",
+        ),
         ({"overflow": "explode"}, r"overflow='explode': Input should be 'close'"),
         ({"close_timeout": "5"}, r"close_timeout='5': Input should be a valid number"),
         ({"allowed_origins": ["ftp://x"]}, r"allowed origin must look like"),
