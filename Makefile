@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js
+.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ redis-server: ## Install redis-server (Debian/apt) when it is missing; tests sta
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server not found: install it (apt-get install redis-server) to run the Redis tests"; fi; }
 
+node: ## Install Node.js and npm (Debian/apt) when they are missing; the TypeScript client needs them
+	@command -v npm >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "npm not found: install Node.js >= 20 and npm to build and test clients/js"; exit 1; fi; }
+
 SOURCES := gatewayasgi tests examples benchmarks
 
 lint: $(STAMP) ## ruff format check + ruff lint
@@ -41,8 +47,9 @@ typecheck: $(STAMP) ## mypy --strict on the package
 unit: $(STAMP) ## Only the fast tests of the pure layers
 	$(PY) -m pytest -q tests/unit
 
-test: $(STAMP) redis-server lint typecheck ## Lint, type check and run the whole test suite
+test: $(STAMP) redis-server node lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-js
 
 soak: $(STAMP) redis-server ## Run the reliability suite SOAK_RUNS times in a row (default 5)
 	@for run in $$(seq $${SOAK_RUNS:-5}); do echo "soak run $$run"; \

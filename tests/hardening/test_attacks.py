@@ -271,7 +271,7 @@ async def test_the_outbox_budget_closes_stalled_clients_first(
         assert any("outbox budget of" in m for m in messages)
         assert any("(outbox budget), closing with 1013" in m for m in messages)
         for ws in stalled:
-            await ws.close()
+            ws.transport.abort()  # a stalled peer would never finish a closing handshake
         assert not gateway_errors(caplog)
 
 

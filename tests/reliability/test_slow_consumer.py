@@ -216,8 +216,9 @@ async def test_drop_policies_bound_the_stalled_client_and_keep_it_open(
         assert seqs == sorted(set(seqs)), "frames were duplicated or reordered"
         assert len(seqs) + dropped == frames
         if policy == "drop_new":
-            # The newest frames were refused: what arrived is the oldest run, unbroken.
-            assert seqs == list(range(len(seqs)))
+            # The newest frames were refused: the oldest run arrived unbroken. (Later
+            # frames may follow after a gap where the kernel took a little more.)
+            assert seqs[:OUTBOX] == list(range(OUTBOX))
             assert OUTBOX <= len(seqs) < frames
         else:
             # The oldest queued frames were discarded: the newest OUTBOX all arrived.
