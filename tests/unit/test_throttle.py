@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE, REFUSE_AND_TELL, Throttle, TokenBucket
+from gatewayasgi.runtime.throttle import (
+    ABUSE,
+    ALLOW,
+    REFUSE,
+    REFUSE_AND_TELL,
+    Throttle,
+    TokenBucket,
+)
 
 
 def test_bucket_spends_its_burst_then_refills_at_rate() -> None:
