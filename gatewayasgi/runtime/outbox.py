@@ -207,17 +207,28 @@ class Outbox:
         if self._busy or self._queue or self.closed or size > self.max_bytes:
             self.put_nowait(message, size)
             return
+        # Every reply passes here, so the accounting is inlined. The frame being written
+        # counts toward the budget's total; it is one frame per connection at most (the
+        # connection's receive loop waits for it), so it is not a holder to close.
         self._busy = True
-        self._hold(size)
+        self._bytes += size
+        budget = self._budget
+        if budget is not None:
+            budget.total += size
         try:
             await self._send(message)
         except Exception as exc:
             self._failed(exc)
         else:
-            self._written(message)
+            self.sent += 1
+            if message["type"] == "websocket.close":
+                self._written(message)
+                self.sent -= 1
         finally:
             self._busy = False
-            self._release(size)
+            self._bytes -= size
+            if budget is not None:
+                budget.total -= size
         if self._queue:
             self._wake()
 
