@@ -220,10 +220,7 @@ class Outbox:
         except Exception as exc:
             self._failed(exc)
         else:
-            self.sent += 1
-            if message["type"] == "websocket.close":
-                self._written(message)
-                self.sent -= 1
+            self._written(message)
         finally:
             self._busy = False
             self._bytes -= size
