@@ -1,0 +1,143 @@
+"""The two contracts of session recovery: a log of emissions and a store of sessions.
+
+An ``EmissionLog`` is one gateway's history: every frame emitted through the gateway's
+``Delivery`` gets an offset (a position, increasing) and is kept for a while, so that a
+session that lost its socket can be replayed what it missed. Two ways to carry frames:
+
+* ``carries = False`` (memory): ``append`` stamps and keeps the frame and returns its
+  offset; the caller then delivers it to local clients itself.
+* ``carries = True`` (Redis Streams): ``append`` adds the frame to a shared, ordered log
+  and returns ``None``; ``follow`` reads the log in order, in the background, and hands
+  every entry (this process's own included) to ``deliver``. Every worker sees every frame
+  once, in the log's order, even across a lost link (it resumes from its last entry).
+
+A ``SessionStore`` keeps sessions whose socket went away, for their recovery window: id,
+rooms, state, and the SHA-256 of the token that resumes them. Every record has an
+*owner* (a per-connection nonce): a store changes a record only for its owner, so a
+worker that finds out late that its socket is gone cannot overwrite a session another
+worker already resumed, and ``on_disconnect`` runs once, on the owner, at expiry.
+
+Offsets are ``int`` inside the process (comparable, cheap) and opaque strings on the
+wire (``format_offset`` / ``parse_offset``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyio.abc import TaskGroup
+
+from gatewayasgi.protocol.targets import Targets
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One emitted frame in a log."""
+
+    offset: int
+    frame: str
+    """The encoded emit frame, without its offset (``WireProtocol.with_offset`` adds it)."""
+    targets: Targets
+    exclude: Targets
+
+
+class HistoryGap(Exception):
+    """The log no longer holds every entry after the requested offset."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """``"trimmed"`` (entries dropped by size or age) or ``"invalid"`` (an offset the
+        log never gave out)."""
+
+
+Deliver = Callable[[Entry], None]
+"""Hands one entry to the local clients (never blocks, never raises)."""
+
+Reset = Callable[[str], None]
+"""Called with the new epoch when the log was lost (entries may be missing)."""
+
+
+class EmissionLog(ABC):
+    """One gateway namespace's ordered history of emitted frames."""
+
+    carries: bool = False
+    """True when ``follow`` delivers every entry (the log is the transport)."""
+
+    epoch: str
+    """Names this history; a different epoch means the history was lost."""
+
+    @abstractmethod
+    def format_offset(self, offset: int) -> str:
+        """The wire form of ``offset``."""
+
+    @abstractmethod
+    def parse_offset(self, text: str) -> int | None:
+        """``format_offset``'s inverse; ``None`` for anything it could not have made."""
+
+    @property
+    @abstractmethod
+    def head(self) -> int:
+        """The offset of the last entry delivered to this process's clients (0: none)."""
+
+    @abstractmethod
+    async def append(self, frame: str, targets: Targets, exclude: Targets) -> int | None:
+        """Keep ``frame``; its offset when the caller delivers, ``None`` when ``follow`` will."""
+
+    @abstractmethod
+    async def replay(self, after: int, limit: int) -> list[Entry]:
+        """Entries with an offset above ``after``, oldest first, at most ``limit``.
+
+        Raises ``HistoryGap`` when an entry above ``after`` is no longer held.
+        """
+
+    async def follow(self, deliver: Deliver, reset: Reset, task_group: TaskGroup) -> None:  # noqa: B027
+        """Start delivering entries in order in ``task_group`` (logs that carry only)."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Stop following and release connections."""
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """A session waiting for its client to come back."""
+
+    id: str
+    token_hash: str
+    """Hex SHA-256 of the session's token."""
+    epoch: str
+    rooms: tuple[str, ...] = ()
+    state: dict[str, Any] = field(default_factory=dict)
+    """``client.state``'s values (stores that leave the process keep the JSON-able ones)."""
+    detached: bool = False
+    """False while a socket serves the session (the record only tracks its rooms)."""
+
+
+class SessionStore(ABC):
+    """Sessions by client id, each changed only by its owner; see the module docstring."""
+
+    shared: bool = False
+    """True when other processes see the same sessions (a client may resume on any)."""
+
+    @abstractmethod
+    async def save(self, record: SessionRecord, owner: str, ttl: float) -> bool:
+        """Write ``record`` for ``ttl`` seconds if it is new or ``owner`` owns it.
+
+        False (and nothing written) when another owner holds it.
+        """
+
+    @abstractmethod
+    async def claim(
+        self, client_id: str, token_hash: str, owner: str, ttl: float
+    ) -> SessionRecord | None:
+        """Take the session over for ``owner`` when ``token_hash`` matches; else ``None``.
+
+        Atomic: of two claims with the right token, one gets the record.
+        """
+
+    @abstractmethod
+    async def drop(self, client_id: str, owner: str) -> bool:
+        """Delete the record if ``owner`` owns it; True when it did (the session ended)."""
