@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from anyio.abc import TaskGroup
+
+if TYPE_CHECKING:
+    from gatewayasgi.recovery.base import EmissionLog, SessionStore
 
 MessageHandler = Callable[[str, bytes], None]
 
@@ -51,3 +55,19 @@ class Broker(ABC):
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving messages published on ``channel``."""
+
+    # -- session recovery (optional) ----------------------------------------------------
+
+    def history(self, namespace: str, *, max_frames: int, max_age: float) -> EmissionLog | None:
+        """A history of ``namespace``'s frames shared by every process on this broker.
+
+        ``None``: this broker keeps no history; recovery then uses process memory.
+        """
+        return None
+
+    def session_store(self) -> SessionStore | None:
+        """A store of waiting sessions shared by every process on this broker.
+
+        ``None``: this broker keeps no sessions; recovery then uses process memory.
+        """
+        return None

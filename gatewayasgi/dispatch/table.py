@@ -15,6 +15,7 @@ from gatewayasgi.gateway.decorators import EVENT_ATTR, GUARDS_ATTR, GatewayMeta,
 from gatewayasgi.gateway.filters import FILTERS_ATTR
 from gatewayasgi.gateway.guards import Guard
 from gatewayasgi.gateway.interceptors import INTERCEPTORS_ATTR
+from gatewayasgi.protocol.resume import RESERVED_PREFIX
 
 Hook = Callable[..., Any]
 
@@ -114,6 +115,11 @@ def compile_gateway(cls: type, container: Container) -> GatewayTable:
     gateway = container.build(cls)
     handlers: dict[str, Handler] = {}
     for event, name in _subscribed_methods(cls).items():
+        if event.startswith(RESERVED_PREFIX):
+            raise ConfigurationError(
+                f"{cls.__name__}.{name} subscribes to '{event[:200]}': event names starting "
+                f"with '{RESERVED_PREFIX}' are reserved for the protocol ($session, $ack)"
+            )
         method = getattr(gateway, name)
         func = inspect.unwrap(getattr(cls, name))
         guards, filters, interceptors = _extensions(cls, func, container, f"{cls.__name__}.{name}")

@@ -29,6 +29,9 @@ class GatewayMeta:
     options: dict[str, Any] = field(default_factory=dict)
     handshake_guards: tuple[Any, ...] = ()
     subprotocols: tuple[str, ...] = ()
+    recovery: Any = None
+    """A ``Recovery`` (sessions that survive reconnects), ``False`` (off whatever the
+    middleware's default), or ``None`` (the middleware's default)."""
 
 
 def attach(target: T, attr: str, items: tuple[Any, ...]) -> T:
@@ -73,6 +76,7 @@ def WebSocketGateway(
     *,
     handshake_guards: Sequence[Any] = (),
     subprotocols: Sequence[str] = (),
+    recovery: Any = None,
 ) -> Callable[[C], C]: ...
 def WebSocketGateway(
     namespace: Any = None,
@@ -81,6 +85,7 @@ def WebSocketGateway(
     *,
     handshake_guards: Sequence[Any] = (),
     subprotocols: Sequence[str] = (),
+    recovery: Any = None,
 ) -> Any:
     """Mark a class as a gateway serving ``namespace`` (default ``"/ws"``).
 
@@ -95,6 +100,9 @@ def WebSocketGateway(
     ``get_data()`` are ``None``); a denial answers HTTP 403 and nothing else runs.
     ``subprotocols`` lists the subprotocols the gateway speaks, preferred first; the
     first one the client offered is accepted, and never one it did not offer.
+    ``recovery=Recovery(window=...)`` keeps a client's session (id, rooms, state and the
+    frames it missed) for a reconnect (see ``docs/recovery.md``); ``False`` turns off the
+    middleware's default ``recovery`` for this gateway.
     """
     if isinstance(namespace, type):
         return WebSocketGateway()(namespace)
@@ -107,6 +115,7 @@ def WebSocketGateway(
         dict(options or {}),
         tuple(handshake_guards),
         tuple(subprotocols),
+        recovery,
     )
 
     def decorate(cls: C) -> C:

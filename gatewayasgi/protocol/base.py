@@ -45,6 +45,13 @@ class WireProtocol(ABC):
     def encode_emit(self, event: str, data: JSONValue) -> Payload:
         """A server-initiated frame (emit, broadcast, heartbeat)."""
 
+    def with_offset(self, frame: Payload, offset: str) -> Payload:
+        """``frame`` (from ``encode_emit``) carrying its history position ``offset``.
+
+        Offsets are made by a history (digits and ``-``), never by a client.
+        """
+        raise NotImplementedError(f"{self.name} frames cannot carry an offset")
+
     @staticmethod
     def message(payload: Payload) -> Message:
         """The ASGI ``websocket.send`` message carrying ``payload``."""

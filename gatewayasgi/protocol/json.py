@@ -32,6 +32,12 @@ class JsonProtocol(WireProtocol):
     def encode_emit(self, event: str, data: JSONValue) -> str:
         return codec.encode(event, data)
 
+    def with_offset(self, frame: str | bytes, offset: str) -> str:
+        # ``{"event":..,"data":..}`` -> ``{"event":..,"data":..,"offset":"<offset>"}``:
+        # one concatenation per process, whatever the number of recipients.
+        text = frame if isinstance(frame, str) else frame.decode()
+        return f'{text[:-1]},"offset":"{offset}"}}'
+
 
 JSON = JsonProtocol()
 """The default protocol instance (stateless, shared)."""

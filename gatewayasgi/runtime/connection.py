@@ -12,7 +12,7 @@ import enum
 import logging
 from functools import cached_property
 from http.cookies import SimpleCookie
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anyio import CancelScope
 
@@ -21,8 +21,12 @@ from gatewayasgi.instrumentation import DropReason, Instrumentation
 from gatewayasgi.protocol.base import Payload, WireProtocol
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.codec import dumps
+from gatewayasgi.runtime.calls import DEFAULT_CALL_TIMEOUT, PendingCalls
 from gatewayasgi.runtime.datastructures import URL, Address, Headers, QueryParams, State
 from gatewayasgi.runtime.outbox import Outbox, frame_cost
+
+if TYPE_CHECKING:
+    from gatewayasgi.runtime.keeper import Ticket
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -55,6 +59,9 @@ class Host(Protocol):
     def release(self, client: Connection) -> None:
         """Take ``client`` out of every room and the registry (idempotent)."""
 
+    async def emit_to(self, client: Connection, event: str, data: JSONValue) -> None:
+        """Emit to one client through the gateway's delivery (recoverable frames)."""
+
 
 class Connection:
     """One accepted WebSocket client of a gateway."""
@@ -76,6 +83,20 @@ class Connection:
         self.cancel_scope: CancelScope | None = None
         """Set by the runtime: cancelling it ends the connection's session."""
         self.outbox: Outbox  # set by the runtime before accept
+        # Session recovery (gateways with ``recovery=``; see ``runtime.keeper``):
+        self.recovered = False
+        """True when this connection resumed a session (same id, rooms, state, and the
+        frames it missed replayed)."""
+        self.ticket: Ticket | None = None
+        """The session's token and this connection's ownership of it (recovery only)."""
+        self.position = 0
+        """Offset of the last history frame given to this connection (recovery only)."""
+        self.resume_buffer: list[tuple[int, Message, int]] | None = None
+        """Live frames held while the session's missed frames are replayed."""
+        self.superseded = False
+        """A newer connection resumed this one's session: its end ends nothing."""
+        self.ends_session = False
+        """The app closed this connection: its session ends with it, no recovery."""
         self._host = host
 
     # -- lifecycle (called by the runtime) --------------------------------------
@@ -126,6 +147,7 @@ class Connection:
         """Stop this connection's session (its receive loop and writer)."""
         if self.cancel_scope is not None:
             self.cancel_scope.cancel()
+        self.end_calls()
 
     # -- Starlette-style views of the handshake ---------------------------------
 
@@ -166,6 +188,17 @@ class Connection:
         return {key: morsel.value for key, morsel in jar.items()}
 
     @property
+    def keeps_session(self) -> bool:
+        """Whether this connection's session waits for a reconnect now that it ended: it
+        has one, and neither the app nor the client (close code 1000) ended it."""
+        return (
+            self.ticket is not None
+            and not self.ends_session
+            and not self.superseded
+            and self.close_code != CloseCode.NORMAL
+        )
+
+    @property
     def closed(self) -> bool:
         """True once the connection is closing or closed; sends are then dropped."""
         return self.lifecycle.value >= ConnectionState.CLOSING.value
@@ -193,7 +226,14 @@ class Connection:
         await self.send_payload(payload if mode == "binary" else payload.decode())
 
     async def emit(self, event: str, data: JSONValue = None) -> None:
-        """Send ``{"event": event, "data": data}`` to this client."""
+        """Send ``{"event": event, "data": data}`` to this client.
+
+        On a gateway with recovery the frame goes through the history (it carries an
+        offset and is replayed if the connection drops before the client reads it).
+        """
+        if self.ticket is not None:
+            await self._host.emit_to(self, event, data)
+            return
         await self.send_payload(self._host.protocol.encode_emit(event, data))
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
@@ -201,6 +241,8 @@ class Connection:
         if self.lifecycle is not ConnectionState.OPEN:
             return
         self.lifecycle = ConnectionState.CLOSING
+        self.end_calls()  # answers are no longer read: calls in flight fail now
+        self.ends_session = True
         self.close_code, self.close_reason = code, reason
         message: Message = {"type": "websocket.close", "code": int(code)}
         if reason:
@@ -213,3 +255,35 @@ class Connection:
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+    # -- server -> client calls (runtime.calls) ---------------------------------
+
+    _calls: PendingCalls | None = None
+    """Calls in flight; made by the first ``call``, so connections that get none pay nothing."""
+
+    async def call(
+        self, event: str, data: JSONValue = None, *, timeout: float = DEFAULT_CALL_TIMEOUT
+    ) -> JSONValue:
+        """Send ``{"event", "data", "ack": N}`` and return the data of the client's answer.
+
+        Raises ``CallRejectedError`` (the client answered with an error; its message),
+        ``CallTimeoutError`` (a ``TimeoutError``: no answer within ``timeout`` seconds),
+        ``CallClosedError`` at once when the connection is or becomes closed, and
+        ``CallLimitError`` when ``MAX_PENDING_CALLS`` (256) calls are already in flight.
+        """
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = PendingCalls()
+        return await calls.call(self, event, data, timeout)
+
+    def answered(self, number: object, data: JSONValue, error: object) -> bool:
+        """Settle a call from the client's ``$ack`` frame; False (counted) if unknown."""
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = PendingCalls()
+        return calls.answer(number, data, error)
+
+    def end_calls(self) -> None:
+        """Fail the calls in flight with ``CallClosedError`` (the connection ended)."""
+        if self._calls is not None:
+            self._calls.close(self.id)

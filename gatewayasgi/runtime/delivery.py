@@ -2,17 +2,19 @@
 
 ``Delivery.emit`` is the one place an emission goes through, in this order:
 
-1. the ``History`` (if any) stamps it (an offset, a timestamp) and keeps it for replay;
-2. the wire protocol encodes it once;
+1. the wire protocol encodes it once;
+2. the gateway's history (``recovery.base.EmissionLog``, on gateways with recovery)
+   keeps it and gives it an offset, which the frame then carries;
 3. local recipients' outboxes get it (never waiting on any of them);
 4. the backplane (if any) carries it to the other processes.
 
-Session recovery plugs a ``History`` in at step 1; nothing else changes.
+A history that is shared between processes (Redis Streams) is also the transport: it
+returns no offset, and its reader delivers every entry to local clients in the log's
+order (``runtime.keeper``), so steps 3 and 4 happen there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,11 +25,12 @@ from gatewayasgi.protocol.targets import NOBODY, Targets
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.node import Backplane
+    from gatewayasgi.recovery.base import EmissionLog
 
 
 @dataclass(slots=True)
 class Emission:
-    """One emit on its way: what, to whom, and (once stamped) where it sits in history."""
+    """One emit on its way: what, to whom, and (once kept) where it sits in history."""
 
     event: str
     data: JSONValue
@@ -36,24 +39,19 @@ class Emission:
     exclude: Targets = NOBODY
     """Rooms whose members, and clients, that are skipped."""
     offset: int | None = None
-    """Position in the history, set by ``History.record``."""
-    timestamp: float | None = None
-    """When the history recorded it (seconds since the epoch)."""
+    """Position in the gateway's history, once a history kept it."""
 
 
-class History(Protocol):
-    """Keeps emissions for replay; called before anything is delivered."""
+class LocalFanOut(Protocol):
+    """Enqueues a frame on local recipients' outboxes; returns how many got it."""
 
-    def record(self, namespace: str, emission: Emission) -> None:
-        """Stamp ``emission`` (``offset``, ``timestamp``) and keep it."""
-
-
-LocalFanOut = Callable[[Payload, Targets, Targets], int]
-"""Enqueues a frame on local recipients' outboxes; returns how many got it."""
+    def __call__(
+        self, frame: Payload, targets: Targets, exclude: Targets, offset: int | None = None, /
+    ) -> int: ...
 
 
 class Delivery:
-    """Stamp, encode once, fan out locally, publish: see the module docstring."""
+    """Encode once, keep, fan out locally, publish: see the module docstring."""
 
     __slots__ = ("_backplane", "_fan_out", "_metrics", "history", "namespace", "protocol")
 
@@ -64,7 +62,7 @@ class Delivery:
         fan_out: LocalFanOut,
         *,
         backplane: Backplane | None = None,
-        history: History | None = None,
+        history: EmissionLog | None = None,
         metrics: Instrumentation | None = None,
     ) -> None:
         self.namespace = namespace
@@ -75,13 +73,25 @@ class Delivery:
         self._metrics = metrics
 
     async def emit(self, emission: Emission) -> int:
-        """Deliver ``emission``; returns how many local clients got it."""
-        if self.history is not None:
-            self.history.record(self.namespace, emission)
+        """Deliver ``emission``; returns how many local clients got it now (0 when a
+        shared history carries it: its reader delivers)."""
         frame = self.protocol.encode_emit(emission.event, emission.data)
-        count = self._fan_out(frame, emission.targets, emission.exclude)
+        offset = None
+        history = self.history
+        if history is not None:
+            text = frame if isinstance(frame, str) else frame.decode()
+            offset = await history.append(text, emission.targets, emission.exclude)
+            if offset is None:
+                return 0
+            emission.offset = offset
+            stamped = self.protocol.with_offset(frame, history.format_offset(offset))
+            count = self._fan_out(stamped, emission.targets, emission.exclude, offset)
+        else:
+            count = self._fan_out(frame, emission.targets, emission.exclude)
         if self._metrics is not None:
             self._metrics.on_frame_out(self.namespace, count)
         if self._backplane is not None:
+            # Other processes keep their own history: they get the frame without this
+            # process's offset, and stamp it with theirs.
             await self._backplane.publish(self.namespace, frame, emission.targets, emission.exclude)
         return count

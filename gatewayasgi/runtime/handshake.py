@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from gatewayasgi._types import Scope, Send
 from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.resume import SUBPROTOCOL
 
 FORBIDDEN = 403
 UNAVAILABLE = 503
@@ -34,8 +35,10 @@ async def refuse(scope: Scope, send: Send, status: int = FORBIDDEN) -> None:
 
 
 def choose_subprotocol(offered: Sequence[str], spoken: Sequence[str]) -> str | None:
-    """The first subprotocol the gateway speaks that the client offered, else ``None``."""
+    """The first subprotocol the gateway speaks that the client offered, else
+    ``gatewayasgi`` when offered (clients that resume sessions offer it: a browser fails
+    a handshake whose offered subprotocols all went unanswered), else ``None``."""
     for name in spoken:
         if name in offered:
             return name
-    return None
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None

@@ -27,8 +27,11 @@ from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import WireProtocol
 from gatewayasgi.protocol.json import JSON
+from gatewayasgi.recovery import Recovery
+from gatewayasgi.recovery.memory import MemoryLog, MemorySessionStore
 from gatewayasgi.runtime import eager
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
+from gatewayasgi.runtime.keeper import SessionKeeper
 from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
@@ -37,7 +40,7 @@ from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_sett
 logger = logging.getLogger("gatewayasgi")
 
 _DEFAULTS = Settings()
-_OWN_PARAMETERS = ("app", "gateways", "providers", "broker", "metrics")
+_OWN_PARAMETERS = ("app", "gateways", "providers", "broker", "metrics", "recovery")
 
 
 def _gateway_classes(gateways: Iterable[type] | None, providers: Sequence[Any]) -> list[type]:
@@ -73,6 +76,7 @@ class GatewayMiddleware:
         providers: Sequence[Any] = (),
         broker: Broker | None = None,
         metrics: Instrumentation | None = None,
+        recovery: Recovery | None = None,
         outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
         outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
         outbox_budget: int | None = _DEFAULTS.outbox_budget,
@@ -130,6 +134,11 @@ class GatewayMiddleware:
             raise ConfigurationError(
                 f"broker must be a Broker (e.g. RedisBroker(url)), got {broker!r}"
             )
+        if recovery is not None and not isinstance(recovery, Recovery):
+            raise ConfigurationError(
+                f"recovery must be a Recovery (e.g. Recovery(window=120)), got {recovery!r}"
+            )
+        self.recovery = recovery
         self.container = Container(providers)
         self.broker = broker
         self.metrics = metrics
@@ -144,6 +153,7 @@ class GatewayMiddleware:
             if broker is not None
             else None
         )
+        self.keepers: list[SessionKeeper] = []
         self.servers: dict[str, WebSocketServer] = {}
         self.tables: list[GatewayTable] = []
         entries = []
@@ -170,12 +180,54 @@ class GatewayMiddleware:
             max_rooms_per_connection=settings.max_rooms_per_connection,
             max_room_name_length=settings.max_room_name_length,
         )
-        if self.backplane is not None:
-            self.backplane.add(namespace, server.deliver_local)
         table.gateway.server = server
-        return GatewayRunner(
+        runner = GatewayRunner(
             table, server, settings, self.protocol, budget=self.budget, metrics=self.metrics
         )
+        recovery = self._recovery_of(table)
+        keeper = None if recovery is None else self._keeper(runner, recovery)
+        if self.backplane is not None:
+            if keeper is None:
+                self.backplane.add(namespace, server.deliver_local)
+            elif not keeper.log.carries:
+                self.backplane.add(namespace, keeper.deliver_remote)
+        return runner
+
+    def _recovery_of(self, table: GatewayTable) -> Recovery | None:
+        chosen = table.meta.recovery
+        if chosen is None:
+            return self.recovery
+        if chosen is False:
+            return None
+        if not isinstance(chosen, Recovery):
+            raise ConfigurationError(
+                f"{table.name}: recovery must be a Recovery (e.g. Recovery(window=120)) or "
+                f"False, got {chosen!r}"
+            )
+        return chosen
+
+    def _keeper(self, runner: GatewayRunner, recovery: Recovery) -> SessionKeeper:
+        """The gateway's history and session store: the broker's (shared) or in memory."""
+        namespace, server = runner.namespace, runner.server
+        broker = self.broker
+        log = store = None
+        if broker is not None:
+            log = broker.history(namespace, max_frames=recovery.max_frames, max_age=recovery.window)
+            store = broker.session_store()
+        keeper = SessionKeeper(
+            server,
+            self.protocol,
+            recovery,
+            log or MemoryLog(recovery.max_frames, recovery.window),
+            store or MemorySessionStore(),
+            runner.on_disconnect,
+        )
+        server.delivery.history = keeper.log
+        if keeper.store.shared:
+            server.on_rooms_changed = keeper.rooms_changed
+        runner.keeper = keeper
+        self.keepers.append(keeper)
+        return keeper
 
     def get(self, cls: type) -> Any:
         """The provider or gateway instance built for ``cls``."""
@@ -232,6 +284,15 @@ class GatewayMiddleware:
                     )
                 else:
                     await self.backplane.start(task_group)
+            for keeper in self.keepers:
+                if task_group is not None:
+                    await keeper.run(task_group)
+                elif keeper.log.carries:
+                    logger.warning(
+                        "the ASGI server did not run lifespan: gateway %s's shared history "
+                        "is not read, its clients get no emits",
+                        keeper.server.namespace,
+                    )
             for table in self.tables:
                 if table.after_init is not None:
                     result = table.after_init(table.gateway.server)
@@ -247,6 +308,11 @@ class GatewayMiddleware:
             self._started = True
 
     async def _stop(self) -> None:
+        for keeper in self.keepers:
+            try:
+                await keeper.close()
+            except Exception:
+                logger.exception("closing the sessions of %s failed", keeper.server.namespace)
         if self.backplane is not None:
             await self.backplane.close()
 

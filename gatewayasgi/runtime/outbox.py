@@ -118,6 +118,7 @@ class Outbox:
         "_queue",
         "_send",
         "_spawn",
+        "_waiter",
         "closed",
         "dropped",
         "flushed",
@@ -154,6 +155,7 @@ class Outbox:
         self._spawn: Spawn | None = None
         self._eager = eager.available()
         self._pending: tuple[eager.Started, Message, int] | None = None
+        self._waiter: tuple[int, anyio.Event] | None = None  # ``wait_below``
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.overflow = overflow
@@ -298,6 +300,19 @@ class Outbox:
         self._bytes -= size
         if self._budget is not None:
             self._budget.refund(self, size, self._bytes == 0)
+        waiter = self._waiter
+        if waiter is not None and len(self) < waiter[0]:
+            self._waiter = None
+            waiter[1].set()
+
+    async def wait_below(self, count: int) -> None:
+        """Wait until fewer than ``count`` frames are queued, or the outbox closed: a
+        producer that must not drop (a replay) goes at the pace of the socket."""
+        while len(self) >= count and not self.closed:
+            event = anyio.Event()
+            self._waiter = (count, event)
+            with anyio.move_on_after(1.0):  # a close wakes nobody: look again
+                await event.wait()
 
     # -- the writer -----------------------------------------------------------------
 

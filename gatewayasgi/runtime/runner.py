@@ -7,19 +7,22 @@ Each accepted connection gets its own ``Session`` (``runtime.session``).
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import anyio
 
-from gatewayasgi._types import Message, Receive, Scope, Send
+from gatewayasgi._types import JSONValue, Message, Receive, Scope, Send
 from gatewayasgi.dispatch.table import GatewayTable
 from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
 from gatewayasgi.instrumentation import Instrumentation, RefuseReason
 from gatewayasgi.protocol.base import WireProtocol
+from gatewayasgi.protocol.resume import find_credential
 from gatewayasgi.protocol.targets import new_client_id
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.handshake import FORBIDDEN, UNAVAILABLE, choose_subprotocol, refuse
+from gatewayasgi.runtime.keeper import SessionKeeper
 from gatewayasgi.runtime.outbox import Outbox, OutboxBudget
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.runtime.session import Session
@@ -50,6 +53,8 @@ class GatewayRunner:
         self.handlers = table.handlers
         self.overflow = Overflow(table.meta.options.get("overflow", settings.overflow))
         self.heartbeat_event = settings.heartbeat_event if settings.heartbeat_interval else None
+        self.keeper: SessionKeeper | None = None
+        """Set by the middleware when the gateway has recovery."""
         self._budget = budget
         self._slots = 0
         """Connections holding a place under ``max_connections``: accepted ones and
@@ -82,10 +87,13 @@ class GatewayRunner:
             if self.table.handshake_guards and not await self._handshake_allowed(client):
                 await refuse(scope, send, FORBIDDEN)
                 return
+            credential = None
+            if self.keeper is not None:
+                credential = find_credential(scope.get("subprotocols") or ())
             await self._accept(scope, send, client)
             session = Session(self, client)
             try:
-                await session.serve(receive)
+                await session.serve(receive, credential)
             finally:
                 with anyio.CancelScope(shield=True):
                     await session.teardown(send)
@@ -95,6 +103,27 @@ class GatewayRunner:
     def release(self, client: Connection) -> None:
         """Take ``client`` out of every room and the registry (idempotent)."""
         self.server.unregister(client)
+
+    async def emit_to(self, client: Connection, event: str, data: JSONValue) -> None:
+        """``client.emit`` on a gateway with recovery: through the history."""
+        await self.server.to(client.id).emit(event, data)
+
+    async def on_disconnect(self, client: Connection) -> None:
+        """Run the gateway's ``on_disconnect`` hook (bounded by ``hook_timeout``)."""
+        hook = self.table.on_disconnect
+        if hook is None:
+            return
+        try:
+            result = hook(client)
+            if inspect.isawaitable(result):
+                with anyio.move_on_after(self.settings.hook_timeout):
+                    await result
+        except Exception as exc:
+            logger.error(
+                "%s.on_disconnect failed",
+                self.table.name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
 
     def _connection(self, scope: Scope, send: Send, path_params: dict[str, str]) -> Connection:
         client = Connection(new_client_id(), scope, self, path_params)

@@ -9,7 +9,7 @@ addresses the client ``x`` only when ``x`` has the reserved shape of a client id
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gatewayasgi._types import JSONValue
@@ -78,6 +78,8 @@ class WebSocketServer:
             namespace, protocol, self.deliver_local, backplane=backplane, metrics=metrics
         )
         """Where every emit goes (history, local fan-out, backplane)."""
+        self.on_rooms_changed: Callable[[Connection], Awaitable[None]] | None = None
+        """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
 
@@ -87,13 +89,19 @@ class WebSocketServer:
     # -- registry -------------------------------------------------------------
 
     def register(self, client: Connection) -> None:
-        """Track an accepted client (done by the runtime before ``on_connection``)."""
+        """Track an accepted client (done by the runtime before ``on_connection``).
+
+        A client that resumed its session may still have its old connection registered
+        (its end not noticed yet): the newer one takes its place.
+        """
         self.clients[client.id] = client
 
     def unregister(self, client: Connection) -> None:
         """Forget a client and release its rooms (done by the runtime on every exit)."""
+        if self.clients.get(client.id) is not client:
+            return  # gone already, or its session lives on in a newer connection
         self.rooms.leave_all(client.id)
-        self.clients.pop(client.id, None)
+        del self.clients[client.id]
 
     def get_client_id(self, client: Connection) -> str:
         """The id assigned to a connected client (unique across processes)."""
@@ -128,12 +136,20 @@ class WebSocketServer:
         current = self.rooms.rooms_of(client_id)
         if len(current) >= self._max_rooms and room not in current:
             raise WsException(f"Too many rooms: at most {self._max_rooms} per connection")
-        self.rooms.join(client_id, room)
+        if room not in current:
+            self.rooms.join(client_id, room)
+            if self.on_rooms_changed is not None:
+                await self.on_rooms_changed(self.clients[client_id])
 
     async def leave(self, client: Target, room: str) -> None:
         """Remove a client (connection or id) from ``room``; same name rules as ``join``."""
         room = self._check_room(room)
-        self.rooms.leave(client.id if isinstance(client, Connection) else client, room)
+        client_id = client.id if isinstance(client, Connection) else client
+        if room in self.rooms.rooms_of(client_id):
+            self.rooms.leave(client_id, room)
+            connection = self.clients.get(client_id)
+            if self.on_rooms_changed is not None and connection is not None:
+                await self.on_rooms_changed(connection)
 
     def rooms_of(self, client: Target) -> set[str]:
         """The rooms a local client is in."""
@@ -189,16 +205,39 @@ class WebSocketServer:
         return [client_id for client_id in ids if client_id not in skipped]
 
     def deliver_local(
-        self, frame: Payload, targets: Targets = NOBODY, exclude: Targets = NOBODY
+        self,
+        frame: Payload,
+        targets: Targets = NOBODY,
+        exclude: Targets = NOBODY,
+        offset: int | None = None,
     ) -> int:
-        """Enqueue ``frame`` on every local recipient's outbox; never waits."""
+        """Enqueue ``frame`` on every local recipient's outbox; never waits.
+
+        A frame from the history (``offset``) reaches each session once: a client that
+        already has it (replayed) skips it, one still replaying holds it for later.
+        """
         message = WireProtocol.message(frame)
         size = frame_cost(frame)
         clients = self.clients
         count = 0
+        if offset is None:
+            for client_id in self._recipients(targets, exclude):
+                client = clients.get(client_id)
+                if client is not None and client.outbox.put_nowait(message, size):
+                    count += 1
+            return count
         for client_id in self._recipients(targets, exclude):
             client = clients.get(client_id)
-            if client is not None and client.outbox.put_nowait(message, size):
+            if client is None or offset <= client.position:
+                continue
+            held = client.resume_buffer
+            if held is not None:
+                if len(held) >= client.outbox.max_messages:
+                    client.gave_up("slow_consumer")  # the replay cannot keep up
+                    continue
+                held.append((offset, message, size))
+            elif client.outbox.put_nowait(message, size):
+                client.position = offset
                 count += 1
         return count
 

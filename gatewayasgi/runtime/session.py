@@ -31,7 +31,8 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import Frame, FrameError
+from gatewayasgi.protocol.codec import ACK_EVENT, AckFrame, Frame, FrameError
+from gatewayasgi.protocol.resume import Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.outbox import frame_cost
@@ -54,9 +55,15 @@ class Session:
         self.throttle: Throttle | None = None
         """Made on the first frame: idle clients never pay for it."""
 
-    async def serve(self, receive: Receive) -> None:
-        """Register the client, run ``on_connection`` and the receive loop until the end."""
+    async def serve(self, receive: Receive, credential: Credential | Invalid | None) -> None:
+        """Register the client, run ``on_connection`` and the receive loop until the end.
+
+        On a gateway with recovery the session is opened (or resumed: ``credential``)
+        first, and the ``$session`` frame and any missed frames go out before the hook runs.
+        """
         client, runner = self.client, self.runner
+        keeper = runner.keeper
+        opening = None if keeper is None else await keeper.open(client, credential)
         runner.server.register(client)
         client.last_seen = monotonic()
         async with anyio.create_task_group() as tasks:
@@ -64,7 +71,10 @@ class Session:
             client.outbox.attach(tasks.start_soon)
             if runner.settings.heartbeat_interval:
                 tasks.start_soon(self._heartbeat)
-            if await self._on_connection():
+            started = True
+            if keeper is not None and opening is not None:
+                started = await keeper.start(client, opening)
+            if started and await self._on_connection():
                 await self._receive_loop(receive)
             if client.lifecycle is ConnectionState.CLOSING:
                 # The app closed: let the writer flush up to and including the close
@@ -133,6 +143,8 @@ class Session:
             frame = runner.protocol.decode(raw)
         except FrameError as exc:
             return await self._error(exc.message, exc.id, counted=True)
+        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
+            return self._answered(frame)
         handler = runner.handlers.get(frame.event)
         if handler is None:
             return await self._unhandled(frame)
@@ -148,6 +160,9 @@ class Session:
         except FrameError as exc:
             metrics.on_frame_in(runner.namespace, UNKNOWN_EVENT)
             return await self._error(exc.message, exc.id, counted=True)
+        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
+            metrics.on_frame_in(runner.namespace, ACK_EVENT)
+            return self._answered(frame)
         handler = runner.handlers.get(frame.event)
         if handler is None:
             metrics.on_frame_in(runner.namespace, UNKNOWN_EVENT)
@@ -158,6 +173,12 @@ class Session:
             return await self._dispatch(handler, frame)
         finally:
             metrics.on_handler(runner.namespace, handler.event, perf_counter() - started)
+
+    def _answered(self, frame: Frame) -> bool:
+        """A ``$ack`` frame settles a call in flight; an unknown id is counted, not answered."""
+        error = frame.error if isinstance(frame, AckFrame) else None
+        self.client.answered(frame.id, frame.data, error)
+        return True
 
     async def _unhandled(self, frame: Frame) -> bool:
         if frame.event == self.runner.heartbeat_event:
@@ -336,6 +357,7 @@ class Session:
                     "gateway %s: client %s missed heartbeats", self.runner.namespace, client.id
                 )
                 await client.close(CloseCode.GOING_AWAY, "heartbeat timeout")
+                client.ends_session = False  # a lost peer: its session may resume
                 with anyio.move_on_after(settings.close_timeout):
                     await client.outbox.wait_flushed()
                 client.end()
@@ -347,16 +369,17 @@ class Session:
     async def teardown(self, send: Send) -> None:
         """Run ``on_disconnect``, release the client's rooms, close the transport."""
         client, runner = self.client, self.runner
-        table = runner.table
+        keeper = runner.keeper
         try:
-            if table.on_disconnect is not None:
-                try:
-                    result = table.on_disconnect(client)
-                    if inspect.isawaitable(result):
-                        with anyio.move_on_after(runner.settings.hook_timeout):
-                            await result
-                except Exception as exc:
-                    self._log_failure(f"{table.name}.on_disconnect", exc)
+            if keeper is None:
+                await runner.on_disconnect(client)
+            elif client.keeps_session:
+                await keeper.detach(client)  # on_disconnect runs when its window passes
+            elif not client.superseded:
+                await keeper.end(client)
+                await runner.on_disconnect(client)
+        except Exception as exc:
+            self._log_failure(f"ending the session of {client.id}", exc)
         finally:
             runner.server.unregister(client)
         await self._close_transport(send)

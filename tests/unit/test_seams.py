@@ -13,6 +13,7 @@ from gatewayasgi import BaseGuard, ConnectedSocket, MessageBody, SubscribeMessag
 from gatewayasgi.dispatch.handler import compile_handler
 from gatewayasgi.protocol.json import JSON
 from gatewayasgi.protocol.targets import Targets, is_client_id, new_client_id, split
+from gatewayasgi.recovery.memory import MemoryLog
 from gatewayasgi.runtime.delivery import Delivery, Emission
 
 
@@ -21,24 +22,23 @@ class Message(BaseModel):
     text: str
 
 
-class Recorder:
-    """A ``History`` that stamps offsets and keeps what it saw, in order."""
+class Recorder(MemoryLog):
+    """A memory history that also notes, in order, when it kept a frame."""
 
     def __init__(self, log: list[str]) -> None:
+        super().__init__(max_frames=10, max_age=60)
         self.log = log
-        self.kept: list[Emission] = []
 
-    def record(self, namespace: str, emission: Emission) -> None:
-        emission.offset = len(self.kept) + 1
-        self.kept.append(emission)
-        self.log.append(f"history:{emission.event}")
+    async def append(self, frame: str, targets: Targets, exclude: Targets) -> int:
+        self.log.append(f"history:{frame}")
+        return await super().append(frame, targets, exclude)
 
 
-def test_every_emit_is_stamped_by_the_history_before_fan_out() -> None:
+def test_every_emit_is_kept_by_the_history_before_fan_out_and_carries_its_offset() -> None:
     log: list[str] = []
 
-    def fan_out(frame: Any, targets: Targets, exclude: Targets) -> int:
-        log.append(f"fan_out:{frame}")
+    def fan_out(frame: Any, targets: Targets, exclude: Targets, offset: int | None = None) -> int:
+        log.append(f"fan_out:{frame}:{offset}")
         return 2
 
     history = Recorder(log)
@@ -51,13 +51,14 @@ def test_every_emit_is_stamped_by_the_history_before_fan_out() -> None:
 
     assert anyio.run(emit_twice) == [2, 2]
     assert log == [
-        "history:a",
-        'fan_out:{"event":"a","data":1}',
-        "history:b",
-        'fan_out:{"event":"b","data":2}',
+        'history:{"event":"a","data":1}',
+        'fan_out:{"event":"a","data":1,"offset":"1"}:1',
+        'history:{"event":"b","data":2}',
+        'fan_out:{"event":"b","data":2,"offset":"2"}:2',
     ]
-    assert [e.offset for e in history.kept] == [1, 2]
-    assert history.kept[0].targets == Targets(("room",), ())
+    kept = anyio.run(history.replay, 0, 10)
+    assert [entry.offset for entry in kept] == [1, 2]
+    assert kept[0].targets == Targets(("room",), ())
 
 
 def test_client_ids_and_room_names_are_told_apart_by_shape() -> None:

@@ -1,0 +1,1 @@
+"""Session recovery: histories, session stores, and the runtime that resumes sessions."""

@@ -1,0 +1,271 @@
+"""Session recovery in one process (history and sessions in memory), on real servers.
+
+The client side is the ``websockets`` package driven by hand, so these tests pin the wire
+protocol of ``docs/recovery.md`` itself: the ``$session`` frame, offsets, the resume
+credential offered as a subprotocol.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+import websockets
+
+from gatewayasgi import (
+    ConnectedSocket,
+    GatewayMiddleware,
+    MessageBody,
+    SubscribeMessage,
+    WebSocketGateway,
+)
+from gatewayasgi.exceptions import ConfigurationError
+from gatewayasgi.recovery import Recovery
+from tests.recovery.cut_proxy import CutProxy
+from tests.servers import TIMEOUT, run_server
+
+pytestmark = pytest.mark.anyio
+
+SERVERS = ["hypercorn", "uvicorn"]
+
+
+def chat_gateway(recovery: Any = None, **options: Any) -> type:
+    @WebSocketGateway("/chat", recovery=recovery, **options)
+    class Chat:
+        def __init__(self) -> None:
+            self.connected: list[tuple[str, bool]] = []
+            self.disconnected: list[str] = []
+
+        def on_connection(self, client: Any) -> None:
+            self.connected.append((client.id, client.recovered))
+            client.state.visits = client.state._data.get("visits", 0) + 1
+
+        def on_disconnect(self, client: Any) -> None:
+            self.disconnected.append(client.id)
+
+        @SubscribeMessage("join")
+        async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+            await self.server.join(client, room)
+            return {"joined": room, "visits": client.state.visits}
+
+        @SubscribeMessage("say")
+        async def say(self, data: Any = MessageBody()) -> Any:
+            await self.server.to_room(data["room"]).emit("said", data["n"])
+            return "ok"
+
+        @SubscribeMessage("burst")
+        async def burst(self, data: Any = MessageBody()) -> Any:
+            for n in range(data["count"]):
+                await self.server.to_room(data["room"]).emit("said", n)
+            return "done"
+
+        @SubscribeMessage("me")
+        async def me(self, client: Any = ConnectedSocket()) -> Any:
+            await client.emit("direct", client.id)
+            return None
+
+    return Chat
+
+
+class Session:
+    """A hand-driven recovering client: keeps what ``docs/recovery.md`` says to keep."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.ws: Any = None
+        self.session: dict[str, Any] = {}
+        self.offset: str | None = None
+
+    async def open(self, resume: bool = False) -> dict[str, Any]:
+        protocols = ["gatewayasgi"]
+        if resume:
+            s = self.session
+            protocols.append(f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}")
+        self.ws = await websockets.connect(
+            f"ws://{self.address}/chat", subprotocols=protocols, open_timeout=TIMEOUT
+        )
+        assert self.ws.subprotocol == "gatewayasgi"
+        first = await self.recv_raw()
+        assert first["event"] == "$session", first
+        self.session = first["data"]
+        self.offset = self.session["offset"]
+        return self.session
+
+    async def recv_raw(self) -> dict[str, Any]:
+        with anyio.fail_after(TIMEOUT):
+            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+    async def recv(self) -> dict[str, Any]:
+        frame = await self.recv_raw()
+        if "offset" in frame:
+            self.offset = frame["offset"]
+        return frame
+
+    async def request(self, event: str, data: Any, frame_id: int = 1) -> Any:
+        await self.ws.send(json.dumps({"event": event, "data": data, "id": frame_id}))
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == frame_id:
+                return frame["data"]
+
+    def cut(self) -> None:
+        """Drop the TCP connection: no close frame, as a network failure would."""
+        self.ws.transport.abort()
+
+
+async def test_reserved_event_names_are_a_startup_error() -> None:
+    @WebSocketGateway("/x")
+    class Bad:
+        @SubscribeMessage("$session")
+        def handler(self) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"reserved for the protocol"):
+        GatewayMiddleware(gateways=[Bad])
+
+
+async def test_recovery_settings_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="window"):
+        Recovery(window=0)
+    with pytest.raises(ConfigurationError, match="recovery must be a Recovery"):
+        GatewayMiddleware(gateways=[chat_gateway()], recovery=120)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_cut_client_resumes_with_its_id_rooms_state_and_every_missed_frame(
+    server: str,
+) -> None:
+    gateway = chat_gateway(Recovery(window=30))
+    app = GatewayMiddleware(gateways=[gateway])
+    chat = app.get(gateway)
+    async with run_server(app, server) as address:
+        member = Session(address)
+        new = await member.open()
+        assert new["recovered"] is False and new["reason"] is None
+        assert new["id"].startswith("c_") and len(new["token"]) == 43
+        assert await member.request("join", "r") == {"joined": "r", "visits": 1}
+        sender = Session(address)
+        await sender.open()
+        await sender.request("say", {"room": "r", "n": -1})
+        first = await member.recv()
+        assert first["data"] == -1 and first["offset"]
+
+        member.cut()
+        # 200 frames while the member is away; the sender's own connection stays up.
+        assert await sender.request("burst", {"room": "r", "count": 200}) == "done"
+        resumed = await member.open(resume=True)
+        assert resumed["recovered"] is True and resumed["id"] == new["id"]
+        got = [(await member.recv())["data"] for _ in range(200)]
+        assert got == list(range(200))
+        # Live frames follow, none doubled; the rooms and state came back with the id.
+        await sender.request("say", {"room": "r", "n": 1000})
+        assert (await member.recv())["data"] == 1000
+        assert await member.request("join", "r", 2) == {"joined": "r", "visits": 2}
+        assert chat.connected == [
+            (new["id"], False),
+            (sender.session["id"], False),
+            (new["id"], True),
+        ]
+        assert chat.disconnected == []  # a blink is not a disconnect
+        await member.ws.close()
+        await sender.ws.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_failed_resume_says_why_and_starts_a_new_session(server: str) -> None:
+    gateway = chat_gateway(Recovery(window=30, max_frames=50))
+    async with run_server(GatewayMiddleware(gateways=[gateway]), server) as address:
+        member, sender = Session(address), Session(address)
+        old = await member.open()
+        await member.request("join", "r")
+        await sender.open()
+        member.cut()
+        await sender.request("burst", {"room": "r", "count": 60})  # past max_frames
+        trimmed = await member.open(resume=True)
+        assert trimmed["recovered"] is False and trimmed["reason"] == "trimmed"
+        assert trimmed["id"] != old["id"]
+
+        member.session = {**old, "epoch": "0" * 32}
+        assert (await member.open(resume=True))["reason"] == "epoch"
+        member.session = {**old, "token": "A" * 43}
+        assert (await member.open(resume=True))["reason"] == "expired"
+        member.session = {**old, "id": "nobody"}
+        assert (await member.open(resume=True))["reason"] == "invalid"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_clean_close_ends_the_session_and_expiry_runs_on_disconnect(server: str) -> None:
+    gateway = chat_gateway(Recovery(window=0.5))
+    app = GatewayMiddleware(gateways=[gateway])
+    chat = app.get(gateway)
+    async with run_server(app, server) as address:
+        clean = Session(address)
+        first = await clean.open()
+        await clean.ws.close()  # 1000: the client is done
+        with anyio.fail_after(TIMEOUT):
+            while first["id"] not in chat.disconnected:
+                await anyio.sleep(0.01)
+        assert (await clean.open(resume=True))["reason"] == "expired"
+
+        blink = Session(address)
+        second = await blink.open()
+        blink.cut()
+        await anyio.sleep(0.1)
+        assert second["id"] not in chat.disconnected  # waiting for its client
+        with anyio.fail_after(TIMEOUT):
+            while second["id"] not in chat.disconnected:
+                await anyio.sleep(0.02)
+        assert chat.disconnected.count(second["id"]) == 1
+        assert (await blink.open(resume=True))["reason"] == "expired"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_through_a_proxy_cut_500_frames_arrive_once_in_order(server: str) -> None:
+    gateway = chat_gateway(Recovery(window=30))
+    async with run_server(GatewayMiddleware(gateways=[gateway]), server) as address:
+        proxy = CutProxy(address)
+        async with proxy.running():
+            member, sender = Session(proxy.address), Session(address)
+            first = await member.open()
+            await member.request("join", "r")
+            await sender.open()
+            await sender.ws.send(
+                json.dumps({"event": "burst", "data": {"room": "r", "count": 500}, "id": 9})
+            )
+            received = [(await member.recv())["data"] for _ in range(20)]
+            assert proxy.cut() == 1  # mid-burst
+            assert await _reply(sender, 9) == "done"
+            resumed = await member.open(resume=True)
+            assert resumed["recovered"] and resumed["id"] == first["id"]
+            while len(received) < 500:
+                received.append((await member.recv())["data"])
+            assert received == list(range(500))
+            await sender.request("say", {"room": "r", "n": "live"})
+            assert (await member.recv())["data"] == "live"
+
+
+async def _reply(session: Session, frame_id: int) -> Any:
+    while True:
+        frame = await session.recv()
+        if frame.get("id") == frame_id:
+            return frame["data"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_direct_emits_are_recoverable_and_gateways_without_recovery_are_unchanged(
+    server: str,
+) -> None:
+    recovering, plain = chat_gateway(Recovery()), chat_gateway(False)
+    plain = WebSocketGateway("/plain")(type("Plain", (plain,), {}))
+    async with run_server(GatewayMiddleware(gateways=[recovering, plain]), server) as address:
+        member = Session(address)
+        await member.open()
+        await member.ws.send(json.dumps({"event": "me"}))
+        direct = await member.recv()
+        assert direct["event"] == "direct" and direct["offset"]
+        async with websockets.connect(f"ws://{address}/plain", open_timeout=TIMEOUT) as ws:
+            await ws.send(json.dumps({"event": "me"}))
+            with anyio.fail_after(TIMEOUT):
+                frame = json.loads(await ws.recv())
+            assert frame["event"] == "direct" and "offset" not in frame  # no $session first
