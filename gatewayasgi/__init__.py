@@ -23,6 +23,7 @@ from gatewayasgi.gateway.interceptors import CallHandler, NestInterceptor, UseIn
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.recovery import Recovery
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.middleware import GatewayMiddleware
 from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
@@ -53,6 +54,7 @@ __all__ = [
     "OnGatewayInit",
     "Overflow",
     "PayloadValidationError",
+    "Recovery",
     "Settings",
     "SubscribeMessage",
     "UseFilters",

@@ -139,14 +139,22 @@ class SessionKeeper:
         if credential is INVALID:
             reason = "invalid"
         elif isinstance(credential, Credential):
-            resumed = await self._resume(client, credential, owner)
+            try:
+                resumed = await self._resume(client, credential, owner)
+            except Exception:
+                logger.exception("gateway %s: resuming a session failed", self.server.namespace)
+                resumed = "unavailable"
             if isinstance(resumed, Opening):
                 return resumed
             reason = resumed
         token = new_token()
         client.ticket = Ticket(token, token_hash(token), owner)
         record = SessionRecord(client.id, client.ticket.token_hash, self.log.epoch)
-        await self.store.save(record, owner, window)
+        try:
+            await self.store.save(record, owner, window)
+        except Exception:
+            # The store is unreachable: the connection works, its session may not resume.
+            logger.exception("gateway %s: saving a session failed", self.server.namespace)
         return Opening(False, reason, self.log.head)
 
     async def _resume(
@@ -278,7 +286,10 @@ class SessionKeeper:
             self.log.epoch,
             tuple(self.server.rooms.rooms_of(client.id)),
         )
-        await self.store.save(record, ticket.owner, self.recovery.window)
+        try:
+            await self.store.save(record, ticket.owner, self.recovery.window)
+        except Exception:
+            logger.exception("gateway %s: saving rooms failed", self.server.namespace)
 
     # -- disconnecting --------------------------------------------------------------
 
@@ -295,8 +306,11 @@ class SessionKeeper:
             client.scope.setdefault("state", {}),
             detached=True,
         )
-        if not await self.store.save(record, ticket.owner, window):
-            return  # resumed elsewhere already
+        try:
+            if not await self.store.save(record, ticket.owner, window):
+                return  # resumed elsewhere already
+        except Exception:
+            logger.exception("gateway %s: keeping a session failed", self.server.namespace)
         self._waiting[client.id] = _Waiting(client, ticket.owner, monotonic() + window)
         while len(self._waiting) > self.recovery.max_sessions:
             oldest = next(iter(self._waiting))
@@ -307,7 +321,10 @@ class SessionKeeper:
         """The session of ``client`` ends now (a clean close, or the app closed it)."""
         ticket = client.ticket
         if ticket is not None:
-            await self.store.drop(client.id, ticket.owner)
+            try:
+                await self.store.drop(client.id, ticket.owner)
+            except Exception:
+                logger.exception("gateway %s: ending a session failed", self.server.namespace)
 
     async def sweep(self) -> None:
         """End the sessions whose window passed."""
