@@ -12,8 +12,10 @@ import logging
 import uuid
 from collections.abc import Callable
 
+import anyio
 from anyio.abc import TaskGroup
 
+from gatewayasgi.backplane.cluster import ClusterNode
 from gatewayasgi.backplane.envelope import Envelope, EnvelopeError, channel_for, pack, unpack
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.instrumentation import Instrumentation
@@ -43,6 +45,8 @@ class Backplane:
         self._metrics = metrics
         self._routes: dict[str, tuple[str, Deliver]] = {}  # channel -> (namespace, deliver)
         self._live = False
+        self.cluster = ClusterNode(broker, self.node_id, max_message_size=max_envelope_size)
+        """Cluster requests (presence, fetch, join/leave, disconnect, calls) and heartbeats."""
 
     def add(self, namespace: str, deliver: Deliver) -> None:
         """Route envelopes of ``namespace`` to ``deliver`` (before ``start``)."""
@@ -54,11 +58,14 @@ class Backplane:
         for channel in self._routes:
             await self.broker.subscribe(channel)
         self._live = True
+        await self.cluster.start(task_group)
 
     async def close(self) -> None:
         """Stop publishing and close the broker."""
         self._live = False
         try:
+            with anyio.move_on_after(1.0):  # goodbyes are a courtesy: never hold shutdown
+                await self.cluster.close()
             await self.broker.close()
         except Exception:
             logger.exception("closing broker %r failed", self.broker)
@@ -87,6 +94,7 @@ class Backplane:
     def _on_message(self, channel: str, data: bytes) -> None:
         route = self._routes.get(channel)
         if route is None:
+            self.cluster.on_message(channel, data)
             return
         namespace, deliver = route
         try:

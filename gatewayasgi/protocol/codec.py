@@ -189,7 +189,7 @@ class AckFrame(Frame):
     @property
     def error(self) -> JSONValue:
         """The answer's ``error`` member (``None`` when the client sent data)."""
-        return self[3] if len(self) > 3 else None  # type: ignore[misc]
+        return self[3] if len(self) > 3 else None
 
     def __repr__(self) -> str:
         return f"AckFrame(id={self.id!r}, data={self.data!r}, error={self.error!r})"

@@ -92,10 +92,10 @@ class PendingCalls:
         return len(self._calls)
 
     async def call(
-        self, client: Connection, event: str, data: JSONValue, timeout: float
+        self, client: Connection, event: str, data: JSONValue, within: float
     ) -> JSONValue:
         """Send the call frame through ``client``'s outbox and wait for its outcome."""
-        if timeout <= 0:
+        if within <= 0:
             raise ValueError("timeout must be positive")
         if client.closed:
             raise CallClosedError(f"connection {client.id} is closed")
@@ -109,13 +109,13 @@ class PendingCalls:
         try:
             frame = dumps({"event": event, "data": data, "ack": number}).decode()
             await client.send_payload(frame)
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(within):
                 await pending.done.wait()
         finally:
             self._calls.pop(number, None)
         if not pending.done.is_set():
             raise CallTimeoutError(
-                f"client {client.id} did not answer {event[:200]!r} within {timeout:g} s"
+                f"client {client.id} did not answer {event[:200]!r} within {within:g} s"
             )
         if pending.error is not None:
             raise pending.error

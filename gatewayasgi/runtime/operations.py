@@ -82,6 +82,24 @@ class CallResults:
         return not self.timed_out and self.missing_nodes == 0
 
 
+def check_close(code: int, reason: str | None) -> None:
+    """Raise ``ValueError`` unless ``code``/``reason`` may close a client (1000, 3000-4999)."""
+    if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999):
+        raise ValueError(f"close code must be 1000 or 3000-4999, got {code!r}")
+    if reason is not None and (
+        type(reason) is not str or len(reason.encode()) > rpc.MAX_REASON_LENGTH
+    ):
+        raise ValueError(f"close reason must be a string of at most {rpc.MAX_REASON_LENGTH} bytes")
+
+
+def check_call(event: str, timeout: float) -> None:
+    """Raise ``ValueError`` unless a room call's event and timeout are within bounds."""
+    if type(event) is not str or not 0 < len(event) <= rpc.MAX_EVENT_LENGTH:
+        raise ValueError(f"event must be a string of 1-{rpc.MAX_EVENT_LENGTH} characters")
+    if not 0 < timeout <= rpc.MAX_CALL_TIMEOUT:
+        raise ValueError(f"timeout must be in (0, {rpc.MAX_CALL_TIMEOUT:g}] seconds")
+
+
 def _outcome(client_id: str, result: JSONValue | BaseException) -> JSONValue:
     if isinstance(result, CallRejectedError):
         return [client_id, "error", result.message]
@@ -132,10 +150,10 @@ class ClusterOperations:
             except WsException:
                 logger.info("client %s is in too many rooms to join %r", client_id, room[:200])
 
-    def local_leave(self, targets: Targets, exclude: Targets, room: str) -> None:
+    async def local_leave(self, targets: Targets, exclude: Targets, room: str) -> None:
         """Local clients leave ``room``."""
         for client_id in self.local_ids(targets, exclude):
-            self._server.rooms.leave(client_id, room)
+            await self._server.leave(client_id, room)
 
     async def local_disconnect(
         self, targets: Targets, exclude: Targets, code: int, reason: str | None
@@ -147,7 +165,7 @@ class ClusterOperations:
                 await client.close(code, reason)
 
     async def local_call(
-        self, targets: Targets, exclude: Targets, event: str, data: JSONValue, timeout: float
+        self, targets: Targets, exclude: Targets, event: str, data: JSONValue, within: float
     ) -> list[JSONValue]:
         """Call local clients at once; their outcomes as ``[id, kind, value]`` items."""
         outcomes: list[JSONValue] = []
@@ -159,7 +177,7 @@ class ClusterOperations:
                 result = CallTimeoutError(client_id)
             else:
                 try:
-                    result = await client.call(event, data, timeout=timeout)
+                    result = await client.call(event, data, timeout=within)
                 except CallError as exc:
                     result = exc
             outcomes.append(_outcome(client_id, result))
@@ -185,29 +203,34 @@ class ClusterOperations:
             try:
                 room = self._server._check_room(request.room)
             except WsException as exc:
-                logger.warning("gateway %s: refused a cluster %s: %s", self._server.namespace, request.op, exc.message)
+                logger.warning(
+                    "gateway %s: refused a cluster %s: %s",
+                    self._server.namespace,
+                    request.op,
+                    exc.message,
+                )
                 return []
             if request.op == rpc.JOIN:
                 await self.local_join(targets, exclude, room)
             else:
-                self.local_leave(targets, exclude, room)
+                await self.local_leave(targets, exclude, room)
         return []
 
     # -- the whole cluster ------------------------------------------------------------
 
     async def fetch_ids(
-        self, targets: Targets, exclude: Targets, timeout: float
+        self, targets: Targets, exclude: Targets, within: float
     ) -> tuple[list[str], int]:
         """Ids of the targeted clients on every node (sorted), and the nodes missing."""
         request = rpc.Request(rpc.FETCH, "", targets=targets, exclude=exclude)
-        gathered = await self._ask(request, timeout)
+        gathered = await self._ask(request, within)
         ids = set(self.local_ids(targets, exclude))
         ids.update(item for item in gathered.items if type(item) is str)
         return sorted(ids), gathered.missing
 
-    async def presence(self, room: str, timeout: float) -> Presence:
+    async def presence(self, room: str, within: float) -> Presence:
         """The members of ``room`` on every node."""
-        ids, missing = await self.fetch_ids(Targets((room,), ()), Targets(), timeout)
+        ids, missing = await self.fetch_ids(Targets((room,), ()), Targets(), within)
         return Presence(room, tuple(ids), missing)
 
     async def join(self, targets: Targets, exclude: Targets, room: str) -> None:
@@ -217,7 +240,7 @@ class ClusterOperations:
 
     async def leave(self, targets: Targets, exclude: Targets, room: str) -> None:
         """Targeted clients leave ``room``, here and on every node."""
-        self.local_leave(targets, exclude, room)
+        await self.local_leave(targets, exclude, room)
         await self._order(rpc.Request(rpc.LEAVE, "", targets=targets, exclude=exclude, room=room))
 
     async def disconnect(
@@ -232,27 +255,26 @@ class ClusterOperations:
         await self.local_disconnect(targets, exclude, code, reason)
 
     async def call(
-        self, targets: Targets, exclude: Targets, event: str, data: JSONValue, timeout: float
+        self, targets: Targets, exclude: Targets, event: str, data: JSONValue, within: float
     ) -> CallResults:
         """Call targeted clients on every node; every outcome, and the nodes missing."""
         request = rpc.Request(
-            rpc.CALL, "", targets=targets, exclude=exclude, event=event, data=data, timeout=timeout
+            rpc.CALL, "", targets=targets, exclude=exclude, event=event, data=data, timeout=within
         )
         local: list[JSONValue] = []
-        gathered = None
 
         async def here() -> None:
-            local.extend(await self.local_call(targets, exclude, event, data, timeout))
+            local.extend(await self.local_call(targets, exclude, event, data, within))
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(here)
-            gathered = await self._ask(request, timeout + REPLY_GRACE)
+            gathered = await self._ask(request, within + REPLY_GRACE)
         return _results([*local, *gathered.items], gathered.missing)
 
-    async def _ask(self, request: rpc.Request, timeout: float) -> _Answers:
+    async def _ask(self, request: rpc.Request, within: float) -> _Answers:
         if self._node is None:
             return _Answers([], 0)
-        gathered = await self._node.ask(self._server.namespace, request, timeout)
+        gathered = await self._node.ask(self._server.namespace, request, within)
         return _Answers(gathered.items, gathered.missing)
 
     async def _order(self, request: rpc.Request) -> None:
