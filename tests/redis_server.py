@@ -108,8 +108,11 @@ class RedisServer:
         *,
         password: str | None = None,
         tls: bool = False,
+        persistent: bool = False,
     ) -> None:
         self.binary = binary
+        self.persistent = persistent
+        """Append-only file on (fsync always): a restart keeps every acknowledged write."""
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.password = password
@@ -155,7 +158,8 @@ class RedisServer:
             "port": "0" if self.certificate else str(self.port),
             "bind": "127.0.0.1",
             "save": "",
-            "appendonly": "no",
+            "appendonly": "yes" if self.persistent else "no",
+            "appendfsync": "always",
             "dir": str(self.workdir),
             "daemonize": "no",
             "loglevel": "warning",
@@ -214,9 +218,15 @@ class RedisServer:
         assert self._process is not None
         self._process.send_signal(signal.SIGCONT)
 
-    def restart(self) -> None:
-        """Stop and start again on the same port (all clients are disconnected)."""
+    def restart(self, *, persistent: bool | None = None) -> None:
+        """Stop and start again on the same port (all clients are disconnected).
+
+        ``persistent`` switches the append-only file on or off for the new process: a
+        server that was not persistent comes back empty.
+        """
         self.stop()
+        if persistent is not None:
+            self.persistent = persistent
         self.start()
 
     def command(self, *args: str | bytes) -> RESPValue:
@@ -251,10 +261,12 @@ class RedisServer:
 
 @contextmanager
 def running_redis_server(
-    workdir: Path, *, password: str | None = None, tls: bool = False
+    workdir: Path, *, password: str | None = None, tls: bool = False, persistent: bool = False
 ) -> Iterator[RedisServer]:
     """Start a fresh ``RedisServer`` for one test (or module) and stop it afterwards."""
-    server = RedisServer(redis_server_binary(), workdir, password=password, tls=tls)
+    server = RedisServer(
+        redis_server_binary(), workdir, password=password, tls=tls, persistent=persistent
+    )
     server.start()
     try:
         yield server

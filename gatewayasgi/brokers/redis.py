@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -38,6 +38,9 @@ from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber, describe
 from gatewayasgi.brokers.base import Broker, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
+
+if TYPE_CHECKING:
+    from gatewayasgi.recovery.redis import RedisLog, RedisSessionStore
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -259,6 +262,33 @@ class RedisBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         """Remove ``channel`` from the subscription set and tell Redis when connected."""
         await self._subscriber.unsubscribe(channel)
+
+    def history(self, namespace: str, *, max_frames: int, max_age: float) -> RedisLog:
+        """A ``RedisLog`` (one Redis Stream) for ``namespace``, on this broker's Redis.
+
+        It has its own connections (a reader and a small pool), with this broker's
+        URL, timeouts and reconnect delays; the runtime follows and closes it.
+        """
+        from gatewayasgi.recovery.redis import RedisLog
+
+        sub = self._subscriber
+        return RedisLog(
+            self.url,
+            namespace,
+            max_frames=max_frames,
+            max_age=max_age,
+            reconnect_delay=sub._reconnect_delay,
+            max_reconnect_delay=sub._max_reconnect_delay,
+            connect_timeout=sub._connect_timeout,
+            command_timeout=self._publish_timeout,
+        )
+
+    def session_store(self) -> RedisSessionStore:
+        """A ``RedisSessionStore`` on this broker's Redis, sharing its publishing pool
+        (closed with the broker)."""
+        from gatewayasgi.recovery.redis import RedisSessionStore
+
+        return RedisSessionStore(self._get_publisher(), owns_client=False)
 
     # -- incoming messages ---------------------------------------------------------------
 

@@ -1,0 +1,495 @@
+"""History and sessions in Redis, shared by every worker: ``RedisLog``, ``RedisSessionStore``.
+
+``RedisLog`` is one gateway namespace's Redis Stream, ``<prefix>history:<namespace>``
+(``gatewayasgi:history:/chat``), and it carries: every worker reads the whole stream in
+order and delivers to its own clients from there, its own appends included.
+
+* Appends go into a bounded queue (``_redis_outbox``) and return at once; one writer task
+  adds them to the stream in batches, each batch one Lua script (``_redis_scripts``) that
+  is idempotent per producer, so a batch sent again after a lost reply is not doubled.
+  While Redis is away the queue holds up to ``max_pending`` frames and
+  ``max_pending_bytes`` bytes, then drops the oldest and writes a gap marker in their
+  place when Redis is back: every reader then calls ``reset`` (clients are told).
+* One reader task per log, on its own connection: ``XREAD BLOCK`` from the last id it
+  handed to ``deliver``. A lost connection is reopened (capped exponential backoff, full
+  jitter) and reading goes on from that id: nothing lost, nothing doubled, in order.
+* Every entry names the one before it; a reader that finds a different one (entries
+  trimmed before it read them, the stream lost) calls ``reset(epoch)`` and goes on.
+* The epoch (``<stream key>:epoch``) is made with ``SET NX`` and read again on every
+  reconnect: when it changed (Redis restarted without persistence) the reader calls
+  ``reset(new_epoch)`` and reads the new stream from its start. Keep the keys from being
+  evicted (``maxmemory-policy noeviction`` or a ``volatile-*`` policy).
+
+Offsets are stream ids (see ``_redis_entries``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import uuid
+from dataclasses import dataclass, replace
+from typing import cast
+
+import anyio
+from anyio.abc import TaskGroup
+
+from gatewayasgi.protocol.targets import Targets
+from gatewayasgi.recovery import _redis_scripts as scripts
+from gatewayasgi.recovery._redis_entries import (
+    ZERO_ID,
+    Decoded,
+    decode,
+    encode_targets,
+    id_of,
+    offset_of,
+)
+from gatewayasgi.recovery._redis_outbox import Outbox, Pending
+from gatewayasgi.recovery._redis_sessions import RedisSessionStore
+from gatewayasgi.recovery.base import Deliver, EmissionLog, Entry, HistoryGap, Reset
+
+try:
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError, ResponseError
+except ImportError as exc:  # pragma: no cover - exercised with the broker's import
+    raise ImportError(
+        'RedisLog needs the "redis" package: pip install "gatewayasgi[redis]"'
+    ) from exc
+
+__all__ = ["RedisLog", "RedisLogStats", "RedisSessionStore", "connect"]
+
+logger = logging.getLogger("gatewayasgi.recovery.redis")
+
+KEY_PREFIX = "gatewayasgi:"
+DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
+BATCH_FRAMES = 256
+BATCH_BYTES = 1024 * 1024
+DROP_LOG_INTERVAL = 60.0
+_IO_ERRORS = (RedisError, OSError, TimeoutError)
+# Stream entries as redis-py returns them with RESP2 and bytes responses.
+Raw = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLogStats:
+    """A snapshot of a ``RedisLog``'s counters (see ``RedisLog.stats``)."""
+
+    connected: bool = False
+    """The reader's connection is up."""
+    appended: int = 0
+    """Frames Redis confirmed in the stream."""
+    delivered: int = 0
+    """Entries handed to ``deliver``."""
+    reconnects: int = 0
+    """Reader connections opened again after one was lost or failed."""
+    pending: int = 0
+    """Frames queued for Redis right now."""
+    dropped: int = 0
+    """Appends dropped: queue full while Redis was away, or the log closed."""
+    resets: int = 0
+    """Calls of ``reset`` (history lost or entries missed)."""
+    write_failures: int = 0
+    """Batches Redis refused or that failed on the wire (they are retried)."""
+    malformed: int = 0
+    """Stream entries skipped because ``RedisLog`` could not have written them."""
+
+
+def connect(url: str, *, timeout: float, max_connections: int) -> Redis:
+    """A redis-py client like ``RedisBroker``'s publisher: RESP2, no hidden retries."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+    )
+    return Redis(connection_pool=pool)
+
+
+class RedisLog(EmissionLog):
+    """One namespace's history in a Redis Stream; see the module docstring.
+
+    Usually made by ``RedisBroker.history(namespace, ...)``. ``max_frames`` bounds the
+    stream (``MAXLEN ~``, so a little more may be kept) and ``max_age`` (seconds) its
+    age (``MINID ~`` on Redis's clock). ``read_block`` is the ``XREAD BLOCK`` time,
+    ``read_count`` its ``COUNT``. ``epoch`` is ``""`` until Redis was first reached.
+    """
+
+    carries = True
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        *,
+        max_frames: int,
+        max_age: float,
+        key_prefix: str = KEY_PREFIX,
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 5.0,
+        connect_timeout: float = 2.0,
+        command_timeout: float = 2.0,
+        read_block: float = 2.0,
+        read_count: int = 500,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        max_connections: int = 4,
+    ) -> None:
+        if max_frames <= 0 or max_age <= 0:
+            raise ValueError("max_frames and max_age must be positive")
+        self.url = url
+        self.namespace = namespace
+        self.max_frames = max_frames
+        self.max_age = max_age
+        self.key = f"{key_prefix}history:{namespace}"
+        self.epoch_key = self.key + ":epoch"
+        self.epoch = ""
+        # Appends are numbered per producer so that Redis can skip a batch sent twice.
+        self._producer_key = f"{self.key}:producer:{uuid.uuid4().hex}"
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._connect_timeout = connect_timeout
+        self._read_block_ms = max(1, int(read_block * 1000))
+        self._read_count = read_count
+        self._client = connect(url, timeout=command_timeout, max_connections=max_connections)
+        self._append_script = self._client.register_script(scripts.APPEND)
+        self._outbox = Outbox(max_pending, max_pending_bytes)
+        self._flushing = anyio.Lock()
+        self._wake: anyio.Event | None = None
+        self._writer_running = False
+        self._deliver: Deliver | None = None
+        self._reset: Reset | None = None
+        self._last_id = ZERO_ID  # the last entry handed to deliver (or the start point)
+        self._head = 0
+        self._synced = False  # the reader found its starting point at least once
+        self._connected = False
+        # One scope and one "finished" event per task (reader, writer).
+        self._scopes = (anyio.CancelScope(), anyio.CancelScope())
+        self._done: tuple[anyio.Event, anyio.Event] | None = None
+        self._closed = False
+        self._stats = RedisLogStats()
+        self._warned: dict[str, float] = {}
+
+    # -- EmissionLog -----------------------------------------------------------------
+
+    def format_offset(self, offset: int) -> str:
+        return id_of(offset)
+
+    def parse_offset(self, text: str) -> int | None:
+        return offset_of(text) if len(text) <= 41 else None
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    @property
+    def stats(self) -> RedisLogStats:
+        """A snapshot of the counters."""
+        return replace(self._stats, connected=self._connected, pending=len(self._outbox))
+
+    async def append(self, frame: str, targets: Targets, exclude: Targets) -> None:
+        """Queue ``frame`` for the stream; never raises, never waits on Redis.
+
+        Without ``follow`` (a write-only use) the append is flushed here, waiting at
+        most the command timeout; what fails stays queued for the next call.
+        """
+        if self._closed:
+            self._count(dropped=1)
+            return
+        dropped = self._outbox.put(frame.encode(), encode_targets(targets, exclude))
+        if dropped:
+            self._count(dropped=dropped)
+            self._warn("drop", "history %s: Redis away, dropped %d queued frame(s)", dropped)
+        if self._writer_running:
+            if self._wake is not None:
+                self._wake.set()
+        elif not self._flushing.locked():
+            await self._flush()
+
+    async def replay(self, after: int, limit: int) -> list[Entry]:
+        """Entries after ``after`` from the stream (``XRANGE``), oldest first.
+
+        ``HistoryGap("trimmed")`` when an entry after ``after`` is gone, or when Redis
+        cannot be reached (the missed frames are out of reach); ``"invalid"`` when
+        ``after`` is beyond the stream's last id.
+        """
+        start = id_of(after)
+        try:
+            for _ in range(2):
+                reply = await self._client.xrange(self.key, f"({start}", "+", count=max(1, limit))
+                raw = cast(Raw, reply)
+                if raw:
+                    return self._chain(start, raw)[:limit]
+                last = offset_of(await self._last_generated()) or 0
+                if last == after:
+                    return []
+                if last < after:
+                    raise HistoryGap("invalid")
+            # Entries after ``after`` were made, yet none is left.
+            raise HistoryGap("trimmed")
+        except _IO_ERRORS as exc:
+            self._warn("replay", "history %s: replay failed: %s", exc)
+            raise HistoryGap("trimmed") from exc
+
+    async def follow(self, deliver: Deliver, reset: Reset, task_group: TaskGroup) -> None:
+        """Start the writer and the reader in ``task_group``; return after the reader's
+        first connection attempt (or the connect timeout), with ``epoch`` and ``head``
+        set when it succeeded."""
+        if self._deliver is not None:
+            raise RuntimeError("RedisLog.follow() was already called")
+        self._deliver, self._reset = deliver, reset
+        self._writer_running = True
+        self._done = (anyio.Event(), anyio.Event())
+        first = anyio.Event()
+        task_group.start_soon(self._write_loop, name=f"history writer {self.namespace}")
+        task_group.start_soon(self._read_loop, first, name=f"history reader {self.namespace}")
+        with anyio.move_on_after(self._connect_timeout + 1.0):
+            await first.wait()
+
+    async def close(self) -> None:
+        """Stop both tasks, try to flush what is queued (one command timeout), and close.
+
+        Idempotent. Frames still queued after that are dropped and counted.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            for done in self._done or ():
+                with anyio.move_on_after(self._connect_timeout):
+                    await done.wait()
+            if self._outbox:
+                await self._flush()
+            lost = self._outbox.clear()
+            if lost:
+                self._count(dropped=lost)
+                logger.warning(
+                    "history %s: closed with %d frame(s) unwritten", self.namespace, lost
+                )
+            with contextlib.suppress(*_IO_ERRORS):
+                await self._client.aclose(close_connection_pool=True)
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def _flush(self) -> bool:
+        """Write queued batches in order until none is left; False when one failed."""
+        async with self._flushing:
+            while self._outbox:
+                batch = self._outbox.batch(BATCH_FRAMES, BATCH_BYTES)
+                try:
+                    await self._write(batch)
+                except _IO_ERRORS as exc:
+                    self._count(write_failures=1)
+                    self._warn("write", "history %s: appending to Redis failed: %s", exc)
+                    return False
+                self._outbox.confirm(batch)
+        return True
+
+    async def _write(self, batch: list[Pending]) -> None:
+        args: list[bytes | int | float] = [
+            self.max_frames,
+            int(self.max_age * 1000),
+            max(60_000, int(self.max_age * 2000)),
+        ]
+        for item in batch:
+            args += [item.seq, item.kind, item.payload, item.targets]
+        await self._append_script(keys=[self.key, self._producer_key], args=args)
+        self._count(appended=sum(1 for item in batch if item.kind == b"f"))
+
+    async def _write_loop(self) -> None:
+        assert self._done is not None
+        attempt = 0
+        try:
+            with self._scopes[1]:
+                while not self._closed:
+                    if not self._outbox:
+                        self._wake = anyio.Event()
+                        await self._wake.wait()
+                        continue
+                    if await self._flush():
+                        attempt = 0
+                    else:
+                        await anyio.sleep(self._backoff(attempt))
+                        attempt += 1
+        finally:
+            self._done[1].set()
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _read_loop(self, first: anyio.Event) -> None:
+        assert self._done is not None
+        attempt = 0
+        try:
+            with self._scopes[0]:
+                while not self._closed:
+                    reader = Redis.from_url(
+                        self.url,
+                        socket_connect_timeout=self._connect_timeout,
+                        socket_timeout=self._read_block_ms / 1000 + self._connect_timeout,
+                        retry=Retry(NoBackoff(), 0),
+                        protocol=2,
+                        single_connection_client=True,
+                    )
+                    try:
+                        await self._sync(reader)
+                        self._connected = True
+                        if attempt:
+                            logger.info("history %s: reading again", self.namespace)
+                        attempt = 0
+                        first.set()
+                        await self._read(reader)
+                    except _IO_ERRORS as exc:
+                        if self._connected or attempt == 0:
+                            logger.warning("history %s: lost Redis: %s", self.namespace, exc)
+                    finally:
+                        self._connected = False
+                        first.set()
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                            await _close_quietly(reader)
+                    await anyio.sleep(self._backoff(attempt))
+                    attempt += 1
+                    self._count(reconnects=1)
+        finally:
+            self._done[0].set()
+
+    async def _sync(self, reader: Redis) -> None:
+        """On every (re)connect: learn the epoch and where to read from."""
+        epoch = await self._read_epoch(reader)
+        if not self._synced:
+            self._synced = True
+            self.epoch = epoch
+            self._last_id = await self._last_generated(reader)
+            self._head = offset_of(self._last_id) or 0
+            if self._stats.reconnects:
+                # Redis was away at startup: clients attached meanwhile may miss frames.
+                self._signal(epoch)
+        elif epoch != self.epoch:
+            logger.warning("history %s: history lost (new epoch %s)", self.namespace, epoch)
+            self.epoch = epoch
+            self._last_id, self._head = ZERO_ID, 0
+            self._signal(epoch)
+
+    async def _read_epoch(self, reader: Redis) -> str:
+        await reader.set(self.epoch_key, uuid.uuid4().hex, nx=True)
+        value = await reader.get(self.epoch_key)
+        if value is None:  # deleted between the two commands: try once more next time
+            raise RedisError("the epoch key vanished")
+        return cast(bytes, value).decode()
+
+    async def _read(self, reader: Redis) -> None:
+        key = self.key
+        while not self._closed:
+            reply = await reader.xread(
+                {key: self._last_id}, count=self._read_count, block=self._read_block_ms
+            )
+            for _, raw in cast(list[tuple[bytes, Raw]], reply or []):
+                if not await self._consume(reader, raw):
+                    break
+
+    async def _consume(self, reader: Redis, raw: Raw) -> bool:
+        """Deliver ``raw`` in order; False when the epoch changed (read again from 0-0)."""
+        for stream_id, fields in raw:
+            try:
+                item = decode(stream_id, fields)
+            except ValueError as exc:
+                self._count(malformed=1)
+                self._warn("malformed", "history %s: skipped a stream entry: %s", exc)
+                self._last_id = stream_id.decode(errors="replace")
+                continue
+            if item.previous != self._last_id or item.gap:
+                epoch = await self._read_epoch(reader)
+                if epoch != self.epoch:
+                    await self._sync(reader)
+                    return False
+                # Entries between the last one delivered and this one are gone: clients
+                # resume from here on (this entry's predecessor, or the marker itself).
+                self._head = offset_of(item.stream_id if item.gap else item.previous) or 0
+                logger.warning(
+                    "history %s: entries were lost before %s", self.namespace, item.stream_id
+                )
+                self._signal(self.epoch)
+            self._last_id = item.stream_id
+            if item.entry is not None:
+                self._hand_over(item.entry)
+            else:
+                self._head = offset_of(item.stream_id) or 0
+        return True
+
+    def _hand_over(self, entry: Entry) -> None:
+        self._head = entry.offset
+        self._count(delivered=1)
+        assert self._deliver is not None
+        try:
+            self._deliver(entry)
+        except Exception:
+            logger.exception("history %s: deliver raised", self.namespace)
+
+    def _signal(self, epoch: str) -> None:
+        self._count(resets=1)
+        if self._reset is None:
+            return
+        try:
+            self._reset(epoch)
+        except Exception:
+            logger.exception("history %s: reset raised", self.namespace)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _chain(self, start: str, raw: Raw) -> list[Entry]:
+        """Decode a replayed range; ``HistoryGap`` when a link of the chain is missing."""
+        entries: list[Entry] = []
+        previous = start
+        for stream_id, fields in raw:
+            try:
+                item: Decoded | None = decode(stream_id, fields)
+            except ValueError:
+                item = None
+            sid = stream_id.decode(errors="replace")
+            if item is not None:
+                if item.gap or item.previous != previous:
+                    raise HistoryGap("trimmed")
+                if item.entry is not None:
+                    entries.append(item.entry)
+            previous = sid
+        return entries
+
+    async def _last_generated(self, client: Redis | None = None) -> str:
+        """The stream's last generated id (``"0-0"`` when it does not exist)."""
+        try:
+            info = await (client or self._client).xinfo_stream(self.key)
+        except ResponseError:
+            return ZERO_ID
+        last = info.get("last-generated-id") or ZERO_ID
+        return last.decode() if isinstance(last, bytes) else str(last)
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in ``[0, min(max, base * 2**attempt)]``."""
+        ceiling = min(self._max_reconnect_delay, self._reconnect_delay * 2 ** min(attempt, 30))
+        return random.uniform(0, ceiling)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """A warning at most once per ``DROP_LOG_INTERVAL`` for each kind."""
+        now = anyio.current_time()
+        if now - self._warned.get(kind, -DROP_LOG_INTERVAL) < DROP_LOG_INTERVAL:
+            return
+        self._warned[kind] = now
+        logger.warning(message, self.namespace, *args)
+
+    def _count(self, **increments: int) -> None:
+        stats = self._stats
+        self._stats = replace(
+            stats, **{name: getattr(stats, name) + n for name, n in increments.items()}
+        )
+
+
+async def _close_quietly(client: Redis) -> None:
+    with contextlib.suppress(*_IO_ERRORS):
+        await client.aclose()
