@@ -72,7 +72,9 @@ def _wait_for_port(node: Node) -> None:
     raise TimeoutError(f"node {node.name} did not listen in {STARTUP} s:\n{node.log.read_text()}")
 
 
-def start_node(name: str, redis_url: str, workdir: Path) -> Node:
+def start_node(
+    name: str, redis_url: str, workdir: Path, app: str = "tests.apps.scale_app:app"
+) -> Node:
     port = free_port()
     log = workdir / f"node-{name}.log"
     env = {
@@ -81,7 +83,7 @@ def start_node(name: str, redis_url: str, workdir: Path) -> Node:
         "GATEWAYASGI_TEST_REDIS_URL": redis_url,
         "GATEWAYASGI_TEST_NODE": name,
     }
-    argv = [sys.executable, "-m", "hypercorn", "tests.apps.scale_app:app"]
+    argv = [sys.executable, "-m", "hypercorn", app]
     argv += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "1"]
     with log.open("wb") as out:
         process = subprocess.Popen(

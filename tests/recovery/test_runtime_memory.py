@@ -24,11 +24,11 @@ from gatewayasgi import (
 from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.recovery import Recovery
 from tests.recovery.cut_proxy import CutProxy
-from tests.servers import TIMEOUT, run_server
+from tests.servers import TIMEOUT, run_server, server_read
 
 pytestmark = pytest.mark.anyio
 
-SERVERS = ["hypercorn", "uvicorn"]
+SERVERS = ["hypercorn", "uvicorn", "hypercorn-trio"]
 
 
 def chat_gateway(recovery: Any = None, **options: Any) -> type:
@@ -82,7 +82,9 @@ class Session:
         protocols = ["gatewayasgi"]
         if resume:
             s = self.session
-            protocols.append(f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}")
+            protocols.append(
+                f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}"
+            )
         self.ws = await websockets.connect(
             f"ws://{self.address}/chat", subprotocols=protocols, open_timeout=TIMEOUT
         )
@@ -162,12 +164,12 @@ async def test_a_cut_client_resumes_with_its_id_rooms_state_and_every_missed_fra
         await sender.request("say", {"room": "r", "n": 1000})
         assert (await member.recv())["data"] == 1000
         assert await member.request("join", "r", 2) == {"joined": "r", "visits": 2}
-        assert chat.connected == [
+        assert await server_read(address, list, chat.connected) == [
             (new["id"], False),
             (sender.session["id"], False),
             (new["id"], True),
         ]
-        assert chat.disconnected == []  # a blink is not a disconnect
+        assert await server_read(address, list, chat.disconnected) == []  # a blink is not one
         await member.ws.close()
         await sender.ws.close()
 
@@ -203,8 +205,12 @@ async def test_a_clean_close_ends_the_session_and_expiry_runs_on_disconnect(serv
         clean = Session(address)
         first = await clean.open()
         await clean.ws.close()  # 1000: the client is done
+
+        async def disconnected() -> list[str]:
+            return await server_read(address, list, chat.disconnected)
+
         with anyio.fail_after(TIMEOUT):
-            while first["id"] not in chat.disconnected:
+            while first["id"] not in await disconnected():
                 await anyio.sleep(0.01)
         assert (await clean.open(resume=True))["reason"] == "expired"
 
@@ -212,11 +218,11 @@ async def test_a_clean_close_ends_the_session_and_expiry_runs_on_disconnect(serv
         second = await blink.open()
         blink.cut()
         await anyio.sleep(0.1)
-        assert second["id"] not in chat.disconnected  # waiting for its client
+        assert second["id"] not in await disconnected()  # waiting for its client
         with anyio.fail_after(TIMEOUT):
-            while second["id"] not in chat.disconnected:
+            while second["id"] not in await disconnected():
                 await anyio.sleep(0.02)
-        assert chat.disconnected.count(second["id"]) == 1
+        assert (await disconnected()).count(second["id"]) == 1
         assert (await blink.open(resume=True))["reason"] == "expired"
 
 
@@ -269,3 +275,31 @@ async def test_direct_emits_are_recoverable_and_gateways_without_recovery_are_un
             with anyio.fail_after(TIMEOUT):
                 frame = json.loads(await ws.recv())
             assert frame["event"] == "direct" and "offset" not in frame  # no $session first
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_resume_while_the_old_socket_seems_alive_takes_the_session_over(
+    server: str,
+) -> None:
+    gateway = chat_gateway(Recovery(window=30))
+    app = GatewayMiddleware(gateways=[gateway])
+    chat = app.get(gateway)
+    async with run_server(app, server) as address:
+        old, sender = Session(address), Session(address)
+        first = await old.open()
+        await old.request("join", "r")
+        await sender.open()
+        await sender.request("say", {"room": "r", "n": 1})
+        assert (await old.recv())["data"] == 1
+        new = Session(address)
+        new.session, new.offset = old.session, old.offset
+        resumed = await new.open(resume=True)  # the old socket was never closed
+        assert resumed["recovered"] and resumed["id"] == first["id"]
+        await sender.request("say", {"room": "r", "n": 2})
+        assert (await new.recv())["data"] == 2
+        with anyio.fail_after(TIMEOUT):
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    assert json.loads(await old.ws.recv())["data"] != 2
+        assert await server_read(address, list, chat.disconnected) == []
+        await new.ws.close()

@@ -1,0 +1,51 @@
+"""A gateway with session recovery on Redis, for tests that run it in several processes.
+
+``GATEWAYASGI_TEST_REDIS_URL`` is the Redis URL; ``GATEWAYASGI_TEST_NODE`` names the
+process in replies, so a test can tell which worker served a client.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gatewayasgi import (
+    ConnectedSocket,
+    GatewayMiddleware,
+    MessageBody,
+    Recovery,
+    SubscribeMessage,
+    WebSocketGateway,
+)
+from gatewayasgi.brokers import RedisBroker
+
+NODE = os.environ.get("GATEWAYASGI_TEST_NODE", str(os.getpid()))
+
+
+@WebSocketGateway("/recover", recovery=Recovery(window=60))
+class RecoveringGateway:
+    @SubscribeMessage("node")
+    async def node(self, client: Any = ConnectedSocket()) -> Any:
+        return {"node": NODE, "id": client.id, "rooms": sorted(self.server.rooms_of(client))}
+
+    @SubscribeMessage("join")
+    async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        await self.server.join(client, room)
+        return {"joined": room, "node": NODE}
+
+    @SubscribeMessage("say")
+    async def say(self, data: Any = MessageBody()) -> Any:
+        await self.server.to_room(data["room"]).emit("said", data["n"])
+        return "ok"
+
+    @SubscribeMessage("burst")
+    async def burst(self, data: Any = MessageBody()) -> Any:
+        for n in range(data.get("start", 0), data["count"]):
+            await self.server.to_room(data["room"]).emit("said", n)
+        return "done"
+
+
+app = GatewayMiddleware(
+    gateways=[RecoveringGateway],
+    broker=RedisBroker(os.environ.get("GATEWAYASGI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")),
+)
