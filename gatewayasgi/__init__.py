@@ -1,5 +1,6 @@
 """gatewayasgi: NestJS-style WebSocket gateways as a pure ASGI middleware."""
 
+from gatewayasgi.backplane.cluster import ClusterBusyError
 from gatewayasgi.di import Container
 from gatewayasgi.exceptions import (
     ConfigurationError,
@@ -24,8 +25,17 @@ from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.recovery import Recovery
+from gatewayasgi.runtime.calls import (
+    CallClosedError,
+    CallDeadlockError,
+    CallError,
+    CallLimitError,
+    CallRejectedError,
+    CallTimeoutError,
+)
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.middleware import GatewayMiddleware
+from gatewayasgi.runtime.operations import CallResults, Presence
 from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
 from gatewayasgi.settings import Overflow, Settings
 
@@ -33,9 +43,17 @@ __all__ = [
     "BaseGuard",
     "BaseWsExceptionFilter",
     "BroadcastOperator",
+    "CallClosedError",
+    "CallDeadlockError",
+    "CallError",
     "CallHandler",
+    "CallLimitError",
+    "CallRejectedError",
+    "CallResults",
+    "CallTimeoutError",
     "Catch",
     "CloseCode",
+    "ClusterBusyError",
     "ConfigurationError",
     "ConnectedSocket",
     "Connection",
@@ -54,6 +72,7 @@ __all__ = [
     "OnGatewayInit",
     "Overflow",
     "PayloadValidationError",
+    "Presence",
     "Recovery",
     "Settings",
     "SubscribeMessage",

@@ -58,6 +58,10 @@ class CallClosedError(CallError, ConnectionError):
     """The connection closed before the client answered (or was closed already)."""
 
 
+class CallDeadlockError(CallError, RuntimeError):
+    """A handler awaited a call to its own client, whose answer it would never read."""
+
+
 class CallLimitError(CallError):
     """The connection already has ``MAX_PENDING_CALLS`` calls in flight."""
 

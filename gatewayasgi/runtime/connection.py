@@ -14,6 +14,7 @@ from functools import cached_property
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 from anyio import CancelScope
 
 from gatewayasgi._types import JSONValue, Message, Scope
@@ -21,7 +22,7 @@ from gatewayasgi.instrumentation import DropReason, Instrumentation
 from gatewayasgi.protocol.base import Payload, WireProtocol
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.codec import dumps
-from gatewayasgi.runtime.calls import DEFAULT_CALL_TIMEOUT, PendingCalls
+from gatewayasgi.runtime.calls import DEFAULT_CALL_TIMEOUT, CallDeadlockError, PendingCalls
 from gatewayasgi.runtime.datastructures import URL, Address, Headers, QueryParams, State
 from gatewayasgi.runtime.outbox import Outbox, frame_cost
 
@@ -259,10 +260,17 @@ class Connection:
     # -- server -> client calls (runtime.calls) ---------------------------------
 
     _calls: PendingCalls | None = None
-    """Calls in flight; made by the first ``call``, so connections that get none pay nothing."""
+    """Calls in flight, made by the first ``call``: connections that get none pay nothing."""
+    reader: int | None = None
+    """Id of the task that reads this client's frames and runs its handlers (set by the
+    session): a call awaited there could never read its answer, so it is refused."""
 
     async def call(
-        self, event: str, data: JSONValue = None, *, timeout: float = DEFAULT_CALL_TIMEOUT
+        self,
+        event: str,
+        data: JSONValue = None,
+        *,
+        timeout: float = DEFAULT_CALL_TIMEOUT,  # noqa: ASYNC109 (the call's own deadline)
     ) -> JSONValue:
         """Send ``{"event", "data", "ack": N}`` and return the data of the client's answer.
 
@@ -270,7 +278,16 @@ class Connection:
         ``CallTimeoutError`` (a ``TimeoutError``: no answer within ``timeout`` seconds),
         ``CallClosedError`` at once when the connection is or becomes closed, and
         ``CallLimitError`` when ``MAX_PENDING_CALLS`` (256) calls are already in flight.
+
+        A handler of this very client must not await it: the client's frames (its answer
+        included) are read one after another, after the handler returns. That raises
+        ``CallDeadlockError`` at once; start the call in a task, or call from elsewhere.
         """
+        if self.reader is not None and anyio.get_current_task().id == self.reader:
+            raise CallDeadlockError(
+                f"client.call({event[:200]!r}) awaited by a handler of client {self.id}: its "
+                "answer is read only after the handler returns; run the call in a task"
+            )
         calls = self._calls
         if calls is None:
             calls = self._calls = PendingCalls()

@@ -19,6 +19,14 @@ from gatewayasgi.protocol.base import Payload, WireProtocol
 from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.delivery import Delivery, Emission
+from gatewayasgi.runtime.operations import (
+    DEFAULT_REQUEST_TIMEOUT,
+    CallResults,
+    ClusterOperations,
+    Presence,
+    check_call,
+    check_close,
+)
 from gatewayasgi.runtime.outbox import frame_cost
 from gatewayasgi.runtime.rooms import Rooms
 
@@ -57,6 +65,49 @@ class BroadcastOperator:
         """Send ``{"event", "data"}`` to the targets; returns how many local clients got it."""
         return await self._server.delivery.emit(Emission(event, data, self._targets, self._exclude))
 
+    # -- cluster-wide operations (runtime.operations) ---------------------------------
+
+    async def fetch_ids(self, *, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> list[str]:
+        """Ids of the targeted clients on every node, sorted (socket.io's ``fetchSockets``).
+
+        Waits up to ``timeout`` seconds for the other live nodes; the clients of a node
+        that does not answer in time are left out (``server.presence`` says how many).
+        """
+        ids, _missing = await self._server.cluster.fetch_ids(self._targets, self._exclude, timeout)
+        return ids
+
+    async def join(self, room: str) -> None:
+        """Make every targeted client, on every node, join ``room`` (``socketsJoin``)."""
+        room = self._server._check_room(room)
+        await self._server.cluster.join(self._targets, self._exclude, room)
+
+    async def leave(self, room: str) -> None:
+        """Make every targeted client, on every node, leave ``room`` (``socketsLeave``)."""
+        room = self._server._check_room(room)
+        await self._server.cluster.leave(self._targets, self._exclude, room)
+
+    async def disconnect(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close every targeted client, on every node, with ``code`` (``disconnectSockets``).
+
+        ``code`` is 1000 or an application code (3000-4999); ``reason`` at most 123
+        characters. Each client gets what was queued for it, then the close frame.
+        """
+        check_close(code, reason)
+        await self._server.cluster.disconnect(self._targets, self._exclude, code, reason)
+
+    async def call(
+        self, event: str, data: JSONValue = None, *, timeout: float = DEFAULT_REQUEST_TIMEOUT
+    ) -> CallResults:
+        """Call every targeted client on every node; each one's outcome, never raises for them.
+
+        Every client gets ``timeout`` seconds to answer (``client.call``); other nodes get
+        ``REPLY_GRACE`` seconds more to report. Returns ``CallResults``: ``answers`` and
+        ``errors`` by client id, ``timed_out`` (no answer, or closed first) and
+        ``missing_nodes`` (live nodes that did not report).
+        """
+        check_call(event, timeout)
+        return await self._server.cluster.call(self._targets, self._exclude, event, data, timeout)
+
 
 class WebSocketServer:
     """Connected clients and rooms of one gateway, with emit/broadcast helpers."""
@@ -82,6 +133,8 @@ class WebSocketServer:
         """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
+        self.cluster = ClusterOperations(self, None if backplane is None else backplane.cluster)
+        """Presence, fetch, join/leave, disconnect and calls on every node (``operations``)."""
 
     def __repr__(self) -> str:
         return f"<WebSocketServer {self.namespace} clients={len(self.clients)}>"
@@ -98,6 +151,7 @@ class WebSocketServer:
 
     def unregister(self, client: Connection) -> None:
         """Forget a client and release its rooms (done by the runtime on every exit)."""
+        client.end_calls()  # server -> client calls in flight fail at once
         if self.clients.get(client.id) is not client:
             return  # gone already, or its session lives on in a newer connection
         self.rooms.leave_all(client.id)
@@ -244,3 +298,16 @@ class WebSocketServer:
     def stats(self) -> dict[str, Any]:
         """Counts for monitoring: clients and rooms."""
         return {"clients": len(self.clients), "rooms": self.rooms.room_count()}
+
+    # -- cluster-wide operations (runtime.operations) ---------------------------------
+
+    async def presence(self, room: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT) -> Presence:
+        """The clients in ``room`` on every node: ``ids`` (sorted) and ``count``.
+
+        Asks every live node and waits up to ``timeout`` seconds. A node that died is no
+        longer waited for once ``LIVENESS_TIMEOUT`` (3 s) passed without its heartbeat;
+        its members are never in an answer, since only live nodes answer.
+        ``missing_nodes`` counts live nodes that did not answer in time.
+        """
+        room = self._check_room(room)
+        return await self.cluster.presence(room, timeout)

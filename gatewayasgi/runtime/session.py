@@ -66,6 +66,7 @@ class Session:
         opening = None if keeper is None else await keeper.open(client, credential)
         runner.server.register(client)
         client.last_seen = monotonic()
+        client.reader = anyio.get_current_task().id  # handlers run here (runtime.calls)
         async with anyio.create_task_group() as tasks:
             client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)

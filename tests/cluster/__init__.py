@@ -1,0 +1,1 @@
+"""Server -> client calls, presence and cluster-wide operations (real servers, redis)."""
