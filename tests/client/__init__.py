@@ -1,0 +1,1 @@
+"""Tests of ``gatewayasgi.client`` (pure bookkeeping, and against real servers)."""
