@@ -169,12 +169,19 @@ class RedisLog(EmissionLog):
         self._head = 0
         self._synced = False  # the reader found its starting point at least once
         self._connected = False
-        # One scope and one "finished" event per task (reader, writer).
-        self._scopes = (anyio.CancelScope(), anyio.CancelScope())
+        # One scope and one "finished" event per task (reader, writer); made on first
+        # use, inside the event loop (the log is built with the middleware, outside it).
+        self._cancel_scopes: tuple[anyio.CancelScope, anyio.CancelScope] | None = None
         self._done: tuple[anyio.Event, anyio.Event] | None = None
         self._closed = False
         self._stats = RedisLogStats()
         self._warned: dict[str, float] = {}
+
+    @property
+    def _scopes(self) -> tuple[anyio.CancelScope, anyio.CancelScope]:
+        if self._cancel_scopes is None:
+            self._cancel_scopes = (anyio.CancelScope(), anyio.CancelScope())
+        return self._cancel_scopes
 
     # -- EmissionLog -----------------------------------------------------------------
 
@@ -260,7 +267,7 @@ class RedisLog(EmissionLog):
         if self._closed:
             return
         self._closed = True
-        for scope in self._scopes:
+        for scope in self._cancel_scopes or ():
             scope.cancel()
         with anyio.CancelScope(shield=True):
             for done in self._done or ():

@@ -24,6 +24,7 @@ from gatewayasgi import (
 from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.recovery import Recovery
 from tests.recovery.cut_proxy import CutProxy
+from tests.recovery.wire import Session
 from tests.servers import TIMEOUT, run_server, server_read
 
 pytestmark = pytest.mark.anyio
@@ -67,54 +68,6 @@ def chat_gateway(recovery: Any = None, **options: Any) -> type:
             return None
 
     return Chat
-
-
-class Session:
-    """A hand-driven recovering client: keeps what ``docs/recovery.md`` says to keep."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.ws: Any = None
-        self.session: dict[str, Any] = {}
-        self.offset: str | None = None
-
-    async def open(self, resume: bool = False) -> dict[str, Any]:
-        protocols = ["gatewayasgi"]
-        if resume:
-            s = self.session
-            protocols.append(
-                f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}"
-            )
-        self.ws = await websockets.connect(
-            f"ws://{self.address}/chat", subprotocols=protocols, open_timeout=TIMEOUT
-        )
-        assert self.ws.subprotocol == "gatewayasgi"
-        first = await self.recv_raw()
-        assert first["event"] == "$session", first
-        self.session = first["data"]
-        self.offset = self.session["offset"]
-        return self.session
-
-    async def recv_raw(self) -> dict[str, Any]:
-        with anyio.fail_after(TIMEOUT):
-            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
-
-    async def recv(self) -> dict[str, Any]:
-        frame = await self.recv_raw()
-        if "offset" in frame:
-            self.offset = frame["offset"]
-        return frame
-
-    async def request(self, event: str, data: Any, frame_id: int = 1) -> Any:
-        await self.ws.send(json.dumps({"event": event, "data": data, "id": frame_id}))
-        while True:
-            frame = await self.recv()
-            if frame.get("id") == frame_id:
-                return frame["data"]
-
-    def cut(self) -> None:
-        """Drop the TCP connection: no close frame, as a network failure would."""
-        self.ws.transport.abort()
 
 
 async def test_reserved_event_names_are_a_startup_error() -> None:
@@ -241,7 +194,7 @@ async def test_through_a_proxy_cut_500_frames_arrive_once_in_order(server: str) 
             )
             received = [(await member.recv())["data"] for _ in range(20)]
             assert proxy.cut() == 1  # mid-burst
-            assert await _reply(sender, 9) == "done"
+            assert await sender.reply(9) == "done"
             resumed = await member.open(resume=True)
             assert resumed["recovered"] and resumed["id"] == first["id"]
             while len(received) < 500:
@@ -249,13 +202,6 @@ async def test_through_a_proxy_cut_500_frames_arrive_once_in_order(server: str) 
             assert received == list(range(500))
             await sender.request("say", {"room": "r", "n": "live"})
             assert (await member.recv())["data"] == "live"
-
-
-async def _reply(session: Session, frame_id: int) -> Any:
-    while True:
-        frame = await session.recv()
-        if frame.get("id") == frame_id:
-            return frame["data"]
 
 
 @pytest.mark.parametrize("server", SERVERS)

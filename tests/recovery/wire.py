@@ -1,0 +1,68 @@
+"""A recovering client driven by hand with ``websockets``: the wire protocol of
+``docs/recovery.md`` itself, with nothing of ``gatewayasgi.client`` in between."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import websockets
+
+from tests.servers import TIMEOUT
+
+
+class Session:
+    """A hand-driven recovering client: keeps what ``docs/recovery.md`` says to keep."""
+
+    def __init__(self, address: str, path: str = "/chat") -> None:
+        self.address = address
+        self.path = path
+        self.ws: Any = None
+        self.session: dict[str, Any] = {}
+        self.offset: str | None = None
+
+    async def open(self, resume: bool = False) -> dict[str, Any]:
+        protocols = ["gatewayasgi"]
+        if resume:
+            s = self.session
+            protocols.append(
+                f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}"
+            )
+        self.ws = await websockets.connect(
+            f"ws://{self.address}{self.path}", subprotocols=protocols, open_timeout=TIMEOUT
+        )
+        assert self.ws.subprotocol == "gatewayasgi"
+        first = await self.recv_raw()
+        assert first["event"] == "$session", first
+        self.session = first["data"]
+        self.offset = self.session["offset"]
+        return self.session
+
+    async def recv_raw(self) -> dict[str, Any]:
+        with anyio.fail_after(TIMEOUT):
+            return json.loads(await self.ws.recv())  # type: ignore[no-any-return]
+
+    async def recv(self) -> dict[str, Any]:
+        frame = await self.recv_raw()
+        if "offset" in frame:
+            self.offset = frame["offset"]
+        return frame
+
+    async def request(self, event: str, data: Any, frame_id: int = 1) -> Any:
+        await self.ws.send(json.dumps({"event": event, "data": data, "id": frame_id}))
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == frame_id:
+                return frame["data"]
+
+    def cut(self) -> None:
+        """Drop the TCP connection: no close frame, as a network failure would."""
+        self.ws.transport.abort()
+
+    async def reply(self, frame_id: int) -> Any:
+        """Read (keeping offsets) until the reply to ``frame_id`` arrives."""
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == frame_id:
+                return frame["data"]
