@@ -7,6 +7,11 @@ clients. Nothing here holds a websocket::
     async with RedisEmitter("redis://127.0.0.1:6379/0", namespace="/chat") as emitter:
         await emitter.to("room-1").emit("message", {"text": "hi"})
         await emitter.except_(client_id).emit("notice", "maintenance at noon")
+        await emitter.to("room-1").join("room-2")        # every member, on every node
+        await emitter.to(client_id).disconnect(4000, "banned")
+
+Orders (``join``, ``leave``, ``disconnect``) are fire-and-forget: an emitter is no node,
+so it hears no answers; ``fetch_ids`` and calls belong to the servers.
 
 Delivery is at-most-once, like every backplane message: a failed publish is logged and
 counted (``emitter.broker.stats`` for Redis), never raised.
@@ -19,14 +24,25 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gatewayasgi._types import JSONValue
+from gatewayasgi.backplane import rpc
 from gatewayasgi.backplane.envelope import Envelope, channel_for, pack
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.gateway.decorators import DEFAULT_NAMESPACE, normalize_namespace
 from gatewayasgi.protocol.json import JSON
-from gatewayasgi.protocol.targets import NOBODY, Targets, merge
+from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
+from gatewayasgi.runtime.operations import check_close
 
 if TYPE_CHECKING:
     from gatewayasgi.brokers.redis import RedisBroker
+
+
+def _room(room: str) -> str:
+    if type(room) is not str or not 0 < len(room) <= rpc.MAX_NAME_LENGTH or is_client_id(room):
+        raise ValueError(
+            f"room must be a non-empty string of at most {rpc.MAX_NAME_LENGTH} characters "
+            "that is not shaped like a client id"
+        )
+    return room
 
 
 class EmitOperator:
@@ -61,6 +77,32 @@ class EmitOperator:
         envelope = Envelope(emitter.node_id, frame, self._targets, self._exclude)
         await emitter.broker.publish(emitter.channel, pack(envelope))
 
+    # -- cluster-wide orders (backplane.rpc): carried out by every node, unanswered ------
+
+    async def join(self, room: str) -> None:
+        """Make every targeted client, on every node, join ``room`` (``socketsJoin``).
+
+        Raises ``ValueError`` for a name no room may have (empty, over 1024 characters,
+        or shaped like a client id); each node also applies its own ``join`` rules.
+        """
+        await self._order(rpc.JOIN, room=_room(room))
+
+    async def leave(self, room: str) -> None:
+        """Make every targeted client, on every node, leave ``room`` (``socketsLeave``)."""
+        await self._order(rpc.LEAVE, room=_room(room))
+
+    async def disconnect(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close every targeted client, on every node, with ``code`` (1000 or 3000-4999)."""
+        check_close(code, reason)
+        await self._order(rpc.DISCONNECT, code=code, reason=reason)
+
+    async def _order(self, op: str, **fields: Any) -> None:
+        emitter = self._emitter
+        request = rpc.Request(
+            op, emitter.node_id, targets=self._targets, exclude=self._exclude, **fields
+        )
+        await emitter.broker.publish(emitter.requests, rpc.pack_request(request))
+
 
 class Emitter:
     """Publishes to one gateway namespace's clients over any ``Broker``.
@@ -75,6 +117,8 @@ class Emitter:
         # The same spelling rules as @WebSocketGateway: "chat" and "/chat/" are "/chat".
         self.namespace = normalize_namespace(namespace)
         self.channel = channel_for(self.namespace)
+        self.requests = rpc.request_channel(self.namespace)
+        """Where cluster orders (join, leave, disconnect) go."""
         self.node_id = uuid.uuid4().hex
 
     def to(self, *rooms_or_client_ids: str) -> EmitOperator:
