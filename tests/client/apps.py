@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 from pydantic import BaseModel
@@ -132,3 +133,59 @@ class Wire:
 
 def gateway_app(**settings: Any) -> GatewayMiddleware:
     return GatewayMiddleware(gateways=[ClientGateway, GuardedGateway], **settings)
+
+
+@WebSocketGateway("/fake-recovery")
+class FakeRecoveryGateway(OnGatewayConnection):
+    """Speaks the client's half of docs/recovery.md by hand, so the client's offers and
+    its reading of ``$session`` frames are checked on the wire, independently of the
+    server-side implementation: a known credential resumes (``recovered: true``), an
+    unknown one (or any, with ``expire`` set) gets a new session with reason ``expired``."""
+
+    sessions: dict[str, str] = {}  # client id -> token
+    expire = False
+    position = 0
+
+    def on_connection(self, client: Any) -> Any:
+        offered = client.scope.get("subprotocols") or []
+        credential = next((o for o in offered if o.startswith("gatewayasgi.resume.")), None)
+        cls = FakeRecoveryGateway
+        parts = credential.split(".")[2:] if credential else None
+        if parts and not cls.expire and cls.sessions.get(parts[0]) == parts[1]:
+            client_id, token, offset, recovered, reason = parts[0], parts[1], parts[3], True, None
+        else:
+            client_id, token = "c_" + secrets.token_hex(16), secrets.token_urlsafe(32)
+            offset, recovered = f"{cls.position}-0", False
+            reason = "expired" if parts else None
+        cls.sessions[client_id] = token
+        session = {"id": client_id, "token": token, "epoch": "e1", "offset": offset}
+        return client.send_json(
+            {"event": "$session", "data": {**session, "recovered": recovered, "reason": reason}}
+        )
+
+    @SubscribeMessage("ticks")
+    async def ticks(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        """``data`` frames that carry an offset, as a gateway with recovery sends them."""
+        for index in range(data):
+            FakeRecoveryGateway.position += 1
+            offset = f"{FakeRecoveryGateway.position}-0"
+            await client.send_json({"event": "tick", "data": index, "offset": offset})
+        return f"{FakeRecoveryGateway.position}-0"
+
+    @SubscribeMessage("lost")
+    async def lost(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> str:
+        """A later ``$session`` on an open connection (the session id is ``data``): the
+        history was lost."""
+        session = {"id": data, "token": "t" * 43, "epoch": "e2", "offset": "100-0"}
+        await client.send_json(
+            {"event": "$session", "data": {**session, "recovered": False, "reason": "epoch"}}
+        )
+        return "lost"
+
+    @SubscribeMessage("kick")
+    async def kick(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> None:
+        await client.close(data["code"], data.get("reason"))
+
+
+def fake_recovery_app() -> Wire:
+    return Wire(GatewayMiddleware(gateways=[FakeRecoveryGateway]))

@@ -83,12 +83,13 @@ async def test_emit_and_receive_with_timeout(served: tuple[Address, Wire]) -> No
     address, _ = served
     async with client_for(address) as client:
         await client.emit("note", {"text": "x", "count": 1})
-        assert await client.receive(timeout=TIMEOUT) == Message(
-            "noted", {"text": "x", "count": 1}
-        )
+        assert await client.receive(timeout=TIMEOUT) == Message("noted", {"text": "x", "count": 1})
         await client.emit("no_such_event", 1)
         event, data = await client.receive(timeout=TIMEOUT)
-        assert (event, data["message"]) == ("error", "No handler for WebSocket event 'no_such_event'")
+        assert (event, data["message"]) == (
+            "error",
+            "No handler for WebSocket event 'no_such_event'",
+        )
         with pytest.raises(TimeoutError):
             await client.receive(timeout=QUIET)
 
