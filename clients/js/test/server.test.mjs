@@ -34,21 +34,6 @@ async function connected(options) {
   return gateway;
 }
 
-/** Poll the server's record of `$ack` answers until one for `ack` shows up. */
-async function answerFor(gateway, ack) {
-  return withTimeout(
-    (async () => {
-      for (;;) {
-        const found = (await gateway.emitWithAck("answers")).find((frame) => frame.id === ack);
-        if (found) return found;
-        await sleep(20);
-      }
-    })(),
-    5000,
-    `$ack ${ack}`,
-  );
-}
-
 before(async () => {
   server = await startServer();
 });
@@ -98,28 +83,23 @@ describe("against a gatewayasgi server", () => {
     assert.deepEqual(await heard, { text: "hi" });
   });
 
-  it("answers server calls: result, thrown error, no handler", async () => {
-    const gateway = await connected();
-    gateway.on("ask", async ({ n }) => ({ doubled: n * 2 }));
-    gateway.on("boom", () => {
+  it("answers client.call from the server: result, error, no handler, timeout", async () => {
+    const [callee, caller] = [await connected(), await connected()];
+    callee.on("ask", async ({ n }) => ({ doubled: n * 2 }));
+    callee.on("boom", () => {
       throw new Error("client says no");
     });
-    const { ack: first } = await gateway.emitWithAck("ask_me", { event: "ask", data: { n: 21 } });
-    assert.deepEqual(await answerFor(gateway, first), {
-      event: "$ack",
-      id: first,
-      data: { doubled: 42 },
+    callee.on("stall", () => new Promise(() => {})); // never settles: the server times out
+    const target = await callee.emitWithAck("my_id");
+    const call = (event, data, timeout = 5) =>
+      caller.emitWithAck("call", { target, event, data, timeout });
+    assert.deepEqual(await call("ask", { n: 21 }), { data: { doubled: 42 } });
+    assert.deepEqual(await call("boom", null), { error: "client says no" });
+    assert.deepEqual(await call("nobody", null), {
+      error: "No handler for server event 'nobody'",
     });
-    const { ack: second } = await gateway.emitWithAck("ask_me", { event: "boom", data: null });
-    assert.deepEqual(await answerFor(gateway, second), {
-      event: "$ack",
-      id: second,
-      error: { message: "client says no" },
-    });
-    const { ack: third } = await gateway.emitWithAck("ask_me", { event: "nobody", data: null });
-    assert.deepEqual((await answerFor(gateway, third)).error, {
-      message: "No handler for server event 'nobody'",
-    });
+    assert.deepEqual(await call("stall", null, 0.2), { timeout: true });
+    assert.deepEqual(await call("ask", { n: 1 }), { data: { doubled: 2 } });
   });
 
   it("does not reconnect after a guard closes with 1008", async () => {

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from typing import Any
 
 from pydantic import BaseModel
 
 from gatewayasgi import (
     BaseGuard,
+    CallError,
+    CallRejectedError,
     ConnectedSocket,
     ExecutionContext,
     GatewayMiddleware,
@@ -22,9 +22,6 @@ from gatewayasgi import (
     WebSocketGateway,
     WsException,
 )
-
-ANSWERS: list[dict[str, Any]] = []
-"""Every `$ack` frame clients sent, whole (`error` included), in arrival order."""
 
 
 class TokenGuard(BaseGuard):
@@ -53,9 +50,6 @@ class Join(BaseModel):
 
 @WebSocketGateway("/ws", handshake_guards=[TokenGuard])
 class ClientTestGateway:
-    def __init__(self) -> None:
-        self.calls = itertools.count(1)
-
     @SubscribeMessage("echo")
     async def echo(self, data: Any = MessageBody()) -> Any:
         return data
@@ -94,43 +88,24 @@ class ClientTestGateway:
     async def kick(self, client: Any = ConnectedSocket()) -> None:
         await client.close(4001, "kicked")
 
-    @SubscribeMessage("ask_me")
-    async def ask_me(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
-        """Call the client: event and data chosen by the test, a fresh ack number."""
-        ack = next(self.calls)
-        await client.send_text(
-            json.dumps({"event": data["event"], "data": data["data"], "ack": ack})
-        )
-        return {"ack": ack}
+    @SubscribeMessage("my_id")
+    async def my_id(self, client: Any = ConnectedSocket()) -> str:
+        return str(client.id)
 
-    @SubscribeMessage("$ack")
-    async def ack(self) -> None:
-        """Accepts answers quietly until the runtime routes `$ack` itself (ANSWERS records them)."""
-        return None
-
-    @SubscribeMessage("answers")
-    async def answers(self) -> list[dict[str, Any]]:
-        return ANSWERS
-
-
-def record_answers(inner: Any) -> Any:
-    """Tap the raw inbound frames: the whole `$ack` frame, which a handler cannot see."""
-
-    async def tapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            await inner(scope, receive, send)
-            return
-
-        async def tapped_receive() -> Any:
-            message = await receive()
-            text = message.get("text")
-            if message["type"] == "websocket.receive" and text and '"$ack"' in text:
-                ANSWERS.append(json.loads(text))
-            return message
-
-        await inner(scope, tapped_receive, send)
-
-    return tapped
+    @SubscribeMessage("call")
+    async def call(self, data: Any = MessageBody()) -> Any:
+        """Call another client with `client.call` (a handler may not await its own client's
+        answer: that client's frames are read after the handler returns)."""
+        target = self.server.get_client(data["target"])  # type: ignore[attr-defined]
+        try:
+            answer = await target.call(data["event"], data.get("data"), timeout=data["timeout"])
+        except CallRejectedError as exc:
+            return {"error": exc.message}
+        except TimeoutError:
+            return {"timeout": True}
+        except CallError as exc:
+            return {"failed": type(exc).__name__}
+        return {"data": answer}
 
 
-app = record_answers(GatewayMiddleware(None, gateways=[ClientTestGateway]))
+app = GatewayMiddleware(None, gateways=[ClientTestGateway])
