@@ -65,8 +65,9 @@ class Broker(ABC):
         """
         return None
 
-    def session_store(self) -> SessionStore | None:
-        """A store of waiting sessions shared by every process on this broker.
+    def session_store(self, namespace: str) -> SessionStore | None:
+        """A store of ``namespace``'s waiting sessions shared by every process on this
+        broker.
 
         ``None``: this broker keeps no sessions; recovery then uses process memory.
         """

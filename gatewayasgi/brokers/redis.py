@@ -283,12 +283,15 @@ class RedisBroker(Broker):
             command_timeout=self._publish_timeout,
         )
 
-    def session_store(self) -> RedisSessionStore:
-        """A ``RedisSessionStore`` on this broker's Redis, sharing its publishing pool
-        (closed with the broker)."""
-        from gatewayasgi.recovery.redis import RedisSessionStore
+    def session_store(self, namespace: str) -> RedisSessionStore:
+        """A ``RedisSessionStore`` of ``namespace``'s sessions on this broker's Redis,
+        sharing its publishing pool (closed with the broker). One key space per
+        namespace: a session resumes only on the gateway it was made on."""
+        from gatewayasgi.recovery.redis import KEY_PREFIX, RedisSessionStore
 
-        return RedisSessionStore(self._get_publisher(), owns_client=False)
+        return RedisSessionStore(
+            self._get_publisher(), key_prefix=f"{KEY_PREFIX}{namespace}:", owns_client=False
+        )
 
     # -- incoming messages ---------------------------------------------------------------
 

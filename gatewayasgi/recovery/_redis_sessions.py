@@ -45,7 +45,7 @@ def _ms(seconds: float) -> int:
 class RedisSessionStore(SessionStore):
     """A ``SessionStore`` any worker sharing the Redis server sees (``shared = True``).
 
-    Usually made by ``RedisBroker.session_store()``. ``save`` returns ``False`` and
+    Usually made by ``RedisBroker.session_store(namespace)``. ``save`` returns ``False`` and
     ``claim`` returns ``None`` when Redis is unreachable (logged); ``drop`` raises the
     error (the record still expires with its TTL).
     """

@@ -213,7 +213,7 @@ class GatewayMiddleware:
         log = store = None
         if broker is not None:
             log = broker.history(namespace, max_frames=recovery.max_frames, max_age=recovery.window)
-            store = broker.session_store()
+            store = broker.session_store(namespace)
         keeper = SessionKeeper(
             server,
             self.protocol,

@@ -135,12 +135,15 @@ async def test_the_broker_makes_both(redis_server: RedisServer) -> None:
     """``RedisBroker.history`` and ``session_store`` build objects on the broker's Redis."""
     broker = RedisBroker(redis_server.url)
     log = broker.history("/chat", max_frames=100, max_age=60)
-    store = broker.session_store()
+    store = broker.session_store("/chat")
+    other = broker.session_store("/other")
     try:
         assert log.carries and store.shared
         assert log.key == "gatewayasgi:history:/chat" and log.max_frames == 100
         assert await store.save(record(), "o", WINDOW)
-        assert redis_server.command("EXISTS", "gatewayasgi:session:" + CLIENT) == 1
+        assert redis_server.command("EXISTS", "gatewayasgi:/chat:session:" + CLIENT) == 1
+        # One key space per namespace: another gateway's store cannot claim it.
+        assert await other.claim(CLIENT, record().token_hash, "p", WINDOW) is None
     finally:
         await log.close()
         await store.close()
