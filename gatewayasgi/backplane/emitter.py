@@ -10,6 +10,12 @@ clients. Nothing here holds a websocket::
         await emitter.to("room-1").join("room-2")        # every member, on every node
         await emitter.to(client_id).disconnect(4000, "banned")
 
+A gateway with session recovery on Redis keeps its frames in a Redis Stream, which is
+also how they travel: give the emitter the gateway's ``Recovery`` (``RedisEmitter(url,
+namespace="/chat", recovery=Recovery(window=120))``) so its emits go into that history,
+carry offsets and are replayed to sessions that missed them. (Without it the workers
+still deliver them, without offsets, and log a warning once.)
+
 Orders (``join``, ``leave``, ``disconnect``) are fire-and-forget: an emitter is no node,
 so it hears no answers; ``fetch_ids`` and calls belong to the servers.
 
@@ -34,6 +40,8 @@ from gatewayasgi.runtime.operations import check_close
 
 if TYPE_CHECKING:
     from gatewayasgi.brokers.redis import RedisBroker
+    from gatewayasgi.recovery import Recovery
+    from gatewayasgi.recovery.base import EmissionLog
 
 
 def _room(room: str) -> str:
@@ -74,6 +82,10 @@ class EmitOperator:
         """Encode ``{"event", "data"}`` once and publish it for every node to deliver."""
         emitter = self._emitter
         frame = JSON.encode_emit(event, data)
+        if emitter.history is not None:
+            # A gateway with recovery on this broker: its history is the transport.
+            await emitter.history.append(frame, self._targets, self._exclude)
+            return
         envelope = Envelope(emitter.node_id, frame, self._targets, self._exclude)
         await emitter.broker.publish(emitter.channel, pack(envelope))
 
@@ -112,7 +124,13 @@ class Emitter:
     this emitter's own id, never a server's, so every server delivers its messages.
     """
 
-    def __init__(self, broker: Broker, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        recovery: Recovery | None = None,
+    ) -> None:
         self.broker = broker
         # The same spelling rules as @WebSocketGateway: "chat" and "/chat/" are "/chat".
         self.namespace = normalize_namespace(namespace)
@@ -120,6 +138,18 @@ class Emitter:
         self.requests = rpc.request_channel(self.namespace)
         """Where cluster orders (join, leave, disconnect) go."""
         self.node_id = uuid.uuid4().hex
+        self.history: EmissionLog | None = None
+        """The gateway's shared history, when ``recovery`` is given: emits are appended
+        to it (they carry offsets and are replayed to sessions that missed them)."""
+        if recovery is not None:
+            self.history = broker.history(
+                self.namespace, max_frames=recovery.max_frames, max_age=recovery.window
+            )
+            if self.history is None:
+                raise ValueError(
+                    f"{type(broker).__name__} keeps no shared history: recovery= needs a "
+                    "broker that does (RedisBroker)"
+                )
 
     def to(self, *rooms_or_client_ids: str) -> EmitOperator:
         """Address these rooms and/or client ids on every node."""
@@ -138,7 +168,9 @@ class Emitter:
     broadcast = emit
 
     async def aclose(self) -> None:
-        """Close the broker (and its connections)."""
+        """Close the broker (and its connections), writing what the history still holds."""
+        if self.history is not None:
+            await self.history.close()
         await self.broker.close()
 
     async def __aenter__(self) -> Emitter:
@@ -163,10 +195,17 @@ class RedisEmitter(Emitter):
 
     broker: RedisBroker
 
-    def __init__(self, url: str, namespace: str = DEFAULT_NAMESPACE, **broker_options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        recovery: Recovery | None = None,
+        **broker_options: Any,
+    ) -> None:
         from gatewayasgi.brokers.redis import RedisBroker
 
-        super().__init__(RedisBroker(url, **broker_options), namespace)
+        super().__init__(RedisBroker(url, **broker_options), namespace, recovery=recovery)
 
     async def __aenter__(self) -> RedisEmitter:
         return self

@@ -114,6 +114,7 @@ class SessionKeeper:
         self._on_expired = on_expired
         self._epoch: str | None = None
         """The epoch this process's clients were told, to tell a lost history from a gap."""
+        self._warned_unlogged = False
         self._waiting: dict[str, _Waiting] = {}
         """Sessions this process detached, oldest first (the window is the same for all,
         so insertion order is deadline order)."""
@@ -380,6 +381,19 @@ class SessionKeeper:
         offset = log.stamp(text, targets, exclude)
         stamped = self.protocol.with_offset(text, log.format_offset(offset))
         return self.server.deliver_local(stamped, targets, exclude, offset)
+
+    def deliver_unlogged(self, frame: Payload, targets: Targets, exclude: Targets) -> int:
+        """A frame that came over pub/sub to a gateway whose history carries its frames:
+        an ``Emitter`` without ``recovery``. Delivered as it is (no offset, not replayed)."""
+        if not self._warned_unlogged:
+            self._warned_unlogged = True
+            logger.warning(
+                "gateway %s keeps its history in Redis, but an Emitter published to it "
+                "without recovery=: its frames are delivered without offsets and cannot "
+                "be recovered (pass the gateway's Recovery to the Emitter)",
+                self.server.namespace,
+            )
+        return self.server.deliver_local(frame, targets, exclude)
 
     def _deliver(self, entry: Entry) -> None:
         log = self.log

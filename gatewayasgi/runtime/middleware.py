@@ -189,7 +189,11 @@ class GatewayMiddleware:
         if self.backplane is not None:
             if keeper is None:
                 self.backplane.add(namespace, server.deliver_local)
-            elif not keeper.log.carries:
+            elif keeper.log.carries:
+                # The shared history carries this gateway's frames; what still comes over
+                # pub/sub is an Emitter's that was given no ``recovery``.
+                self.backplane.add(namespace, keeper.deliver_unlogged)
+            else:
                 self.backplane.add(namespace, keeper.deliver_remote)
         return runner
 

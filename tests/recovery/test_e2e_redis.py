@@ -17,6 +17,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from gatewayasgi import Recovery
+from gatewayasgi.emitter import RedisEmitter
 from tests.recovery.cut_proxy import CutProxy
 from tests.recovery.wire import Session
 from tests.redis_server import RedisServer, running_redis_server
@@ -160,3 +162,26 @@ async def test_without_persistence_clients_are_told_recovery_failed(
     assert sessions[0]["recovered"] is False and sessions[0]["reason"] == "epoch"
     # What did arrive came in order and once, with the loss said out loud.
     assert received == sorted(set(received), key=received.index)
+
+
+async def test_an_emitter_given_the_recovery_feeds_the_history_and_one_without_still_delivers(
+    workers: Workers,
+) -> None:
+    proxy = CutProxy(Workers.address(workers.a))
+    async with proxy.running():
+        member = Session(proxy.address, PATH)
+        first = await _open(member)
+        await member.request("join", "r")
+        async with RedisEmitter(workers.redis.url, PATH) as plain:
+            await plain.to("r").emit("said", "plain")  # no offset: delivered, not kept
+            frame = await member.recv()
+            assert frame["data"] == "plain" and "offset" not in frame
+        async with RedisEmitter(workers.redis.url, PATH, recovery=Recovery(window=60)) as emitter:
+            await emitter.to("r").emit("said", "kept")
+            assert (await member.recv())["data"] == "kept"
+            proxy.cut()
+            for n in range(100):
+                await emitter.to("r").emit("said", n)
+        resumed = await _open(member, resume=True)
+        assert resumed["recovered"] is True and resumed["id"] == first["id"]
+        assert [(await member.recv())["data"] for _ in range(100)] == list(range(100))
