@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed as WebSocketClosed
 
 from gatewayasgi.client.backoff import backoff_delay
 from gatewayasgi.client.calls import Handler, PendingCalls
+from gatewayasgi.client.connector import Connector
 from gatewayasgi.client.dispatch import Dispatcher
 from gatewayasgi.client.errors import (
     CallTimeout,
@@ -30,12 +31,7 @@ from gatewayasgi.client.errors import (
     NotConnected,
 )
 from gatewayasgi.client.frames import SESSION_EVENT, Message, decode, encode_event
-from gatewayasgi.client.handshake import (
-    HeadersSource,
-    is_terminal_close,
-    open_websocket,
-    resolve_headers,
-)
+from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
 
@@ -46,6 +42,7 @@ H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
 NORMAL_CLOSURE = 1000
 ABNORMAL_CLOSURE = 1006
+INTERNAL_ERROR = 1011
 
 
 @dataclass(eq=False)
@@ -99,8 +96,6 @@ class GatewayClient:
         heartbeat_event: str | None = "heartbeat",
     ) -> None:
         self.url = url
-        self._headers = headers
-        self._subprotocols = tuple(subprotocols)
         self._reconnect = reconnect
         self._reconnect_delay = reconnect_delay
         self._reconnect_delay_max = reconnect_delay_max
@@ -108,9 +103,11 @@ class GatewayClient:
         self._connect_timeout = connect_timeout
         self._call_timeout = call_timeout
         self._send_timeout = send_timeout
-        self._max_message_size = max_message_size
         self._heartbeat_event = heartbeat_event
         self._recovery = SessionRecovery(recover)
+        self._connector = Connector(
+            url, headers, tuple(subprotocols), self._recovery, connect_timeout, max_message_size
+        )
         self._calls = PendingCalls()
         self._inbox = Inbox(receive_buffer)
         self._dispatch = Dispatcher(max_handler_tasks)
@@ -135,6 +132,11 @@ class GatewayClient:
     @property
     def connected(self) -> bool:
         return self._state == "connected"
+
+    @property
+    def closed(self) -> bool:
+        """Closed for good (``close()``, a terminal close, or reconnection given up)."""
+        return self._state == "closed"
 
     @property
     def id(self) -> str | None:
@@ -362,9 +364,21 @@ class GatewayClient:
     # -- the supervisor ------------------------------------------------------------------
 
     async def _run(self, link: _Link) -> None:
+        try:
+            await self._supervise(link)
+        except Exception as exc:  # a bug here must not leave a client that looks connected
+            logger.exception("gatewayasgi client %s failed", self.url)
+            current = self._link
+            self._finish(ConnectError(f"client failed: {exc!r}", terminal=True))
+            if current is not None:
+                await current.ws.close(INTERNAL_ERROR)
+
+    async def _supervise(self, link: _Link) -> None:
         current: _Link | None = link
         while current is not None:
             closed = await self._read(current)
+            if self._state == "closed":  # close() ran: it owns the ending
+                return
             self._detach(current, closed)
             if closed.terminal:
                 self._finish(closed)
@@ -417,7 +431,7 @@ class GatewayClient:
         the first goes at once. ``max_reconnect_attempts`` bounds the delayed ones."""
         retries, limit = 0, self._max_reconnect_attempts
         delayed = first_delay
-        while True:
+        while self._state != "closed":
             if delayed:
                 if limit is not None and retries >= limit:
                     self._finish(ConnectError(f"gave up after {retries} reconnection attempts"))
@@ -427,7 +441,7 @@ class GatewayClient:
                 base, cap = self._reconnect_delay, self._reconnect_delay_max
                 await asyncio.sleep(backoff_delay(retries, base, cap))
                 retries += 1
-                if self._state == "closed":
+                if self.closed:  # close() ran during the delay
                     return None
             delayed = True
             try:
@@ -437,59 +451,24 @@ class GatewayClient:
                     self._finish(exc)
                     return None
                 logger.debug("connection attempt to %s failed: %s", self.url, exc)
+        return None
 
     async def _open(self) -> _Link:
         """One attempt: the handshake and, with recovery, the ``$session`` frame."""
-        recovery = self._recovery
-        recovery.connection_opened()
-        ws = await open_websocket(
-            self.url,
-            headers=await resolve_headers(self._headers),
-            subprotocols=recovery.subprotocols(self._subprotocols),
-            open_timeout=self._connect_timeout,
-            max_size=self._max_message_size,
-        )
-        try:
-            if recovery.enabled:
-                await self._first_session(ws)
-        except BaseException:
-            await asyncio.shield(ws.close())
-            raise
-        if self._state == "closed":  # close() ran while this attempt was under way
+        self._recovery.connection_opened()
+        ws, session = await self._connector.attempt()
+        if self.closed:  # close() ran while this attempt was under way
             await ws.close()
             assert self._finished is not None
             raise self._finished
+        if session is not None:
+            self._take_session(session)
         self._generation += 1
         link = _Link(ws, self._generation)
         self._link = link
         self._set_state("connected")
         self._dispatch.fire("connect")
         return link
-
-    async def _first_session(self, ws: ClientConnection) -> None:
-        timeout = self._connect_timeout
-        try:
-            raw = await asyncio.wait_for(ws.recv(), timeout)
-        except asyncio.TimeoutError:
-            raise ConnectError(
-                f"no $session frame within {timeout:g} s: recover=True needs a gateway with "
-                "recovery=Recovery(...)"
-            ) from None
-        except WebSocketClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else ABNORMAL_CLOSURE
-            reason = exc.rcvd.reason if exc.rcvd else ""
-            raise ConnectError(
-                f"closed before its $session frame (code {code}{': ' if reason else ''}{reason})",
-                terminal=is_terminal_close(code),
-            ) from exc
-        frame = decode(raw)
-        if frame is None or frame.event != SESSION_EVENT:
-            raise ConnectError(
-                "the gateway's first frame was not $session: recover=True needs a gateway "
-                "with recovery=Recovery(...)",
-                terminal=True,
-            )
-        self._take_session(frame.data)
 
     def _detach(self, link: _Link, closed: ConnectionClosed) -> None:
         if self._link is link:

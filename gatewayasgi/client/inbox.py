@@ -36,6 +36,7 @@ class Inbox:
     def take(self) -> Message | None:
         """The oldest event, ``None`` when empty."""
         if not self._events:
+            self._arrived.clear()  # after a wake(): the next wait() waits again
             return None
         message = self._events.popleft()
         if not self._events:

@@ -188,6 +188,14 @@ async def test_inbox_drops_the_oldest_when_full() -> None:
     assert not waiter.done()
     inbox.put(Message("e", 4))
     await asyncio.wait_for(waiter, 1)
+    assert inbox.take() == Message("e", 4)
+    # After a wake (the client closed) and an empty take, wait() waits again: no busy loop.
+    inbox.wake()
+    assert inbox.take() is None
+    waiter = asyncio.ensure_future(inbox.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    waiter.cancel()
     with pytest.raises(ValueError):
         Inbox(0)
 
