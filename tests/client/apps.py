@@ -51,6 +51,10 @@ class ClientGateway(OnGatewayConnection):
     def echo(self, data: Any = MessageBody()) -> Any:
         return data
 
+    @SubscribeMessage("whoami")
+    def whoami(self, client: Any = ConnectedSocket()) -> str:
+        return str(client.id)
+
     @SubscribeMessage("note")
     def note(self, data: Note = MessageBody()) -> Any:
         return {"event": "noted", "data": data}

@@ -180,6 +180,36 @@ async def test_server_calls_are_answered_with_the_handler_result(
             await client.receive(timeout=QUIET)
 
 
+@pytest.mark.parametrize("kind", SERVERS)
+async def test_the_servers_own_client_call_gets_the_handlers_answer(kind: str) -> None:
+    """End to end with the runtime's ``Connection.call`` (no wire wrapper in between)."""
+    from gatewayasgi import Connection
+
+    if not hasattr(Connection, "call"):
+        pytest.skip("server -> client calls (Connection.call) are not in this runtime yet")
+    from gatewayasgi.runtime.calls import CallRejectedError
+
+    app = gateway_app()
+    async with run_server(app, kind) as address, client_for(address) as client:
+
+        @client.on("double")
+        async def double(data: int) -> int:
+            return data * 2
+
+        @client.on("broken")
+        def broken(data: Any) -> None:
+            raise ValueError("cannot answer that")
+
+        client_id = await client.call("whoami", timeout=TIMEOUT)
+        connection = app.server_for(ClientGateway).get_client(client_id)
+        assert connection is not None
+        assert await connection.call("double", 21, timeout=TIMEOUT) == 42
+        with pytest.raises(CallRejectedError, match="cannot answer that"):
+            await connection.call("broken", None, timeout=TIMEOUT)
+        with pytest.raises(CallRejectedError, match="No handler for server event 'nobody'"):
+            await connection.call("nobody", None, timeout=TIMEOUT)
+
+
 async def test_heartbeats_are_answered_and_keep_the_connection(
     served: tuple[Address, Wire],
 ) -> None:
