@@ -68,6 +68,9 @@ DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 BATCH_FRAMES = 256
 BATCH_BYTES = 1024 * 1024
+# Past this many queued frames while Redis answers, ``append`` waits (at most the command
+# timeout) for the writer: a burst of emits without a checkpoint cannot fill the queue.
+PRESSURE = 4 * BATCH_FRAMES
 DROP_LOG_INTERVAL = 60.0
 _IO_ERRORS = (RedisError, OSError, TimeoutError)
 # Stream entries as redis-py returns them with RESP2 and bytes responses.
@@ -157,12 +160,15 @@ class RedisLog(EmissionLog):
         self._connect_timeout = connect_timeout
         self._read_block_ms = max(1, int(read_block * 1000))
         self._read_count = read_count
+        self._command_timeout = command_timeout
         self._client = connect(url, timeout=command_timeout, max_connections=max_connections)
         self._append_script = self._client.register_script(scripts.APPEND)
         self._outbox = Outbox(max_pending, max_pending_bytes)
         self._flushing = anyio.Lock()
         self._wake: anyio.Event | None = None
         self._writer_running = False
+        self._failing = False  # the last write failed: appends do not wait then
+        self._progress: anyio.Event | None = None  # set when the writer confirms a batch
         self._deliver: Deliver | None = None
         self._reset: Reset | None = None
         self._last_id = ZERO_ID  # the last entry handed to deliver (or the start point)
@@ -201,10 +207,11 @@ class RedisLog(EmissionLog):
         return replace(self._stats, connected=self._connected, pending=len(self._outbox))
 
     async def append(self, frame: str, targets: Targets, exclude: Targets) -> None:
-        """Queue ``frame`` for the stream; never raises, never waits on Redis.
+        """Queue ``frame`` for the stream; never raises, waits at most the command timeout.
 
-        Without ``follow`` (a write-only use) the append is flushed here, waiting at
-        most the command timeout; what fails stays queued for the next call.
+        It returns at once, unless ``PRESSURE`` frames are queued while Redis answers
+        (then it waits for the writer). Without ``follow`` (a write-only use) the append
+        is flushed here; what fails stays queued for the next call.
         """
         if self._closed:
             self._count(dropped=1)
@@ -212,10 +219,12 @@ class RedisLog(EmissionLog):
         dropped = self._outbox.put(frame.encode(), encode_targets(targets, exclude))
         if dropped:
             self._count(dropped=dropped)
-            self._warn("drop", "history %s: Redis away, dropped %d queued frame(s)", dropped)
+            self._warn("drop", "history %s: Redis unreachable, dropped %d queued frame(s)", dropped)
         if self._writer_running:
             if self._wake is not None:
                 self._wake.set()
+            if len(self._outbox) >= PRESSURE and not self._failing:
+                await self._drain()
         elif not self._flushing.locked():
             await self._flush()
 
@@ -286,6 +295,15 @@ class RedisLog(EmissionLog):
 
     # -- writing ---------------------------------------------------------------------
 
+    async def _drain(self) -> None:
+        """Wait until the writer brought the queue under ``PRESSURE`` (or fails, or the
+        command timeout passes)."""
+        with anyio.move_on_after(self._command_timeout):
+            while len(self._outbox) >= PRESSURE and not self._failing and not self._closed:
+                if self._progress is None:
+                    self._progress = anyio.Event()
+                await self._progress.wait()
+
     async def _flush(self) -> bool:
         """Write queued batches in order until none is left; False when one failed."""
         async with self._flushing:
@@ -295,10 +313,19 @@ class RedisLog(EmissionLog):
                     await self._write(batch)
                 except _IO_ERRORS as exc:
                     self._count(write_failures=1)
+                    self._failing = True
+                    self._wake_drainers()
                     self._warn("write", "history %s: appending to Redis failed: %s", exc)
                     return False
                 self._outbox.confirm(batch)
+                self._failing = False
+                self._wake_drainers()
         return True
+
+    def _wake_drainers(self) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.set()
 
     async def _write(self, batch: list[Pending]) -> None:
         args: list[bytes | int | float] = [

@@ -345,3 +345,13 @@ async def test_close_is_idempotent_and_counts_what_it_could_not_write(
             await a.log.close()
         await a.emit("after close")
         assert a.log.stats.dropped == 2
+
+
+async def test_a_burst_without_checkpoints_waits_for_the_writer(redis_server: RedisServer) -> None:
+    """Appends in a tight loop never fill the queue while Redis answers: nothing dropped."""
+    sent = frames("burst", 3000)
+    async with workers(redis_server.url, max_pending=1100) as (a, b):
+        for frame in sent:
+            await a.emit(frame)
+        await wait_until(lambda: len(b.entries) == 3000)
+        assert b.frames == sent and a.log.stats.dropped == 0 and b.resets == []
