@@ -40,11 +40,13 @@ def outcome(exc: BaseException) -> dict[str, Any]:
 
 @WebSocketGateway(namespace=NAMESPACE)
 class ClusterGateway(OnGatewayConnection):
+    server: Any  # set by the middleware
+
     async def on_connection(self, client: Any) -> None:
         await client.send_json({"event": "welcome", "data": {"id": client.id, "node": NODE}})
 
     @SubscribeMessage("join")
-    async def join(self, room: str = MessageBody("room"), client: Any = ConnectedSocket()) -> Any:
+    async def join(self, room: Any = MessageBody("room"), client: Any = ConnectedSocket()) -> Any:
         await self.server.join(client, room)
         return {"room": room, "node": NODE}
 
@@ -81,7 +83,7 @@ class ClusterGateway(OnGatewayConnection):
         }
 
     @SubscribeMessage("presence")
-    async def presence(self, room: str = MessageBody("room")) -> Any:
+    async def presence(self, room: Any = MessageBody("room")) -> Any:
         found = await self.server.presence(room)
         return {"ids": list(found.ids), "count": found.count, "missing": found.missing_nodes}
 
@@ -117,7 +119,7 @@ def _worker_app() -> GatewayMiddleware | None:
     url = os.environ.get("GATEWAYASGI_TEST_REDIS_URL")
     if url is None:
         return None
-    from gatewayasgi.brokers import RedisBroker
+    from gatewayasgi.brokers.redis import RedisBroker
 
     return make_app(RedisBroker(url, reconnect_delay=0.05, max_reconnect_delay=1.0))
 

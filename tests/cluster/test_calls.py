@@ -126,10 +126,10 @@ async def test_unknown_and_malformed_answers_are_counted_not_answered(server: st
         ):
             await callee.send_raw(raw)
         assert await callee.nothing_within(0.3)
-        server = app.server_for(NAMESPACE)
+        gateway = app.server_for(NAMESPACE)
 
         def unknown() -> int:
-            calls = server.clients[callee_id]._calls
+            calls = gateway.clients[callee_id]._calls
             return 0 if calls is None else calls.unknown_answers
 
         assert await server_read(address, unknown) == 4

@@ -45,7 +45,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nodes: list[Node] = []
         try:
             nodes = [start_node(name, redis.url, workdir) for name in ("A", "B")]
-            yield Cluster(redis, *nodes, workdir)
+            yield Cluster(redis, nodes[0], nodes[1], workdir)
         finally:
             for node in nodes:
                 stop_node(node)
