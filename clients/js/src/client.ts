@@ -13,7 +13,7 @@ import { handshakeUrl, isTerminalClose, resolveWebSocket } from "./handshake.js"
 import { AckError, DisconnectedError, GatewayClientError, ReconnectFailedError } from "./errors.js";
 import { ERROR_EVENT, type InboundFrame, decodeFrame, encodeEvent, errorData } from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
-import { NO_RECOVERY, type SessionRecovery } from "./recovery.js";
+import { type SessionRecovery, SessionTracker } from "./recovery.js";
 import type {
   AckArgs,
   AnyEvents,
@@ -24,12 +24,17 @@ import type {
   EventName,
   EventReply,
   GatewayClientOptions,
+  RecoveryReason,
   ServerListener,
+  SessionEvent,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";
 
 const OPEN = 1;
+const NORMAL_CLOSURE = 1000;
+/** Closes a socket the client gives up on without ending its session on the server. */
+const GOING_AWAY = 1001;
 const ABNORMAL_CLOSURE = 1006;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -58,7 +63,7 @@ export class GatewayClient<
   private readonly url: string;
   private readonly WebSocketImpl: WebSocketConstructor;
   private readonly auth: GatewayClientOptions["auth"];
-  private readonly protocols: string | string[] | undefined;
+  private readonly protocols: readonly string[] | undefined;
   private readonly reconnect: boolean;
   private readonly reconnectDelay: number;
   private readonly reconnectDelayMax: number;
@@ -83,14 +88,16 @@ export class GatewayClient<
   private readonly listeners = new ListenerRegistry();
   private anyListeners: AnyListener[] = [];
   private waiters: Waiter[] = [];
-  /** SEAM: session recovery plugs in here (see recovery.ts); `NO_RECOVERY` until it exists. */
-  private readonly recovery: SessionRecovery = NO_RECOVERY;
+  /** Session recovery's bookkeeping (see recovery.ts). */
+  private readonly recovery: SessionRecovery;
 
   constructor(url: string | { readonly href: string }, options: GatewayClientOptions = {}) {
     this.url = typeof url === "string" ? url : url.href;
     this.WebSocketImpl = resolveWebSocket(options.WebSocket);
     this.auth = options.auth;
-    this.protocols = options.protocols;
+    this.protocols =
+      typeof options.protocols === "string" ? [options.protocols] : options.protocols;
+    this.recovery = new SessionTracker(options.recover ?? true);
     this.reconnect = options.reconnect ?? true;
     this.reconnectDelay = options.reconnectDelay ?? 1000;
     this.reconnectDelayMax = options.reconnectDelayMax ?? 30000;
@@ -115,9 +122,20 @@ export class GatewayClient<
     return this.currentState === "connected";
   }
 
-  /** Whether the current connection resumed the previous session. Always false until recovery exists. */
+  /**
+   * Whether the current connection resumed the previous session (same id and rooms; the frames
+   * missed meanwhile were replayed, in order, each once). False while not connected.
+   */
   get recovered(): boolean {
     return this.connected && this.recovery.recovered;
+  }
+
+  /**
+   * The session's id (the server's `client.id`), from its `$session` frame; `undefined` before
+   * the first one, after `close()`, and on gateways without recovery. Kept while reconnecting.
+   */
+  get id(): string | undefined {
+    return this.recovery.id;
   }
 
   /** Frames emitted while offline, waiting to be sent on connect. */
@@ -145,12 +163,15 @@ export class GatewayClient<
   /**
    * Close for good (no reconnection): unsent frames are discarded, every pending ack and a pending
    * `connect()` reject with a terminal `DisconnectedError`. `connect()` may be called again later.
+   * With code 1000 (the default) the server ends the session; the next `connect()` starts anew.
    */
-  close(code = 1000, reason = ""): void {
+  close(code = NORMAL_CLOSURE, reason = ""): void {
     if (this.currentState === "closed") return;
     const wasOpen = this.currentState === "connected";
     const socket = this.socket;
     this.socket = undefined;
+    // 1000 ends the session on the server; any other code lets a later connect() resume it.
+    if (code === NORMAL_CLOSURE) this.recovery.forget();
     const error = new DisconnectedError(code, reason, true);
     this.finish(error);
     if (socket) this.detach(socket, code, reason);
@@ -243,19 +264,25 @@ export class GatewayClient<
     let url: string;
     try {
       const auth = typeof this.auth === "function" ? await this.auth() : this.auth;
-      url = handshakeUrl(this.url, auth ?? {}, this.recovery.handshakeParams());
+      url = handshakeUrl(this.url, auth ?? {});
     } catch (error) {
       if (attempt === this.attemptSeq) this.attemptFailed(toError(error), false);
       return;
     }
     // close() (and maybe connect() again) may have run while the auth function was pending.
     if (attempt !== this.attemptSeq) return;
+    // The resume credential travels as a subprotocol, never in the URL.
+    const offer = this.recovery.begin();
+    const protocols =
+      offer.length === 0
+        ? this.protocols
+        : [...offer, ...(this.protocols ?? []).filter((name) => !offer.includes(name))];
     let socket: WebSocketLike;
     try {
       socket =
-        this.protocols === undefined
+        protocols === undefined
           ? new this.WebSocketImpl(url)
-          : new this.WebSocketImpl(url, this.protocols);
+          : new this.WebSocketImpl(url, [...protocols]);
     } catch (error) {
       this.attemptFailed(toError(error), false);
       return;
@@ -266,14 +293,20 @@ export class GatewayClient<
   private attach(socket: WebSocketLike): void {
     this.socket = socket;
     socket.binaryType = "arraybuffer";
-    let opened = false;
     let lastError: Error | undefined;
     this.connectTimer = setTimeout(
       () => {
         if (this.socket !== socket) return;
+        const open = socket.readyState === OPEN;
+        // An open socket still waiting for its `$session`: the gateway stopped sending it.
+        if (open) this.recovery.forget();
         this.detach(socket);
         this.attemptFailed(
-          new GatewayClientError(`Handshake timed out after ${this.connectTimeout} ms`),
+          new GatewayClientError(
+            open
+              ? `No $session frame within ${this.connectTimeout} ms`
+              : `Handshake timed out after ${this.connectTimeout} ms`,
+          ),
           false,
         );
       },
@@ -281,8 +314,8 @@ export class GatewayClient<
     );
     socket.onopen = () => {
       if (this.socket !== socket) return;
-      opened = true;
-      this.opened(socket);
+      // A gateway that keeps sessions opens with `$session`: the connection is ready then.
+      if (!this.recovery.awaitsSession) this.opened(socket);
     };
     socket.onmessage = (event: { data?: unknown }) => {
       if (this.socket === socket) this.receive(socket, event.data);
@@ -297,7 +330,7 @@ export class GatewayClient<
       this.detach(socket);
       const code = typeof event?.code === "number" ? event.code : ABNORMAL_CLOSURE;
       const reason = typeof event?.reason === "string" ? event.reason : "";
-      if (opened) this.closed(code, reason);
+      if (this.currentState === "connected") this.closed(code, reason);
       else
         this.attemptFailed(
           lastError ?? new DisconnectedError(code, reason, false),
@@ -306,8 +339,11 @@ export class GatewayClient<
     };
   }
 
-  /** Forget `socket` and close it: its later events do nothing (`onerror` stays set: `ws` throws without one). */
-  private detach(socket: WebSocketLike, code = 1000, reason = ""): void {
+  /**
+   * Forget `socket` and close it: its later events do nothing (`onerror` stays set: `ws` throws
+   * without one). The default code (1001) leaves the session to resume; 1000 would end it.
+   */
+  private detach(socket: WebSocketLike, code = GOING_AWAY, reason = ""): void {
     if (this.socket === socket) this.socket = undefined;
     clearTimeout(this.connectTimer);
     socket.onopen = noop;
@@ -318,16 +354,17 @@ export class GatewayClient<
     try {
       socket.close(code, reason);
     } catch {
-      socket.close(); // browsers accept only 1000 and 3000-4999 from scripts
+      socket.close(); // browsers accept only 1000 and 3000-4999 from scripts (no code: 1005)
     }
   }
 
-  private opened(socket: WebSocketLike): void {
+  /** The connection is ready: its socket opened (and its awaited `$session` arrived). */
+  private opened(socket: WebSocketLike, reason: RecoveryReason | null = null): void {
     clearTimeout(this.connectTimer);
     this.failures = 0;
     this.currentState = "connected";
     for (const frame of this.buffer.drain()) this.transmit(socket, frame);
-    this.lifecycle.emit("connect", { recovered: this.recovery.recovered });
+    this.lifecycle.emit("connect", { recovered: this.recovery.recovered, reason });
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.resolve();
@@ -337,7 +374,8 @@ export class GatewayClient<
   private closed(code: number, reason: string): void {
     const willReconnect = this.reconnect && !isTerminalClose(code) && this.maxReconnectAttempts > 0;
     const error = new DisconnectedError(code, reason, !willReconnect);
-    this.recovery.disconnected(!willReconnect);
+    // The app closed the connection (1008, 4000-4999): its session ended on the server too.
+    if (isTerminalClose(code)) this.recovery.forget();
     if (willReconnect) {
       this.currentState = "reconnecting";
       this.acks.rejectSent(error);
@@ -422,7 +460,21 @@ export class GatewayClient<
       );
       return;
     }
-    if (this.recovery.observe(frame)) return;
+    const seen = this.recovery.observe(frame);
+    if (seen.kind === "malformed") {
+      this.report(new GatewayClientError("Ignored a malformed $session frame"));
+      return;
+    }
+    if (seen.kind === "session") {
+      this.sessionFrame(socket, seen.session, seen.opening);
+      return;
+    }
+    // Still `connecting` on an open socket: the `$session` it awaited never came (the gateway
+    // keeps no sessions any more; the tracker forgot its session); the connection is ready.
+    if (this.currentState === "connecting") {
+      this.opened(socket);
+      if (this.socket !== socket) return; // a `connect` listener closed the client
+    }
     if (frame.ack !== undefined) {
       this.answer(socket, frame, frame.ack);
       return;
@@ -440,6 +492,19 @@ export class GatewayClient<
       socket.send(encodeEvent(frame.event, null));
     }
     this.dispatch(this.listeners.take(frame.event), frame);
+  }
+
+  /**
+   * A `$session` frame: the `session` event, then `connect` when the connection awaited it, or
+   * `recovery_failed` when it says that an open connection lost frames.
+   */
+  private sessionFrame(socket: WebSocketLike, session: SessionEvent, opening: boolean): void {
+    this.lifecycle.emit("session", session);
+    if (this.socket !== socket) return; // a listener closed the client
+    if (this.currentState === "connecting") this.opened(socket, session.reason);
+    else if (!opening && !session.recovered) {
+      this.lifecycle.emit("recovery_failed", { id: session.id, reason: session.reason });
+    }
   }
 
   private dispatch(listeners: Listener[], frame: InboundFrame): void {

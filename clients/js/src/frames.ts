@@ -18,6 +18,8 @@ export interface InboundFrame {
   readonly id?: FrameId;
   /** Present when the server calls the client and waits for a `$ack` answer. */
   readonly ack?: number;
+  /** The frame's position in the session's history (recoverable frames only); opaque. */
+  readonly offset?: string;
 }
 
 export const ERROR_EVENT = "error";
@@ -44,12 +46,13 @@ export function decodeFrame(raw: unknown): InboundFrame | undefined {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
   const frame = value as Record<string, unknown>;
   if (typeof frame.event !== "string" || frame.event === "") return undefined;
-  const decoded: { event: string; data: unknown; id?: FrameId; ack?: number } = {
+  const decoded: { event: string; data: unknown; id?: FrameId; ack?: number; offset?: string } = {
     event: frame.event,
     data: frame.data ?? null,
   };
   if (typeof frame.id === "string" || typeof frame.id === "number") decoded.id = frame.id;
   if (Number.isInteger(frame.ack)) decoded.ack = frame.ack as number;
+  if (typeof frame.offset === "string") decoded.offset = frame.offset;
   return decoded;
 }
 

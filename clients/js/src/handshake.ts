@@ -22,17 +22,16 @@ export function resolveWebSocket(given: WebSocketConstructor | undefined): WebSo
 
 /**
  * The URL of one attempt: `url` (relative to the page in browsers; http(s) becomes ws(s)) with
- * each non-null parameter set in its query string.
+ * each non-null parameter set in its query string. (A resume credential is never put here: it
+ * travels as a subprotocol.)
  */
-export function handshakeUrl(url: string, ...params: QueryParams[]): string {
+export function handshakeUrl(url: string, params: QueryParams): string {
   const base = (globalThis as { location?: { href: string } }).location?.href;
   const parsed = new URL(url, base);
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
   else if (parsed.protocol === "https:") parsed.protocol = "wss:";
-  for (const group of params) {
-    for (const [name, value] of Object.entries(group)) {
-      if (value !== undefined && value !== null) parsed.searchParams.set(name, String(value));
-    }
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null) parsed.searchParams.set(name, String(value));
   }
   return parsed.href;
 }

@@ -37,7 +37,9 @@ export type {
   GatewayClientOptions,
   LifecycleEvents,
   QueryParams,
+  RecoveryReason,
   ServerListener,
+  SessionEvent,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";

@@ -1,36 +1,157 @@
 /**
- * SEAM: session recovery. Not implemented: the recovery wire protocol is still being designed on
- * the server side, and this file must not guess it.
+ * Session recovery, client side: bookkeeping only, no I/O (the wire protocol is the server's
+ * docs/recovery.md).
  *
- * The client consults a `SessionRecovery` at exactly four points, so that recovery can plug in as
- * one new implementation of this interface with no edits spread over `client.ts`:
- *   1. `handshakeParams()` before every connection attempt (what identifies the session to resume);
- *   2. `observe(frame)` for every server frame, before dispatch (positions, recovery control frames);
- *   3. `recovered` when the socket opens (reported in the `connect` event and `client.recovered`);
- *   4. `disconnected(terminal)` when a connection ends (keep state for the next attempt, or drop it).
- * Today `NO_RECOVERY` is used: nothing extra is sent, no frame is consumed, `recovered` is false.
+ * A gateway with recovery opens every connection with a `$session` frame (id, token, epoch,
+ * offset, recovered, reason) and puts an `offset` on every frame a session can recover. The
+ * client keeps the latest session and the offset of the last frame it received, and resumes by
+ * offering two WebSocket subprotocols in its next handshake:
+ * `gatewayasgi` and `gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`, so the credential never
+ * appears in a URL. A gateway without recovery never sends `$session`, so nothing is offered.
+ *
+ * `client.ts` consults a `SessionRecovery` at these points only:
+ *   1. `begin()` when a connection attempt starts: the subprotocols to offer;
+ *   2. `awaitsSession` when the socket opens: wait for the `$session` frame before `connect`;
+ *   3. `observe(frame)` for every server frame, before dispatch;
+ *   4. `recovered` and `id`, read at will;
+ *   5. `forget()` when the session ended (the client closed with 1000, or the app closed it).
  *
  * @internal
  */
 import type { InboundFrame } from "./frames.js";
-import type { QueryParams } from "./types.js";
+import type { RecoveryReason, SessionEvent } from "./types.js";
+
+export const SESSION_EVENT = "$session";
+export const SUBPROTOCOL = "gatewayasgi";
+export const RESUME_PREFIX = `${SUBPROTOCOL}.resume.`;
+
+/** Each part of the credential must be an HTTP token, or the handshake itself would fail. */
+const PART = /^[A-Za-z0-9_-]+$/;
+
+/** What one server frame was, for the client. */
+export type Observation =
+  /** An app frame: dispatch it. */
+  | { readonly kind: "frame" }
+  /** A `$session` frame, taken (never dispatched); `opening` when it is its connection's first. */
+  | { readonly kind: "session"; readonly session: SessionEvent; readonly opening: boolean }
+  /** A `$session` frame that could not be read: dropped, nothing changed. */
+  | { readonly kind: "malformed" };
+
+const APP_FRAME: Observation = Object.freeze({ kind: "frame" });
+const MALFORMED: Observation = Object.freeze({ kind: "malformed" });
 
 /** @internal */
 export interface SessionRecovery {
-  /** Query parameters added to the next handshake URL (after `auth`). */
-  handshakeParams(): QueryParams;
-  /** Sees each server frame first; `true` when it consumed the frame (a recovery control frame). */
-  observe(frame: InboundFrame): boolean;
-  /** Whether the connection that just opened resumed the previous session. */
+  /** A connection attempt starts: the subprotocols to offer before the user's own (none: `[]`). */
+  begin(): string[];
+  /** Whether the connection that just opened is ready only once its `$session` frame arrived. */
+  readonly awaitsSession: boolean;
+  /** Sees each server frame first: records its `offset`, takes `$session` frames. */
+  observe(frame: InboundFrame): Observation;
+  /** Whether the current connection resumed the session it asked for. */
   readonly recovered: boolean;
-  /** The connection ended; `terminal` when the client will not reconnect. */
-  disconnected(terminal: boolean): void;
+  /** The id of the session the client holds (the server's `client.id`), if any. */
+  readonly id: string | undefined;
+  /** The session ended: the next connection starts a new one. */
+  forget(): void;
 }
 
-/** @internal The only implementation until the recovery protocol exists. */
-export const NO_RECOVERY: SessionRecovery = Object.freeze({
-  handshakeParams: () => ({}),
-  observe: () => false,
-  recovered: false,
-  disconnected: () => undefined,
-});
+interface Held {
+  readonly id: string;
+  readonly token: string;
+  readonly epoch: string;
+}
+
+/** The session in a `$session` frame's data, `undefined` when it is malformed. */
+export function parseSession(
+  data: unknown,
+): (Held & { offset: string; recovered: boolean; reason: RecoveryReason | null }) | undefined {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  const { id, token, epoch, offset, recovered, reason } = data as Record<string, unknown>;
+  if (
+    typeof id !== "string" ||
+    typeof token !== "string" ||
+    typeof epoch !== "string" ||
+    typeof offset !== "string" ||
+    !(reason === null || reason === undefined || typeof reason === "string")
+  ) {
+    return undefined;
+  }
+  return { id, token, epoch, offset, recovered: recovered === true, reason: reason ?? null };
+}
+
+/**
+ * The client's session: what it needs to resume on the next connection.
+ *
+ * `offer` (the `recover` option) decides whether the credential is offered; `$session` frames
+ * are read (and never dispatched) either way, so `client.id` is known with or without it.
+ */
+export class SessionTracker implements SessionRecovery {
+  private held: Held | undefined;
+  /** The position of the last frame received: what a resume continues from. */
+  private offset: string | undefined;
+  /** No frame yet on the current connection: its first `$session` is the opening one. */
+  private fresh = true;
+  private resumed = false;
+
+  constructor(private readonly offer: boolean) {}
+
+  get id(): string | undefined {
+    return this.held?.id;
+  }
+
+  get recovered(): boolean {
+    return this.resumed;
+  }
+
+  /** A gateway that sent `$session` before sends it first on every connection. */
+  get awaitsSession(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** `gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`, `undefined` without a session. */
+  credential(): string | undefined {
+    const held = this.held;
+    if (held === undefined || this.offset === undefined) return undefined;
+    const parts = [held.id, held.token, held.epoch, this.offset];
+    return parts.every((part) => PART.test(part)) ? RESUME_PREFIX + parts.join(".") : undefined;
+  }
+
+  begin(): string[] {
+    this.fresh = true;
+    this.resumed = false;
+    const credential = this.offer ? this.credential() : undefined;
+    return credential === undefined ? [] : [SUBPROTOCOL, credential];
+  }
+
+  observe(frame: InboundFrame): Observation {
+    const opening = this.fresh;
+    this.fresh = false;
+    if (frame.event !== SESSION_EVENT) {
+      // A connection expected to open with `$session` did not: the gateway keeps no sessions
+      // any more (redeployed without recovery). Stop offering and waiting.
+      if (opening && this.held !== undefined) this.forget();
+      if (frame.offset !== undefined) this.offset = frame.offset;
+      return APP_FRAME;
+    }
+    const parsed = parseSession(frame.data);
+    if (parsed === undefined) {
+      this.fresh = opening;
+      return MALFORMED;
+    }
+    this.held = { id: parsed.id, token: parsed.token, epoch: parsed.epoch };
+    this.offset = parsed.offset;
+    this.resumed = parsed.recovered;
+    return {
+      kind: "session",
+      session: { id: parsed.id, recovered: parsed.recovered, reason: parsed.reason },
+      opening,
+    };
+  }
+
+  forget(): void {
+    this.held = undefined;
+    this.offset = undefined;
+    this.resumed = false;
+  }
+}

@@ -82,8 +82,18 @@ export interface GatewayClientOptions {
    * them as `client.query_params` (browsers cannot set WebSocket headers).
    */
   auth?: QueryParams | (() => QueryParams | Promise<QueryParams>);
-  /** WebSocket subprotocols to offer (`@WebSocketGateway(..., subprotocols=[...])`). */
+  /**
+   * WebSocket subprotocols to offer (`@WebSocketGateway(..., subprotocols=[...])`). A resuming
+   * client offers `gatewayasgi` and its resume credential before these.
+   */
   protocols?: string | string[];
+  /**
+   * Resume the session after a reconnection (gateways with `recovery=Recovery(...)`): the client
+   * offers its resume credential as a subprotocol, and the server replays the frames it missed.
+   * Nothing to configure: a gateway without recovery never starts a session. `false` offers
+   * nothing (every connection is a new session). Default `true`.
+   */
+  recover?: boolean;
   /** Reconnect after a non-terminal close. Default `true`. */
   reconnect?: boolean;
   /** Backoff base in ms: attempt n waits a random time below `min(max, base * 2^n)`. Default 1000. */
@@ -110,12 +120,41 @@ export interface GatewayClientOptions {
   heartbeatEvent?: string | null;
 }
 
+/**
+ * Why frames may have been lost (docs/recovery.md): a resume failed (`"expired"`: the window
+ * passed or the session ended; `"trimmed"`: the history no longer holds every missed frame;
+ * `"epoch"`: the history was lost, e.g. the server restarted; `"invalid"`: a malformed credential),
+ * or the server lost frames for an open connection (`"epoch"`, `"trimmed"`).
+ */
+export type RecoveryReason = "expired" | "trimmed" | "epoch" | "invalid" | (string & {});
+
+/** A `$session` frame: the session a connection serves. */
+export interface SessionEvent {
+  /** The session's id (the server's `client.id`). */
+  id: string;
+  /** True when this connection resumed the session asked for, every missed frame following. */
+  recovered: boolean;
+  /** Why a resume failed, or why frames were lost on an open connection; else `null`. */
+  reason: RecoveryReason | null;
+}
+
 /** Events about the connection itself, listened to with `client.lifecycle.on(...)`. */
 export interface LifecycleEvents {
   /** A connection attempt starts (`attempt` 0 is the first, then each reconnection). */
   connecting: { attempt: number };
-  /** The socket is open and the offline buffer has been flushed. */
-  connect: { recovered: boolean };
+  /**
+   * The connection is ready and the offline buffer has been flushed. `recovered`: it resumed the
+   * previous session (same id and rooms, missed frames follow, in order, each once). After a
+   * failed resume `recovered` is false and `reason` says why: a new session, resync the app.
+   */
+  connect: { recovered: boolean; reason: RecoveryReason | null };
+  /** The server's `$session` frame: on a reconnection before `connect`, on a first connection after. */
+  session: SessionEvent;
+  /**
+   * The server lost frames for this open connection (its history was lost or fell behind): the
+   * session (id, rooms) goes on, but frames may be missing. Resync the app.
+   */
+  recovery_failed: { id: string; reason: RecoveryReason | null };
   /** An open connection closed. `error` is what pending acks were rejected with. */
   disconnect: { code: number; reason: string; willReconnect: boolean; error: DisconnectedError };
   /** An attempt failed before the socket opened (refused handshake, timeout, auth function threw). */

@@ -7,6 +7,8 @@ import {
   type ConnectionState,
   GatewayClient,
   type LifecycleEvents,
+  type RecoveryReason,
+  type SessionEvent,
 } from "../dist/index.js";
 
 interface ServerEvents {
@@ -79,7 +81,23 @@ const state: ConnectionState = client.state;
 // @ts-expect-error lifecycle events cannot be emitted from outside
 client.lifecycle.emit("connect", { recovered: false });
 type Connect = LifecycleEvents["connect"];
-const connect: Connect = { recovered: client.recovered };
+const connect: Connect = { recovered: client.recovered, reason: null };
+
+// Session recovery: the id, the reason a resume failed, frames lost on an open connection.
+const id: string | undefined = client.id;
+client.lifecycle.on("connect", ({ recovered, reason }) => {
+  assertType<[boolean, RecoveryReason | null]>([recovered, reason]);
+});
+client.lifecycle.on("session", (session: SessionEvent) => assertType<string>(session.id));
+client.lifecycle.on("recovery_failed", ({ id, reason }) => {
+  assertType<[string, RecoveryReason | null]>([id, reason]);
+});
+const reason: RecoveryReason = "epoch";
+new GatewayClient("ws://localhost/ws", { recover: false });
+// @ts-expect-error recover is a boolean
+new GatewayClient("ws://localhost/ws", { recover: "yes" });
+// @ts-expect-error the id is read-only
+client.id = "c_1";
 
 // Without event maps, anything goes.
 const loose = new GatewayClient("ws://localhost/ws");
@@ -90,3 +108,5 @@ loose.on("whatever", (data) => data);
 void acks;
 void state;
 void connect;
+void id;
+void reason;
