@@ -36,7 +36,6 @@ from gatewayasgi.brokers.base import Broker
 from gatewayasgi.gateway.decorators import DEFAULT_NAMESPACE, normalize_namespace
 from gatewayasgi.protocol.json import JSON
 from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
-from gatewayasgi.runtime.operations import check_close
 
 if TYPE_CHECKING:
     from gatewayasgi.brokers.redis import RedisBroker
@@ -105,7 +104,7 @@ class EmitOperator:
 
     async def disconnect(self, code: int = 1000, reason: str | None = None) -> None:
         """Close every targeted client, on every node, with ``code`` (1000 or 3000-4999)."""
-        check_close(code, reason)
+        rpc.check_close(code, reason)
         await self._order(rpc.DISCONNECT, code=code, reason=reason)
 
     async def _order(self, op: str, **fields: Any) -> None:

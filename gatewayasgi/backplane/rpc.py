@@ -76,6 +76,14 @@ class RpcError(ValueError):
     """A cluster message that is malformed, too large or out of bounds."""
 
 
+def check_close(code: int, reason: str | None) -> None:
+    """Raise ``ValueError`` unless ``code``/``reason`` may close a client (1000, 3000-4999)."""
+    if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999):
+        raise ValueError(f"close code must be 1000 or 3000-4999, got {code!r}")
+    if reason is not None and (type(reason) is not str or len(reason.encode()) > MAX_REASON_LENGTH):
+        raise ValueError(f"close reason must be a string of at most {MAX_REASON_LENGTH} bytes")
+
+
 def request_channel(namespace: str) -> str:
     """The channel of requests and heartbeats about one gateway namespace."""
     return _RPC + namespace

@@ -24,6 +24,7 @@ import anyio
 
 from gatewayasgi._types import JSONValue
 from gatewayasgi.backplane import rpc
+from gatewayasgi.backplane.rpc import check_close as check_close
 from gatewayasgi.exceptions import WsException
 from gatewayasgi.protocol.targets import Targets
 from gatewayasgi.runtime.calls import CallError, CallRejectedError, CallTimeoutError
@@ -80,16 +81,6 @@ class CallResults:
     def complete(self) -> bool:
         """True when every targeted client answered (with data or an error)."""
         return not self.timed_out and self.missing_nodes == 0
-
-
-def check_close(code: int, reason: str | None) -> None:
-    """Raise ``ValueError`` unless ``code``/``reason`` may close a client (1000, 3000-4999)."""
-    if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999):
-        raise ValueError(f"close code must be 1000 or 3000-4999, got {code!r}")
-    if reason is not None and (
-        type(reason) is not str or len(reason.encode()) > rpc.MAX_REASON_LENGTH
-    ):
-        raise ValueError(f"close reason must be a string of at most {rpc.MAX_REASON_LENGTH} bytes")
 
 
 def check_call(event: str, timeout: float) -> None:
