@@ -59,28 +59,49 @@ async function waitForPort(port, ms) {
   throw new Error(`server did not accept connections on port ${port} within ${ms} ms`);
 }
 
+const SERVER_ARGS = {
+  hypercorn: (app, port) => [
+    "-m",
+    "hypercorn",
+    app,
+    "--bind",
+    `127.0.0.1:${port}`,
+    "--graceful-timeout",
+    "1",
+    "--log-level",
+    "warning",
+  ],
+  uvicorn: (app, port) => [
+    "-m",
+    "uvicorn",
+    app,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--timeout-graceful-shutdown",
+    "1",
+    "--log-level",
+    "warning",
+  ],
+};
+
 /**
- * Serve clients/js/test/server_app.py with hypercorn on `port` (a free one when omitted).
- * Returns `{ port, url, stop }`; `stop()` sends SIGTERM and, after 5 s, SIGKILL.
+ * Serve clients/js/test/server_app.py (or the ASGI `app`, "module:attribute") with hypercorn (or
+ * `server`: "uvicorn") on `port` (a free one when omitted). Returns `{ port, url, stop }`; `stop()`
+ * sends SIGTERM and, after 5 s, SIGKILL. `url` is server_app.py's gateway.
  */
-export async function startServer(port) {
+export async function startServer(
+  port,
+  app = "clients.js.test.server_app:app",
+  server = "hypercorn",
+) {
   if (!existsSync(PYTHON)) throw new Error(`${PYTHON} not found: run \`make install\` first`);
   port ??= await freePort();
-  const child = spawn(
-    PYTHON,
-    [
-      "-m",
-      "hypercorn",
-      "clients.js.test.server_app:app",
-      "--bind",
-      `127.0.0.1:${port}`,
-      "--graceful-timeout",
-      "1",
-      "--log-level",
-      "warning",
-    ],
-    { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
-  );
+  const child = spawn(PYTHON, SERVER_ARGS[server](app, port), {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   // hypercorn logs cancelled connections on shutdown: keep its stderr, show it only on failure.
   let log = "";
   child.stderr.setEncoding("utf8");

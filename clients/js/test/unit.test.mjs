@@ -437,3 +437,234 @@ describe("server events and calls", () => {
     gateway.close();
   });
 });
+
+describe("session recovery bookkeeping", () => {
+  const ID = `c_${"a".repeat(32)}`;
+  const TOKEN = "T".repeat(40) + "_-x";
+  const session = (overrides = {}) => ({
+    event: "$session",
+    data: { id: ID, token: TOKEN, epoch: "e1", offset: "0", recovered: false, reason: null, ...overrides },
+  });
+  const credential = (id, epoch, offset) => `gatewayasgi.resume.${id}.${TOKEN}.${epoch}.${offset}`;
+
+  /** Drop the current socket and wait for the reconnection's socket to exist (not yet open). */
+  async function dropAndReconnect(gateway, code = 1006) {
+    const before = FakeSocket.sockets.length;
+    FakeSocket.last().drop(code, "");
+    await withTimeout(
+      (async () => {
+        while (FakeSocket.sockets.length === before) await tick();
+      })(),
+      1000,
+      "reconnection socket",
+    );
+    return FakeSocket.last();
+  }
+
+  /** Everything the client reports, in order. */
+  function record(gateway) {
+    const events = [];
+    for (const name of ["connect", "session", "recovery_failed"]) {
+      gateway.lifecycle.on(name, (event) => events.push([name, event]));
+    }
+    gateway.onAny((event, data) => events.push(["any", event, data]));
+    return events;
+  }
+
+  it("takes $session and offsets, never dispatches $session, resumes with subprotocols", async () => {
+    const gateway = client({ protocols: ["v1"] });
+    const events = record(gateway);
+    const first = await connected(gateway);
+    assert.deepEqual(first.protocols, ["v1"]); // nothing to resume yet: only the user's
+    assert.equal(gateway.id, undefined);
+    first.receive(session());
+    assert.equal(gateway.id, ID);
+    first.receive({ event: "said", data: 1, offset: "5" });
+    first.receive({ event: "said", data: 2, offset: "6" });
+    first.receive({ event: "said", data: 3 }); // no offset: the position stays
+    assert.deepEqual(events, [
+      ["connect", { recovered: false, reason: null }],
+      ["session", { id: ID, recovered: false, reason: null }],
+      ["any", "said", 1],
+      ["any", "said", 2],
+      ["any", "said", 3],
+    ]);
+    events.length = 0;
+
+    const second = await dropAndReconnect(gateway);
+    assert.equal(second.url, "ws://fake/ws"); // the credential is never in the URL
+    assert.deepEqual(second.protocols, ["gatewayasgi", credential(ID, "e1", "6"), "v1"]);
+    assert.equal(gateway.id, ID); // kept while reconnecting
+    second.open();
+    // Open, but not ready until its $session: emits wait in the buffer.
+    assert.equal(gateway.state, "connecting");
+    gateway.emit("hello", 1);
+    assert.deepEqual(second.sent, []);
+    second.receive(session({ offset: "6", recovered: true }));
+    assert.equal(gateway.state, "connected");
+    assert.equal(gateway.recovered, true);
+    assert.deepEqual(second.sent, [{ event: "hello", data: 1 }]);
+    second.receive({ event: "said", data: 4, offset: "7" });
+    assert.deepEqual(events, [
+      ["session", { id: ID, recovered: true, reason: null }],
+      ["connect", { recovered: true, reason: null }],
+      ["any", "said", 4],
+    ]);
+    const third = await dropAndReconnect(gateway);
+    assert.deepEqual(third.protocols, ["gatewayasgi", credential(ID, "e1", "7"), "v1"]);
+    gateway.close();
+  });
+
+  it("reports a failed resume on connect with its reason, then resumes the new session", async () => {
+    const gateway = client();
+    const events = record(gateway);
+    const first = await connected(gateway);
+    first.receive(session({ offset: "3" }));
+    const second = await dropAndReconnect(gateway);
+    assert.deepEqual(second.protocols, ["gatewayasgi", credential(ID, "e1", "3")]);
+    events.length = 0;
+    second.open();
+    const fresh = `c_${"b".repeat(32)}`;
+    second.receive(session({ id: fresh, epoch: "e2", offset: "0", reason: "epoch" }));
+    assert.deepEqual(events, [
+      ["session", { id: fresh, recovered: false, reason: "epoch" }],
+      ["connect", { recovered: false, reason: "epoch" }],
+    ]);
+    assert.equal(gateway.id, fresh);
+    assert.equal(gateway.recovered, false);
+    const third = await dropAndReconnect(gateway);
+    assert.deepEqual(third.protocols, ["gatewayasgi", credential(fresh, "e2", "0")]);
+    gateway.close();
+  });
+
+  it("surfaces a later $session with recovered false as recovery_failed and takes its position", async () => {
+    const gateway = client();
+    const events = record(gateway);
+    const first = await connected(gateway);
+    first.receive(session());
+    await dropAndReconnect(gateway);
+    FakeSocket.last().open();
+    FakeSocket.last().receive(session({ recovered: true }));
+    // The history was trimmed between the check and the replay: a second $session follows.
+    FakeSocket.last().receive(session({ offset: "40", reason: "trimmed" }));
+    // Later, the history is lost while connected: a new epoch.
+    FakeSocket.last().receive({ event: "said", data: 1, offset: "41" });
+    FakeSocket.last().receive(session({ epoch: "e9", offset: "2", reason: "epoch" }));
+    assert.deepEqual(
+      events.filter(([name]) => name !== "session"),
+      [
+        ["connect", { recovered: false, reason: null }],
+        ["connect", { recovered: true, reason: null }],
+        ["recovery_failed", { id: ID, reason: "trimmed" }],
+        ["any", "said", 1],
+        ["recovery_failed", { id: ID, reason: "epoch" }],
+      ],
+    );
+    assert.equal(gateway.connected, true);
+    assert.equal(gateway.recovered, false);
+    const next = await dropAndReconnect(gateway);
+    assert.deepEqual(next.protocols, ["gatewayasgi", credential(ID, "e9", "2")]);
+    gateway.close();
+  });
+
+  it("recover: false offers nothing but still takes $session frames", async () => {
+    const gateway = client({ recover: false, protocols: "v1" });
+    const events = record(gateway);
+    const first = await connected(gateway);
+    first.receive(session({ offset: "1" }));
+    first.receive({ event: "said", data: 1, offset: "2" });
+    const second = await dropAndReconnect(gateway);
+    assert.deepEqual(second.protocols, ["v1"]);
+    second.open();
+    second.receive(session({ id: `c_${"c".repeat(32)}`, offset: "2" }));
+    assert.equal(gateway.id, `c_${"c".repeat(32)}`);
+    assert.equal(gateway.recovered, false);
+    assert.ok(!events.some(([name, event]) => name === "any" && event.startsWith("$")));
+    gateway.close();
+  });
+
+  it("close() with 1000 and an app's close forget the session; another code keeps it", async () => {
+    const gateway = client();
+    const first = await connected(gateway);
+    first.receive(session({ offset: "1" }));
+    gateway.close();
+    assert.deepEqual(first.closedWith, { code: 1000, reason: "" });
+    assert.equal(gateway.id, undefined);
+    const second = await connected(gateway); // ready on open: no session to wait for
+    assert.equal(second.protocols, undefined);
+    second.receive(session({ offset: "2" }));
+    gateway.close(4000, "later");
+    assert.equal(gateway.id, ID);
+    gateway.connect();
+    await tick();
+    assert.deepEqual(FakeSocket.last().protocols, ["gatewayasgi", credential(ID, "e1", "2")]);
+    FakeSocket.last().open();
+    FakeSocket.last().receive(session({ offset: "2", recovered: true }));
+    assert.equal(gateway.recovered, true);
+    const closed = nextLifecycle(gateway, "disconnect");
+    FakeSocket.last().drop(4001, "kicked"); // the app ended the session
+    assert.equal((await closed).willReconnect, false);
+    assert.equal(gateway.id, undefined);
+  });
+
+  it("gives a socket up with 1001, which keeps the session, when its $session does not come", async () => {
+    const gateway = client({ connectTimeout: 30 });
+    const first = await connected(gateway);
+    first.receive(session());
+    const errors = [];
+    gateway.lifecycle.on("connect_error", ({ error }) => errors.push(error.message));
+    const second = await dropAndReconnect(gateway);
+    second.open(); // a gateway redeployed without recovery sends nothing
+    const third = await withTimeout(
+      (async () => {
+        while (FakeSocket.last() === second) await tick();
+        return FakeSocket.last();
+      })(),
+      2000,
+      "next attempt",
+    );
+    assert.deepEqual(errors, ["No $session frame within 30 ms"]);
+    assert.deepEqual(second.closedWith, { code: 1001, reason: "" });
+    assert.equal(third.protocols, undefined); // forgotten: nothing offered, nothing awaited
+    third.open();
+    assert.equal(gateway.state, "connected");
+    gateway.close();
+  });
+
+  it("opens on the first frame when a gateway stops sending $session", async () => {
+    const gateway = client();
+    const events = record(gateway);
+    const first = await connected(gateway);
+    first.receive(session());
+    const second = await dropAndReconnect(gateway);
+    second.open();
+    second.receive({ event: "said", data: 1 });
+    assert.equal(gateway.state, "connected");
+    assert.equal(gateway.id, undefined);
+    assert.deepEqual(events.slice(-2), [
+      ["connect", { recovered: false, reason: null }],
+      ["any", "said", 1],
+    ]);
+    gateway.close();
+  });
+
+  it("reports a malformed $session and offers no credential that is not a token", async () => {
+    const gateway = client();
+    const errors = [];
+    gateway.lifecycle.on("error", ({ error }) => errors.push(error.message));
+    const events = record(gateway);
+    const first = await connected(gateway);
+    first.receive({ event: "$session", data: { id: 1 } });
+    assert.deepEqual(errors, ["Ignored a malformed $session frame"]);
+    assert.equal(gateway.id, undefined);
+    first.receive(session({ epoch: "e 1" }));
+    assert.equal(gateway.id, ID);
+    const second = await dropAndReconnect(gateway);
+    assert.equal(second.protocols, undefined);
+    second.open();
+    second.receive(session());
+    assert.equal(gateway.connected, true);
+    assert.ok(!events.some(([name, event]) => name === "any" && event.startsWith("$")));
+    gateway.close();
+  });
+});
