@@ -41,7 +41,7 @@ class RecoveryTestGateway:
         self.disconnected.append(client.id)
 
     @SubscribeMessage("join")
-    async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+    async def join(self, room: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
         await self.server.join(client, room)  # type: ignore[attr-defined]
         return {"joined": room, "id": client.id}
 
