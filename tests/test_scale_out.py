@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -28,16 +25,15 @@ import pytest
 import websockets
 
 from gatewayasgi.emitter import RedisEmitter
+from tests import workers
 from tests.redis_server import RedisServer, running_redis_server
-from tests.servers import free_port
+from tests.workers import Node, stop_node
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "/scale"
 WAIT = 5.0
 RECOVERY = 10.0
-STARTUP = 20.0
 
 Frame = dict[str, Any]
 
@@ -45,61 +41,8 @@ Frame = dict[str, Any]
 # -- processes ---------------------------------------------------------------------------
 
 
-@dataclass
-class Node:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}{NAMESPACE}"
-
-
-def _wait_for_port(node: Node) -> None:
-    import socket
-
-    deadline = time.monotonic() + STARTUP
-    while time.monotonic() < deadline:
-        if node.process.poll() is not None:
-            raise RuntimeError(f"node {node.name} exited:\n{node.log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", node.port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"node {node.name} did not listen in {STARTUP} s:\n{node.log.read_text()}")
-
-
-def start_node(
-    name: str, redis_url: str, workdir: Path, app: str = "tests.apps.scale_app:app"
-) -> Node:
-    port = free_port()
-    log = workdir / f"node-{name}.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "GATEWAYASGI_TEST_REDIS_URL": redis_url,
-        "GATEWAYASGI_TEST_NODE": name,
-    }
-    argv = [sys.executable, "-m", "hypercorn", app]
-    argv += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "1"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-        )
-    return Node(name, port, process, log)
-
-
-def stop_node(node: Node) -> None:
-    if node.process.poll() is None:
-        node.process.terminate()
-        try:
-            node.process.wait(10)
-        except subprocess.TimeoutExpired:
-            node.process.kill()
-            node.process.wait(10)
+def start_node(name: str, redis_url: str, workdir: Path) -> Node:
+    return workers.start_node(name, redis_url, workdir, "tests.apps.scale_app:app", NAMESPACE)
 
 
 @dataclass
@@ -116,8 +59,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nodes: list[Node] = []
         try:
             nodes = [start_node(name, redis.url, workdir) for name in ("A", "B")]
-            for node in nodes:
-                _wait_for_port(node)
             yield Cluster(redis, *nodes)
         finally:
             for node in nodes:

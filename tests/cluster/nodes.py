@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,77 +19,17 @@ import anyio
 import websockets
 import websockets.exceptions
 
+from tests import workers
 from tests.cluster.app import NAMESPACE
-from tests.servers import free_port
+from tests.workers import Node
 
-ROOT = Path(__file__).resolve().parents[2]
 WAIT = 10.0
-STARTUP = 20.0
 
 Frame = dict[str, Any]
 
 
-@dataclass
-class Node:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}{NAMESPACE}"
-
-    def kill(self) -> None:
-        """SIGKILL to hypercorn and its worker process: no goodbye, no closing handshake."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(WAIT)
-
-
 def start_node(name: str, redis_url: str, workdir: Path) -> Node:
-    port = free_port()
-    log = workdir / f"node-{name}.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "GATEWAYASGI_TEST_REDIS_URL": redis_url,
-        "GATEWAYASGI_TEST_NODE": name,
-    }
-    argv = [sys.executable, "-m", "hypercorn", "tests.cluster.app:app"]
-    argv += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "1"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # its own process group: kill() reaches the worker too
-        )
-    node = Node(name, port, process, log)
-    deadline = time.monotonic() + STARTUP
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"node {name} exited:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return node
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_node(node)
-                raise TimeoutError(f"node {name} did not listen:\n{log.read_text()}") from None
-            time.sleep(0.05)
-
-
-def stop_node(node: Node) -> None:
-    if node.process.poll() is None:
-        node.process.terminate()
-        try:
-            node.process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            node.process.kill()
-            node.process.wait(WAIT)
+    return workers.start_node(name, redis_url, workdir, "tests.cluster.app:app", NAMESPACE)
 
 
 _ids = itertools.count(1)

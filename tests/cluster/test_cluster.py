@@ -21,8 +21,9 @@ from gatewayasgi.backplane.peers import LIVENESS_TIMEOUT
 from gatewayasgi.emitter import RedisEmitter
 from gatewayasgi.runtime.operations import REPLY_GRACE
 from tests.cluster.app import NAMESPACE
-from tests.cluster.nodes import Node, Peer, eventually, peers, start_node, stop_node
+from tests.cluster.nodes import Peer, eventually, peers, start_node
 from tests.redis_server import RedisServer, running_redis_server
+from tests.workers import Node, stop_node
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from gatewayasgi.emitter import RedisEmitter
 from tests.recovery.cut_proxy import CutProxy
 from tests.recovery.wire import Session
 from tests.redis_server import RedisServer, running_redis_server
-from tests.test_scale_out import Node, _wait_for_port, start_node, stop_node
+from tests.workers import Node, start_node, stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -37,7 +37,7 @@ class Workers:
 
     @staticmethod
     def address(node: Node) -> str:
-        return f"127.0.0.1:{node.port}"
+        return node.address
 
 
 def _workers(tmp_path: Path, *, persistent: bool) -> Iterator[Workers]:
@@ -45,11 +45,9 @@ def _workers(tmp_path: Path, *, persistent: bool) -> Iterator[Workers]:
         redis = stack.enter_context(running_redis_server(tmp_path, persistent=persistent))
         nodes = []
         for name in ("A", "B"):
-            node = start_node(name, redis.url, tmp_path, app=APP)
+            node = start_node(name, redis.url, tmp_path, APP, PATH)
             stack.callback(stop_node, node)
             nodes.append(node)
-        for node in nodes:
-            _wait_for_port(node)
         yield Workers(redis, *nodes)
 
 
