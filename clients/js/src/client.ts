@@ -364,7 +364,8 @@ export class GatewayClient<
     this.failures = 0;
     this.currentState = "connected";
     for (const frame of this.buffer.drain()) this.transmit(socket, frame);
-    this.lifecycle.emit("connect", { recovered: this.recovery.recovered, reason });
+    const recovered = this.recovery.recovered;
+    this.lifecycle.emit("connect", reason === null ? { recovered } : { recovered, reason });
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.resolve();

@@ -144,10 +144,10 @@ export interface LifecycleEvents {
   connecting: { attempt: number };
   /**
    * The connection is ready and the offline buffer has been flushed. `recovered`: it resumed the
-   * previous session (same id and rooms, missed frames follow, in order, each once). After a
-   * failed resume `recovered` is false and `reason` says why: a new session, resync the app.
+   * previous session (same id and rooms, missed frames follow, in order, each once). `reason` is
+   * there only when the server refused the resume the client asked for: a new session, resync.
    */
-  connect: { recovered: boolean; reason: RecoveryReason | null };
+  connect: { recovered: boolean; reason?: RecoveryReason };
   /** The server's `$session` frame: on a reconnection before `connect`, on a first connection after. */
   session: SessionEvent;
   /**

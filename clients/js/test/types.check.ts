@@ -81,12 +81,12 @@ const state: ConnectionState = client.state;
 // @ts-expect-error lifecycle events cannot be emitted from outside
 client.lifecycle.emit("connect", { recovered: false });
 type Connect = LifecycleEvents["connect"];
-const connect: Connect = { recovered: client.recovered, reason: null };
+const connect: Connect = { recovered: client.recovered };
 
 // Session recovery: the id, the reason a resume failed, frames lost on an open connection.
 const id: string | undefined = client.id;
 client.lifecycle.on("connect", ({ recovered, reason }) => {
-  assertType<[boolean, RecoveryReason | null]>([recovered, reason]);
+  assertType<[boolean, RecoveryReason | undefined]>([recovered, reason]);
 });
 client.lifecycle.on("session", (session: SessionEvent) => assertType<string>(session.id));
 client.lifecycle.on("recovery_failed", ({ id, reason }) => {
