@@ -7,12 +7,14 @@ recursively) or a ready instance (used as it is, so the wrapped app can share it
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import typing
 from collections.abc import Iterable
 from typing import Any
 
 from gatewayasgi.exceptions import ConfigurationError, MissingProviderError
+from gatewayasgi.gateway.decorators import gateway_meta
 
 
 def vars_init(cls: type) -> Any:
@@ -107,6 +109,18 @@ class Container:
         return cls(**kwargs)
 
 
+def _is_value_type(hint: Any) -> bool:
+    """Whether ``hint`` names a plain value (``str``, ``int``, ``list[str]``...) rather
+    than a class that could be registered as a provider."""
+    if isinstance(hint, str):
+        name = hint.split("[", 1)[0].strip()
+        return isinstance(getattr(builtins, name, None), type) or "|" in hint
+    hint = _unwrap_optional(hint)
+    if typing.get_origin(hint) is not None:
+        return True
+    return not isinstance(hint, type) or hint.__module__ in ("builtins", "typing")
+
+
 def _missing_message(cls: type, name: str, hint: Any) -> str:
     if hint is inspect.Parameter.empty:
         return (
@@ -114,8 +128,21 @@ def _missing_message(cls: type, name: str, hint: Any) -> str:
             "annotation naming a provider"
         )
     type_name = hint if isinstance(hint, str) else getattr(hint, "__name__", repr(hint))
-    return (
+    problem = (
         f"Cannot build {cls.__name__}: constructor parameter '{name}' needs "
-        f"{type_name}, which is not a provider; add it to "
-        f"GatewayMiddleware(providers=[...])"
+        f"{type_name}, which is not a provider"
+    )
+    if not _is_value_type(hint):
+        return f"{problem}; add it to GatewayMiddleware(providers=[...])"
+    if gateway_meta(cls) is not None:
+        # Gateways are always built from their class: the value has to come in a provider.
+        return (
+            f"{problem}: a gateway's constructor receives providers only. Give '{name}' a "
+            f"default, or hold the value in a provider class and pass an instance of it: "
+            f"GatewayMiddleware(providers=[Settings({name}=...)])"
+        )
+    return (
+        f"{problem} and cannot be injected: build {cls.__name__} yourself and pass the "
+        f"instance, GatewayMiddleware(providers=[{cls.__name__}({name}=...)]), or give "
+        f"'{name}' a default"
     )
