@@ -209,6 +209,25 @@ def _parameter(name: str, param: inspect.Parameter, hint: Any) -> Parameter:
     return Parameter(name, "body", key, annotation)
 
 
+STREAMING_RECIPE = (
+    "a handler's return value is its one reply, so a generator would reach the client as "
+    "an unserialisable object. To stream, take client=ConnectedSocket() in a plain async "
+    "handler, await client.emit('{event}.item', item) for each item (bounded by the "
+    "outbox) and return the final reply, which carries the request's id (README: "
+    "'Streaming')"
+)
+
+
+def _refuse_generator(qualname: str, event: str, func: Callable[..., Any]) -> None:
+    """Generators fail at startup, not as a 1011 on the first frame."""
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        kind = "an async generator" if inspect.isasyncgenfunction(func) else "a generator"
+        raise ConfigurationError(
+            f"Handler {qualname} for event '{event}' is {kind}: "
+            + STREAMING_RECIPE.format(event=event)
+        )
+
+
 def compile_handler(
     event: str,
     owner: str,
@@ -219,6 +238,7 @@ def compile_handler(
 ) -> Handler:
     """Prepare ``func`` (a bound gateway method) for dispatch of ``event``."""
     qualname = f"{owner}.{getattr(func, '__name__', event)}"
+    _refuse_generator(qualname, event, func)
     try:
         hints = typing.get_type_hints(func)
     except Exception:
