@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -41,6 +42,8 @@ logger = logging.getLogger("gatewayasgi")
 
 _DEFAULTS = Settings()
 _OWN_PARAMETERS = ("app", "gateways", "providers", "broker", "metrics", "recovery")
+_SERVED: weakref.WeakSet[type] = weakref.WeakSet()
+"""Gateway classes some middleware of this process serves."""
 
 
 def _gateway_classes(gateways: Iterable[type] | None, providers: Sequence[Any]) -> list[type]:
@@ -164,6 +167,8 @@ class GatewayMiddleware:
             self.servers[table.meta.namespace] = runner.server
             entries.append((table.meta.namespace, runner, cls.__name__))
         self.routes: Routes[GatewayRunner] = Routes(entries)
+        _SERVED.update(table.cls for table in self.tables)
+        self._chose_gateways = gateways is not None
         self._started = False
         # One lock per async library: an app object may be served under asyncio, then
         # under trio (a lock is bound to the loop it was first used in).
@@ -253,6 +258,13 @@ class GatewayMiddleware:
         kind = scope["type"]
         if kind == "websocket":
             found = self.routes.match(route_path(scope["path"], scope.get("root_path", "")))
+            if found is None and logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "websocket %s: no gateway serves this path (namespaces: %s); %s",
+                    scope["path"],
+                    ", ".join(self.servers) or "none",
+                    "refused with 403" if self.app is None else "passed to the wrapped app",
+                )
             if found is not None:
                 if not self._started:
                     await self._start(None)
@@ -302,6 +314,8 @@ class GatewayMiddleware:
                     result = table.after_init(table.gateway.server)
                     if inspect.isawaitable(result):
                         await result
+            if self._chose_gateways:
+                _log_unserved()
             if self.settings.gc_freeze:
                 # A full collection rescans every object alive, hundreds of thousands
                 # after importing pydantic and a framework: measured under granian, that
@@ -368,6 +382,24 @@ class GatewayMiddleware:
             return message
 
         await self.app(scope, wrapped_receive, wrapped_send)
+
+
+def _log_unserved() -> None:
+    """Say once which declared gateways no middleware serves: their clients get 403."""
+    unserved = [cls for cls in registered_gateways() if cls not in _SERVED]
+    if unserved:
+        logger.warning(
+            "gateways declared with @WebSocketGateway but passed to no GatewayMiddleware "
+            "(their websockets are refused with 403): %s; add them to gateways=[...]",
+            ", ".join(
+                f"{cls.__module__}.{cls.__qualname__} ({_namespace(cls)})" for cls in unserved
+            ),
+        )
+
+
+def _namespace(cls: type) -> str:
+    meta = gateway_meta(cls)
+    return meta.namespace if meta is not None else "?"
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:

@@ -85,6 +85,7 @@ class GatewayRunner:
         self._slots += 1
         try:
             if self.table.handshake_guards and not await self._handshake_allowed(client):
+                logger.debug("gateway %s: a handshake guard refused a client", self.namespace)
                 await refuse(scope, send, FORBIDDEN)
                 return
             credential = None
