@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-TEMPLATE = '''"""The {title} gateway. Serve it with: hypercorn {module}:app"""
+TEMPLATE = '''"""The {title} gateway.
+
+Serve it from this file's directory (the module must be importable from where the server
+starts): hypercorn {module}:app
+"""
 
 from gatewayasgi import GatewayMiddleware, MessageBody, SubscribeMessage, WebSocketGateway
 
@@ -62,7 +67,20 @@ def _generate_gateway(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(source, encoding="utf-8")
     print(f"created {target}")
+    print(f"serve it with:\n  {serve_command(directory, target.stem)}")
     return 0
+
+
+def serve_command(directory: Path, module: str) -> str:
+    """The shell command that serves ``module:app`` written into ``directory``.
+
+    The server imports ``module`` from its working directory, so a file written
+    elsewhere needs the server started there (hypercorn has no ``--app-dir``).
+    """
+    command = f"hypercorn {module}:app"
+    if directory.resolve() == Path.cwd().resolve():
+        return command
+    return f"cd {shlex.quote(str(directory))} && {command}"
 
 
 def build_parser() -> argparse.ArgumentParser:
