@@ -20,7 +20,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install gatewayasgi with dev and benchmark extras
 
-run: $(STAMP) ## Serve the example chat app (FastAPI + gateway) under hypercorn on $(HOST):$(PORT)
+# Serving the example needs the package, FastAPI and a server: nothing of dev or benchmarks.
+RUN_STAMP := $(VENV)/.installed-run
+$(RUN_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . 'hypercorn>=0.17' 'fastapi>=0.110'
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP) ## Serve the example chat app (FastAPI + gateway) under hypercorn on $(HOST):$(PORT)
 	$(VENV)/bin/hypercorn examples.chat.app:app --bind $(HOST):$(PORT)
 
 redis-server: ## Install redis-server (Debian/apt) when it is missing; tests start their own
