@@ -10,6 +10,7 @@ from gatewayasgi.exceptions import (
     WsException,
 )
 from gatewayasgi.gateway.decorators import (
+    Emits,
     Injectable,
     OnGatewayConnection,
     OnGatewayDisconnect,
@@ -59,6 +60,7 @@ __all__ = [
     "Connection",
     "ConnectionState",
     "Container",
+    "Emits",
     "ExecutionContext",
     "GatewayError",
     "GatewayMiddleware",

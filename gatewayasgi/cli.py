@@ -1,8 +1,13 @@
-"""``gatewayasgi generate gateway --name chat [--path DIR]``: scaffold a gateway file."""
+"""``gatewayasgi generate gateway --name chat [--path DIR]``: scaffold a gateway file.
+
+``gatewayasgi asyncapi module:app``: print the gateways' AsyncAPI 3.0 document.
+``gatewayasgi generate client-types module:app [-o FILE]``: write their TypeScript event maps.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import sys
@@ -83,6 +88,52 @@ def serve_command(directory: Path, module: str) -> str:
     return f"cd {shlex.quote(str(directory))} && {command}"
 
 
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    print(f"created {target}", file=sys.stderr)
+
+
+def _document(args: argparse.Namespace) -> dict[str, object] | None:
+    from gatewayasgi.asyncapi import asyncapi_document, load_middleware
+    from gatewayasgi.exceptions import ConfigurationError
+
+    try:
+        middleware = load_middleware(args.app, args.app_dir)
+    except (ConfigurationError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return asyncapi_document(middleware)
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    document = _document(args)
+    if document is None:
+        return 1
+    _write(json.dumps(document, indent=2) + "\n", args.output)
+    return 0
+
+
+def _client_types(args: argparse.Namespace) -> int:
+    from gatewayasgi.asyncapi import client_types
+
+    document = _document(args)
+    if document is None:
+        return 1
+    _write(client_types(document), args.output)
+    return 0
+
+
+def _app_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    parser.add_argument("app", help="the ASGI app, module:attribute (e.g. main:app)")
+    parser.add_argument("-o", "--output", help=f"write {output} there instead of stdout")
+    parser.add_argument("--app-dir", default=".", help="directory to import the module from")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewayasgi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("-p", "--path", default=".", help="directory to write into")
     gateway.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
     gateway.set_defaults(handler=_generate_gateway)
+    types = kinds.add_parser(
+        "client-types", help="write the TypeScript event maps of an app's gateways"
+    )
+    _app_arguments(types, "the .ts file")
+    types.set_defaults(handler=_client_types)
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of an app")
+    _app_arguments(asyncapi, "the JSON")
+    asyncapi.set_defaults(handler=_asyncapi)
     return parser
 
 

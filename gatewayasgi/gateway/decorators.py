@@ -17,6 +17,7 @@ DEFAULT_NAMESPACE = "/ws"
 GATEWAY_ATTR = "__gateway__"
 EVENT_ATTR = "__ws_event__"
 GUARDS_ATTR = "__guards__"
+EMITS_ATTR = "__ws_emits__"
 
 _registry: list[type] = []
 
@@ -152,6 +153,46 @@ def UseGuards(*guards: Any) -> Callable[[T], T]:
         return attach(target, GUARDS_ATTR, guards)
 
     return decorate
+
+
+@dataclass(frozen=True)
+class EmitDeclaration:
+    """An event a gateway sends to its clients, as ``@Emits`` recorded it."""
+
+    event: str
+    payload: Any = None
+    """The type of the frame's ``data`` (a pydantic model, ``list[Item]``...), or ``None``."""
+    description: str | None = None
+
+
+def Emits(event: str, payload: Any = None, *, description: str | None = None) -> Callable[[C], C]:
+    """Declare that a gateway sends ``event`` frames whose ``data`` is a ``payload``.
+
+    Stack one per event on the gateway class (base classes' declarations are inherited).
+    It changes nothing at run time: the AsyncAPI document lists the event as a ``send``
+    operation, and ``gatewayasgi generate client-types`` types it for clients.
+    """
+    if not isinstance(event, str) or not event:
+        raise TypeError(f"Emits needs a non-empty event name, got {event!r}")
+    if event.startswith("$"):
+        raise TypeError(f"Emits: event names starting with '$' belong to the protocol: {event!r}")
+    declaration = EmitDeclaration(event, payload, description)
+
+    def decorate(cls: C) -> C:
+        if not isinstance(cls, type):
+            raise TypeError("Emits decorates a gateway class")
+        return attach(cls, EMITS_ATTR, (declaration,))
+
+    return decorate
+
+
+def declared_emits(cls: type) -> dict[str, EmitDeclaration]:
+    """``event -> EmitDeclaration`` of a gateway class and its bases (the subclass wins)."""
+    found: dict[str, EmitDeclaration] = {}
+    for klass in reversed(cls.__mro__):
+        for declaration in klass.__dict__.get(EMITS_ATTR, ()):
+            found[declaration.event] = declaration
+    return found
 
 
 @overload

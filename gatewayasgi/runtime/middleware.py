@@ -41,7 +41,15 @@ from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_sett
 logger = logging.getLogger("gatewayasgi")
 
 _DEFAULTS = Settings()
-_OWN_PARAMETERS = ("app", "gateways", "providers", "broker", "metrics", "recovery")
+_OWN_PARAMETERS = (
+    "app",
+    "gateways",
+    "providers",
+    "broker",
+    "metrics",
+    "recovery",
+    "asyncapi_url",
+)
 _SERVED: weakref.WeakSet[type] = weakref.WeakSet()
 """Gateway classes some middleware of this process serves."""
 
@@ -66,7 +74,9 @@ class GatewayMiddleware:
     (shared with the app). ``app=None`` serves gateways alone: HTTP gets 404 and an
     unmatched websocket is refused before accept. ``broker`` carries emits to other
     processes (see ``gatewayasgi.brokers``); ``metrics`` receives the runtime's
-    instrumentation hooks (e.g. ``gatewayasgi.metrics.PrometheusMetrics``). Every other
+    instrumentation hooks (e.g. ``gatewayasgi.metrics.PrometheusMetrics``).
+    ``asyncapi_url="/asyncapi.json"`` answers ``GET`` on that path with the gateways'
+    AsyncAPI document (off by default; every other request passes through). Every other
     keyword is a limit or policy documented on ``gatewayasgi.Settings``; each is
     checked here, and an error names the setting at fault.
     """
@@ -80,6 +90,7 @@ class GatewayMiddleware:
         broker: Broker | None = None,
         metrics: Instrumentation | None = None,
         recovery: Recovery | None = None,
+        asyncapi_url: str | None = None,
         outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
         outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
         outbox_budget: int | None = _DEFAULTS.outbox_budget,
@@ -169,10 +180,21 @@ class GatewayMiddleware:
         self.routes: Routes[GatewayRunner] = Routes(entries)
         _SERVED.update(table.cls for table in self.tables)
         self._chose_gateways = gateways is not None
+        self.asyncapi_url = asyncapi_url
+        self._asyncapi = None if asyncapi_url is None else self._asyncapi_endpoint(asyncapi_url)
         self._started = False
         # One lock per async library: an app object may be served under asyncio, then
         # under trio (a lock is bound to the loop it was first used in).
         self._start_locks: dict[str, anyio.Lock] = {}
+
+    def _asyncapi_endpoint(self, url: str) -> ASGIApp:
+        if not isinstance(url, str) or not url.startswith("/"):
+            raise ConfigurationError(
+                f"asyncapi_url must be a path such as '/asyncapi.json', got {url!r}"
+            )
+        from gatewayasgi.asyncapi.http import document_endpoint
+
+        return document_endpoint(self)
 
     def _runner(self, table: GatewayTable) -> GatewayRunner:
         settings = self.settings
@@ -275,6 +297,14 @@ class GatewayMiddleware:
                 return
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
+            return
+        elif (
+            self._asyncapi is not None
+            and kind == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and route_path(scope["path"], scope.get("root_path", "")) == self.asyncapi_url
+        ):
+            await self._asyncapi(scope, receive, send)
             return
         if self.app is not None:
             await self.app(scope, receive, send)
