@@ -56,6 +56,7 @@ unit: $(STAMP) ## Only the fast tests of the pure layers
 	$(PY) -m pytest -q tests/unit
 
 test: $(STAMP) redis-server node lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
+	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-js
 
