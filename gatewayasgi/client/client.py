@@ -10,6 +10,7 @@ the one calling ``close()``, cancelled by ``close()``: nothing outlives the clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from gatewayasgi.client.errors import (
     GatewayClientError,
     NotConnected,
 )
-from gatewayasgi.client.frames import SESSION_EVENT, Message, decode, encode_event
+from gatewayasgi.client.frames import END_FRAME, SESSION_EVENT, Message, decode, encode_event
 from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
@@ -263,6 +264,10 @@ class GatewayClient:
         link, supervisor = self._link, self._supervisor
         self._finish(ConnectionClosed(code, reason, terminal=True))
         if code == NORMAL_CLOSURE:
+            if link is not None and self._recovery.session is not None:
+                # Ends the session on every server (hypercorn reports our 1000 as 1006).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(link.ws.send(END_FRAME), self._send_timeout)
             self._recovery.forget()
         if link is not None:
             await link.ws.close(code, reason)

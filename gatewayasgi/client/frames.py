@@ -17,6 +17,8 @@ import orjson
 ERROR_EVENT = "error"
 ACK_EVENT = "$ack"
 SESSION_EVENT = "$session"
+END_FRAME = '{"event":"$end"}'
+"""Sent before a deliberate close: the server ends the session (``docs/recovery.md``)."""
 
 FrameId: TypeAlias = "str | int"
 

@@ -118,7 +118,7 @@ def compile_gateway(cls: type, container: Container) -> GatewayTable:
         if event.startswith(RESERVED_PREFIX):
             raise ConfigurationError(
                 f"{cls.__name__}.{name} subscribes to '{event[:200]}': event names starting "
-                f"with '{RESERVED_PREFIX}' are reserved for the protocol ($session, $ack)"
+                f"with '{RESERVED_PREFIX}' are reserved for the protocol ($session, $ack, $end)"
             )
         method = getattr(gateway, name)
         func = inspect.unwrap(getattr(cls, name))

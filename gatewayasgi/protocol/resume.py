@@ -21,6 +21,9 @@ SUBPROTOCOL = "gatewayasgi"
 RESUME_PREFIX = SUBPROTOCOL + ".resume."
 SESSION_EVENT = "$session"
 """The server's frame naming the session a connection serves."""
+END_EVENT = "$end"
+"""A client's frame saying its next close ends the session (some servers report every
+client close as 1006, so the close code alone cannot say it)."""
 RESERVED_PREFIX = "$"
 """Event names that start with it belong to the protocol, never to a gateway."""
 

@@ -32,7 +32,7 @@ from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.codec import ACK_EVENT, AckFrame, Frame, FrameError
-from gatewayasgi.protocol.resume import Credential, Invalid
+from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.outbox import frame_cost
@@ -183,6 +183,9 @@ class Session:
 
     async def _unhandled(self, frame: Frame) -> bool:
         if frame.event == self.runner.heartbeat_event:
+            return True
+        if frame.event == END_EVENT:  # the client is done: its close ends the session
+            self.client.ends_session = True
             return True
         message = codec.UNKNOWN_EVENT.format(event=frame.event[:200])
         return await self._error(message, frame.id, counted=True)

@@ -32,6 +32,8 @@ import type {
 } from "./types.js";
 
 const OPEN = 1;
+/** Sent before a deliberate close: the server ends the session (docs/recovery.md). */
+const END_FRAME = '{"event":"$end"}';
 const NORMAL_CLOSURE = 1000;
 /** Closes a socket the client gives up on without ending its session on the server. */
 const GOING_AWAY = 1001;
@@ -171,7 +173,13 @@ export class GatewayClient<
     const socket = this.socket;
     this.socket = undefined;
     // 1000 ends the session on the server; any other code lets a later connect() resume it.
-    if (code === NORMAL_CLOSURE) this.recovery.forget();
+    // `$end` first: some servers (hypercorn) report every client-initiated close as 1006.
+    if (code === NORMAL_CLOSURE) {
+      if (socket && socket.readyState === OPEN && this.recovery.id !== undefined) {
+        socket.send(END_FRAME);
+      }
+      this.recovery.forget();
+    }
     const error = new DisconnectedError(code, reason, true);
     this.finish(error);
     if (socket) this.detach(socket, code, reason);
