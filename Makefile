@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js
+.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js chat-client chromium
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,21 @@ $(RUN_STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e . 'hypercorn>=0.17' 'fastapi>=0.110'
 	touch $(RUN_STAMP)
 
-run: $(RUN_STAMP) ## Serve the example chat app (FastAPI + gateway) under hypercorn on $(HOST):$(PORT)
+# The example chat page loads the TypeScript client from clients/js/dist (not tracked):
+# built when missing or older than its sources.
+CHAT_CLIENT := clients/js/dist/index.js
+$(CHAT_CLIENT): clients/js/package-lock.json clients/js/tsconfig.json $(wildcard clients/js/src/*.ts) | node
+	cd clients/js && npm ci --no-audit --no-fund && npm run build
+
+chat-client: $(CHAT_CLIENT) ## Build the TypeScript client (clients/js/dist) the example chat page loads
+
+chromium: ## Install Chromium (Debian/apt) when it is missing; the example chat's browser test drives it
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found: install it (apt-get install chromium) to run the browser test"; fi; }
+
+run: $(RUN_STAMP) $(CHAT_CLIENT) ## Serve the example chat app (FastAPI + gateway + the TS client) under hypercorn on $(HOST):$(PORT)
 	$(VENV)/bin/hypercorn examples.chat.app:app --bind $(HOST):$(PORT)
 
 redis-server: ## Install redis-server (Debian/apt) when it is missing; tests start their own
@@ -55,7 +69,7 @@ typecheck: $(STAMP) ## mypy --strict on the package
 unit: $(STAMP) ## Only the fast tests of the pure layers
 	$(PY) -m pytest -q tests/unit
 
-test: $(STAMP) redis-server node lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
+test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
 	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-js

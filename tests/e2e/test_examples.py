@@ -35,13 +35,32 @@ def fresh_example(name: str) -> ModuleType:
 
 
 async def welcomed(client: Client) -> str:
+    """The chat gateway keeps sessions: ``$session`` comes first, then the welcome."""
+    session = await client.recv()
+    assert session["event"] == "$session"
+    assert session["data"]["recovered"] is False
+    assert session["data"]["reason"] is None
     welcome = await client.recv()
-    assert welcome["event"] == "welcome"
+    assert welcome == {
+        "event": "welcome",
+        "data": {"id": session["data"]["id"], "recovered": False},
+    }
     return str(welcome["data"]["id"])
 
 
+async def emitted(client: Client) -> Any:
+    """The next frame, less its recovery ``offset`` (every server emit carries one)."""
+    frame = await client.recv()
+    assert isinstance(frame.pop("offset", None), str), frame
+    return frame
+
+
+def members(room: str, *names: str) -> dict[str, Any]:
+    return {"event": "members", "data": {"room": room, "names": list(names)}}
+
+
 async def test_chat_example_serves_its_page_and_chats_between_two_clients(server: str) -> None:
-    """What ``make run`` serves: the page, room chat between tabs, history over HTTP."""
+    """What ``make run`` serves: the page and its client, room chat, history over HTTP."""
     example = fresh_example("examples.chat.app")
     async with run_server(example.app, server) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}", timeout=TIMEOUT) as http:
@@ -49,30 +68,61 @@ async def test_chat_example_serves_its_page_and_chats_between_two_clients(server
             assert page.status_code == 200
             assert page.headers["content-type"].startswith("text/html")
             assert "gatewayasgi chat" in page.text
-            assert "/chat`" in page.text  # the page opens its socket on the gateway
+            assert 'from "./client/index.js"' in page.text  # the TS client, built
+            assert 'new URL("chat", location.href)' in page.text  # the gateway's socket
+
+            # The built client is served from clients/js/dist; anything else is a 404
+            # that says how to build it.
+            if (example.CLIENT_DIST / "index.js").is_file():
+                module = await http.get("/client/index.js")
+                assert module.status_code == 200
+                assert module.headers["content-type"].startswith("text/javascript")
+                assert "GatewayClient" in module.text
+            for missing in ("/client/nothing.js", "/client/index.d.ts"):
+                refused = await http.get(missing)
+                assert refused.status_code == 404
+                assert "build the client first" in refused.text
 
             async with connect(address, "/chat") as ann, connect(address, "/chat") as bob:
                 await welcomed(ann)
                 await welcomed(bob)
-                joined = await ann.request("join", {"name": "ann", "room": "lobby"}, id=1)
-                assert joined == {
+                await ann.send("join", {"name": "ann", "room": "lobby"}, id=1)
+                assert await emitted(ann) == members("lobby", "ann")
+                assert await ann.recv() == {
                     "event": "join",
-                    "data": {"room": "lobby", "history": []},
+                    "data": {"room": "lobby", "history": [], "members": ["ann"]},
                     "id": 1,
                 }
 
-                reply = await bob.request("join", {"name": "bob", "room": "lobby"}, id=1)
+                await bob.send("join", {"name": "bob", "room": "lobby"}, id=1)
+                assert await emitted(ann) == {"event": "joined", "data": {"name": "bob"}}
+                assert await emitted(ann) == members("lobby", "ann", "bob")
+                assert await emitted(bob) == members("lobby", "ann", "bob")
+                reply = await bob.recv()
                 assert reply["data"]["room"] == "lobby"
-                assert await ann.recv() == {"event": "joined", "data": {"name": "bob"}}
+                assert reply["data"]["members"] == ["ann", "bob"]
 
                 await bob.send("say", {"room": "lobby", "text": "hello ann"}, id=2)
-                said = {"event": "message", "data": {"name": "bob", "text": "hello ann"}}
-                assert await bob.recv() == said
-                assert await ann.recv() == said
+                said = await emitted(bob)
+                assert said["event"] == "message"
+                message = said["data"]
+                assert message == {
+                    "id": message["id"],
+                    "room": "lobby",
+                    "name": "bob",
+                    "text": "hello ann",
+                }
+                assert await emitted(ann) == said
+                # The ack: the message's id and how many members it reached.
+                assert await bob.recv() == {
+                    "event": "say",
+                    "data": {"id": message["id"], "delivered": 2},
+                    "id": 2,
+                }
 
                 # The HTTP route reads the same provider instance the gateway wrote to.
                 listed = await http.get("/rooms/lobby/history")
-                assert listed.json() == [{"name": "bob", "text": "hello ann"}]
+                assert listed.json() == [message]
 
                 refused = await ann.request("say", {"room": "elsewhere", "text": "x"}, id=3)
                 assert refused == {
@@ -83,10 +133,29 @@ async def test_chat_example_serves_its_page_and_chats_between_two_clients(server
                 invalid = await ann.request("join", {"name": "", "room": "lobby"}, id=4)
                 assert invalid["event"] == "error"
                 assert invalid["data"]["message"] == "Invalid payload for WebSocket event 'join'"
+                assert [error["loc"] for error in invalid["data"]["errors"]] == [["name"]]
                 assert invalid["id"] == 4
 
+                # Switching rooms leaves the old one: its members are told.
+                await ann.send("join", {"name": "ann", "room": "garden"}, id=5)
+                assert await emitted(bob) == {"event": "left", "data": {"name": "ann"}}
+                assert await emitted(bob) == members("lobby", "bob")
+                assert await emitted(ann) == members("garden", "ann")
+                switched = await ann.recv()
+                assert switched["id"] == 5
+                assert switched["data"] == {"room": "garden", "history": [], "members": ["ann"]}
+                assert await bob.nothing_within(0.2)
+
+                # Back in the lobby; bob ends his session (`$end`, then close: what the TS
+                # client's close() sends), so on_disconnect runs at once.
+                await ann.send("join", {"name": "ann", "room": "lobby"}, id=6)
+                assert await emitted(bob) == {"event": "joined", "data": {"name": "ann"}}
+                assert await emitted(ann) == members("lobby", "ann", "bob")
+                assert (await ann.recv())["data"]["history"] == [message]
+                await bob.send("$end")
                 await bob.ws.close()
-                assert await ann.recv() == {"event": "left", "data": {"name": "bob"}}
+                assert await emitted(ann) == {"event": "left", "data": {"name": "bob"}}
+                assert await emitted(ann) == members("lobby", "ann")
 
 
 @pytest.mark.parametrize(
