@@ -84,6 +84,7 @@ class _Waiting:
     client: Connection
     owner: str
     deadline: float
+    rooms: tuple[str, ...] = ()
 
 
 def matches(entry: Entry, client_id: str, rooms: frozenset[str] | set[str]) -> bool:
@@ -312,7 +313,9 @@ class SessionKeeper:
                 return  # resumed elsewhere already
         except Exception:
             logger.exception("gateway %s: keeping a session failed", self.server.namespace)
-        self._waiting[client.id] = _Waiting(client, ticket.owner, monotonic() + window)
+        self._waiting[client.id] = _Waiting(
+            client, ticket.owner, monotonic() + window, record.rooms
+        )
         while len(self._waiting) > self.recovery.max_sessions:
             oldest = next(iter(self._waiting))
             logger.info("gateway %s: too many waiting sessions, ending the oldest", client)
@@ -346,8 +349,18 @@ class SessionKeeper:
         except Exception:
             logger.exception("gateway session store failed to drop %s", waiting.client.id)
             ended = True
-        if ended:
-            await self._on_expired(waiting.client)
+        if not ended:
+            return
+        # ``on_disconnect`` sees the session's rooms, as it does for a connection that
+        # ends at once (``server.rooms_of(client)``, ``to(room).except_(client)``).
+        client, rooms = waiting.client, self.server.rooms
+        for room in waiting.rooms:
+            rooms.join(client.id, room)
+        try:
+            await self._on_expired(client)
+        finally:
+            if client.id not in self.server.clients:
+                rooms.leave_all(client.id)
 
     async def run(self, task_group: TaskGroup) -> None:
         """Start the history's reader (logs that carry) and the expiry sweeper."""

@@ -38,6 +38,7 @@ def chat_gateway(recovery: Any = None, **options: Any) -> type:
         def __init__(self) -> None:
             self.connected: list[tuple[str, bool]] = []
             self.disconnected: list[str] = []
+            self.rooms_at_end: dict[str, list[str]] = {}
 
         def on_connection(self, client: Any) -> None:
             self.connected.append((client.id, client.recovered))
@@ -45,6 +46,7 @@ def chat_gateway(recovery: Any = None, **options: Any) -> type:
 
         def on_disconnect(self, client: Any) -> None:
             self.disconnected.append(client.id)
+            self.rooms_at_end[client.id] = sorted(self.server.rooms_of(client))
 
         @SubscribeMessage("join")
         async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
@@ -180,6 +182,7 @@ async def test_a_session_expires_after_its_window_and_on_disconnect_runs_once(
 
         blink = Session(address)
         second = await blink.open()
+        await blink.request("join", "r")
         blink.cut()
         await anyio.sleep(0.1)
         assert second["id"] not in await disconnected()  # waiting for its client
@@ -188,6 +191,9 @@ async def test_a_session_expires_after_its_window_and_on_disconnect_runs_once(
                 await anyio.sleep(0.02)
         await anyio.sleep(0.3)
         assert (await disconnected()).count(second["id"]) == 1
+        # The hook saw the session's rooms; they are gone afterwards.
+        assert await server_read(address, dict, chat.rooms_at_end) == {second["id"]: ["r"]}
+        assert await server_read(address, chat.server.rooms_of, second["id"]) == set()
         assert (await blink.open(resume=True))["reason"] == "expired"
 
 
