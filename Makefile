@@ -7,10 +7,10 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder clean test-js chat-client chromium
+.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder bench-recovery clean test-js chat-client chromium
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,9 @@ bench-quick: $(STAMP) $(PYNEST) ## A short benchmark run (fewer repetitions, few
 
 bench-ladder: $(STAMP) ## Echo throughput as the gateway's per-frame layers are added one by one
 	$(PY) -m benchmarks --ladder
+
+bench-recovery: $(STAMP) redis-server ## Session recovery's cost (on vs off, one process and two on Redis) and resume time (about 10 min)
+	$(PY) -m benchmarks.recovery
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
