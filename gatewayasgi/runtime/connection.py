@@ -97,7 +97,8 @@ class Connection:
         self.superseded = False
         """A newer connection resumed this one's session: its end ends nothing."""
         self.ends_session = False
-        """The app closed this connection: its session ends with it, no recovery."""
+        """The app (or the client, with ``$end``) ended this connection's session: no
+        recovery."""
         self._host = host
 
     # -- lifecycle (called by the runtime) --------------------------------------
@@ -237,13 +238,23 @@ class Connection:
             return
         await self.send_payload(self._host.protocol.encode_emit(event, data))
 
-    async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
-        """Send what is queued, then a close frame with ``code``; later sends are dropped."""
+    async def close(
+        self,
+        code: int = CloseCode.NORMAL,
+        reason: str | None = None,
+        *,
+        ends_session: bool = True,
+    ) -> None:
+        """Send what is queued, then a close frame with ``code``; later sends are dropped.
+
+        On a gateway with recovery the session ends too, unless ``ends_session=False``
+        (the runtime closing a peer it lost, which may come back).
+        """
         if self.lifecycle is not ConnectionState.OPEN:
             return
         self.lifecycle = ConnectionState.CLOSING
         self.end_calls()  # answers are no longer read: calls in flight fail now
-        self.ends_session = True
+        self.ends_session = ends_session
         self.close_code, self.close_reason = code, reason
         message: Message = {"type": "websocket.close", "code": int(code)}
         if reason:

@@ -197,37 +197,28 @@ class SessionKeeper:
     async def start(self, client: Connection, opening: Opening) -> bool:
         """Send ``$session``, the missed frames, then the buffered live ones.
 
-        False when the history lost frames meanwhile (the session starts afresh: the
-        client got ``recovered: false``) or the client went away.
+        If the history lost frames meanwhile, the client gets a second ``$session``
+        (``recovered: false``) and goes on afresh. False when the client went away.
         """
-        server, log, protocol = self.server, self.log, self.protocol
+        server, log = self.server, self.log
         for room in opening.rooms:
             server.rooms.join(client.id, room)
-        ticket = client.ticket
-        assert ticket is not None
-        session = {
-            "id": client.id,
-            "token": ticket.token,
-            "epoch": log.epoch,
-            "offset": log.format_offset(opening.offset),
-            "recovered": opening.recovered,
-            "reason": opening.reason,
-        }
         client.position = opening.offset
-        await client.send_payload(protocol.encode_emit(SESSION_EVENT, session))
+        await client.send_payload(
+            self._session_frame(
+                client, log.epoch, opening.offset, opening.recovered, opening.reason
+            )
+        )
         if opening.recovered:
             try:
                 await self._replay(client, opening)
             except HistoryGap as gap:
                 # Trimmed between the check in ``open`` and now: say so, go on afresh.
                 client.position = log.head
-                session |= {
-                    "recovered": False,
-                    "reason": gap.reason,
-                    "offset": log.format_offset(client.position),
-                }
-                await client.send_payload(protocol.encode_emit(SESSION_EVENT, session))
                 client.recovered = False
+                await client.send_payload(
+                    self._session_frame(client, log.epoch, client.position, False, gap.reason)
+                )
         buffered, client.resume_buffer = client.resume_buffer, None
         for offset, message, size in buffered or ():
             if offset > client.position:
@@ -263,18 +254,36 @@ class SessionKeeper:
                 continue
             client.position = 0
             client.recovered = False
-            frame = self.protocol.encode_emit(
-                SESSION_EVENT,
-                {
-                    "id": client.id,
-                    "token": ticket.token,
-                    "epoch": epoch,
-                    "offset": self.log.format_offset(self.log.head),
-                    "recovered": False,
-                    "reason": reason,
-                },
-            )
+            frame = self._session_frame(client, epoch, self.log.head, False, reason)
             client.outbox.put_nowait(self.protocol.message(frame), frame_cost(frame))
+
+    def _session_frame(
+        self, client: Connection, epoch: str, offset: int, recovered: bool, reason: str | None
+    ) -> Payload:
+        """The ``$session`` frame telling ``client`` which session it is in, and where."""
+        ticket = client.ticket
+        assert ticket is not None
+        session = {
+            "id": client.id,
+            "token": ticket.token,
+            "epoch": epoch,
+            "offset": self.log.format_offset(offset),
+            "recovered": recovered,
+            "reason": reason,
+        }
+        return self.protocol.encode_emit(SESSION_EVENT, session)
+
+    def _record(self, client: Connection, ticket: Ticket, *, detached: bool) -> SessionRecord:
+        """What the store keeps of ``client``'s session: its rooms, and its state once it
+        waits (``detached``)."""
+        return SessionRecord(
+            client.id,
+            ticket.token_hash,
+            self.log.epoch,
+            tuple(self.server.rooms.rooms_of(client.id)),
+            client.scope.setdefault("state", {}) if detached else {},
+            detached=detached,
+        )
 
     async def rooms_changed(self, client: Connection) -> None:
         """Write a connected session's rooms through to a shared store (a worker that
@@ -282,12 +291,7 @@ class SessionKeeper:
         ticket = client.ticket
         if ticket is None or not self.store.shared or client.superseded:
             return
-        record = SessionRecord(
-            client.id,
-            ticket.token_hash,
-            self.log.epoch,
-            tuple(self.server.rooms.rooms_of(client.id)),
-        )
+        record = self._record(client, ticket, detached=False)
         try:
             await self.store.save(record, ticket.owner, self.recovery.window)
         except Exception:
@@ -300,14 +304,7 @@ class SessionKeeper:
         ticket = client.ticket
         assert ticket is not None
         window = self.recovery.window
-        record = SessionRecord(
-            client.id,
-            ticket.token_hash,
-            self.log.epoch,
-            tuple(self.server.rooms.rooms_of(client.id)),
-            client.scope.setdefault("state", {}),
-            detached=True,
-        )
+        record = self._record(client, ticket, detached=True)
         try:
             if not await self.store.save(record, ticket.owner, window):
                 return  # resumed elsewhere already
@@ -366,7 +363,7 @@ class SessionKeeper:
         """Start the history's reader (logs that carry) and the expiry sweeper."""
         if self.log.carries:
             await self.log.follow(self._deliver, self._reset_epoch, task_group)
-        self._epoch = getattr(self.log, "epoch", None)
+        self._epoch = self.log.epoch
         task_group.start_soon(self._sweeper)
 
     async def close(self) -> None:

@@ -144,8 +144,6 @@ class Session:
             frame = runner.protocol.decode(raw)
         except FrameError as exc:
             return await self._error(exc.message, exc.id, counted=True)
-        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
-            return self._answered(frame)
         handler = runner.handlers.get(frame.event)
         if handler is None:
             return await self._unhandled(frame)
@@ -161,12 +159,11 @@ class Session:
         except FrameError as exc:
             metrics.on_frame_in(runner.namespace, UNKNOWN_EVENT)
             return await self._error(exc.message, exc.id, counted=True)
-        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
-            metrics.on_frame_in(runner.namespace, ACK_EVENT)
-            return self._answered(frame)
         handler = runner.handlers.get(frame.event)
         if handler is None:
-            metrics.on_frame_in(runner.namespace, UNKNOWN_EVENT)
+            # ``$ack`` is a protocol event, never a handler's: counted under its name.
+            event = ACK_EVENT if frame.event == ACK_EVENT else UNKNOWN_EVENT
+            metrics.on_frame_in(runner.namespace, event)
             return await self._unhandled(frame)
         metrics.on_frame_in(runner.namespace, handler.event)
         started = perf_counter()
@@ -182,6 +179,10 @@ class Session:
         return True
 
     async def _unhandled(self, frame: Frame) -> bool:
+        """A frame no handler takes: the protocol's own events (``$`` ones can never be
+        subscribed, so they cost the handled frames nothing), or an error frame."""
+        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
+            return self._answered(frame)
         if frame.event == self.runner.heartbeat_event:
             return True
         if frame.event == END_EVENT:  # the client is done: its close ends the session
@@ -360,8 +361,8 @@ class Session:
                 logger.info(
                     "gateway %s: client %s missed heartbeats", self.runner.namespace, client.id
                 )
-                await client.close(CloseCode.GOING_AWAY, "heartbeat timeout")
-                client.ends_session = False  # a lost peer: its session may resume
+                # A lost peer, not the app's decision: its session may resume.
+                await client.close(CloseCode.GOING_AWAY, "heartbeat timeout", ends_session=False)
                 with anyio.move_on_after(settings.close_timeout):
                     await client.outbox.wait_flushed()
                 client.end()

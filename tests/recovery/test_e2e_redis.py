@@ -9,6 +9,7 @@ traffic with and without persistence.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -62,7 +63,7 @@ def volatile_workers(tmp_path: Path) -> Iterator[Workers]:
 
 
 async def _open(session: Session, resume: bool = False) -> dict[str, object]:
-    """Open (retrying while a worker is still starting its reader)."""
+    """Open, bounded by the e2e timeout (a worker's first handshake can be slow)."""
     with anyio.fail_after(TIMEOUT):
         return await session.open(resume=resume)
 
@@ -158,8 +159,8 @@ async def test_without_persistence_clients_are_told_recovery_failed(
     received, sessions = await _burst_across_a_restart(volatile_workers, 3000, persistent=False)
     assert sessions, f"no $session after losing the history; got {len(received)} frames"
     assert sessions[0]["recovered"] is False and sessions[0]["reason"] == "epoch"
-    # What did arrive came in order and once, with the loss said out loud.
-    assert received == sorted(set(received), key=received.index)
+    # What did arrive came in order and once (strictly increasing), the loss said out loud.
+    assert all(a < b for a, b in itertools.pairwise(received)), received
 
 
 async def test_an_emitter_given_the_recovery_feeds_the_history_and_one_without_still_delivers(
