@@ -28,8 +28,6 @@ from gatewayasgi.protocol.codec import dumps
 if TYPE_CHECKING:
     from gatewayasgi.runtime.connection import Connection
 
-ACK_EVENT = "$ack"
-"""The event of a client's answer to a server -> client call."""
 MAX_PENDING_CALLS = 256
 """Calls one connection may have in flight; one more raises ``CallLimitError``."""
 DEFAULT_CALL_TIMEOUT = 5.0

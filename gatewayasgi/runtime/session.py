@@ -31,7 +31,7 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import ACK_EVENT, AckFrame, Frame, FrameError
+from gatewayasgi.protocol.codec import ACK_EVENT, Frame, FrameError, answer_error
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
@@ -146,7 +146,7 @@ class Session:
             return await self._error(exc.message, exc.id, counted=True)
         handler = runner.handlers.get(frame.event)
         if handler is None:
-            return await self._unhandled(frame)
+            return await self._unhandled(frame, raw)
         return await self._dispatch(handler, frame)
 
     async def _measured(self, raw: str | bytes) -> bool:
@@ -164,7 +164,7 @@ class Session:
             # ``$ack`` is a protocol event, never a handler's: counted under its name.
             event = ACK_EVENT if frame.event == ACK_EVENT else UNKNOWN_EVENT
             metrics.on_frame_in(runner.namespace, event)
-            return await self._unhandled(frame)
+            return await self._unhandled(frame, raw)
         metrics.on_frame_in(runner.namespace, handler.event)
         started = perf_counter()
         try:
@@ -172,17 +172,13 @@ class Session:
         finally:
             metrics.on_handler(runner.namespace, handler.event, perf_counter() - started)
 
-    def _answered(self, frame: Frame) -> bool:
-        """A ``$ack`` frame settles a call in flight; an unknown id is counted, not answered."""
-        error = frame.error if isinstance(frame, AckFrame) else None
-        self.client.answered(frame.id, frame.data, error)
-        return True
-
-    async def _unhandled(self, frame: Frame) -> bool:
+    async def _unhandled(self, frame: Frame, raw: str | bytes) -> bool:
         """A frame no handler takes: the protocol's own events (``$`` ones can never be
         subscribed, so they cost the handled frames nothing), or an error frame."""
-        if frame.event == ACK_EVENT:  # server -> client call answers (runtime.calls)
-            return self._answered(frame)
+        if frame.event == ACK_EVENT:
+            # A server -> client call's answer settles it; an unknown id is counted.
+            self.client.answered(frame.id, frame.data, answer_error(raw))
+            return True
         if frame.event == self.runner.heartbeat_event:
             return True
         if frame.event == END_EVENT:  # the client is done: its close ends the session
