@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from gatewayasgi._types import JSONValue, Message
+from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.codec import Frame
 
 Payload = str | bytes
@@ -32,8 +33,9 @@ class WireProtocol(ABC):
         """Parse one inbound frame; raise ``FrameError`` with the message the client sees."""
 
     @abstractmethod
-    def encode_reply(self, event: str, result: Any, frame_id: str | int | None) -> Payload:
-        """A handler's return value as the reply to a frame of ``event``."""
+    def encode_reply(self, event: str, result: Any, frame_id: str | int | None) -> Payload | None:
+        """A handler's return value as the reply to a frame of ``event`` (``None``: the
+        protocol sends nothing for it)."""
 
     @abstractmethod
     def encode_error(
@@ -44,6 +46,20 @@ class WireProtocol(ABC):
     @abstractmethod
     def encode_emit(self, event: str, data: JSONValue) -> Payload:
         """A server-initiated frame (emit, broadcast, heartbeat)."""
+
+    def encode_call(self, event: str, data: JSONValue, number: int) -> Payload:
+        """A server -> client call (``client.call``) the client answers with ``$ack``."""
+        return codec.dumps({"event": event, "data": data, "ack": number}).decode()
+
+    def answer_error(self, raw: str | bytes) -> JSONValue:
+        """The error a client's answer to a call carries (``None``: it answered data)."""
+        return codec.answer_error(raw)
+
+    def transcode(self, frame: Payload) -> Payload:
+        """This protocol's form of an emit frame of the canonical (JSON) protocol, with
+        its offset if it has one: frames from the history and from other processes are
+        kept and carried in the canonical form."""
+        return frame
 
     def with_offset(self, frame: Payload, offset: str) -> Payload:
         """``frame`` (from ``encode_emit``) carrying its history position ``offset``.

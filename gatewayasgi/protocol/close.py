@@ -14,6 +14,9 @@ class CloseCode(enum.IntEnum):
     """The client missed heartbeats, or the server is shutting down."""
     NO_STATUS = 1005
     """The peer closed without a code."""
+    ABNORMAL = 1006
+    """The connection was lost without a close (reported, never sent): a session with
+    recovery waits for the client to come back."""
     POLICY_VIOLATION = 1008
     """A guard refused a frame, ``on_connection`` raised ``WsException``, or sustained abuse."""
     MESSAGE_TOO_BIG = 1009

@@ -51,6 +51,8 @@ def _default(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)
     if dump is not None:
         return dump(mode="json")
+    if isinstance(obj, tuple):  # a tuple subclass (Socket.IO's ``Arguments``)
+        return list(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 

@@ -23,7 +23,6 @@ import anyio
 
 from gatewayasgi._types import JSONValue
 from gatewayasgi.exceptions import GatewayError
-from gatewayasgi.protocol.codec import dumps
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.connection import Connection
@@ -109,7 +108,7 @@ class PendingCalls:
         number = self._next
         pending = self._calls[number] = _Call()
         try:
-            frame = dumps({"event": event, "data": data, "ack": number}).decode()
+            frame = client.protocol.encode_call(event, data, number)
             await client.send_payload(frame)
             with anyio.move_on_after(within):
                 await pending.done.wait()

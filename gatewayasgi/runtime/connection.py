@@ -190,6 +190,18 @@ class Connection:
         return {key: morsel.value for key, morsel in jar.items()}
 
     @property
+    def auth(self) -> dict[str, Any]:
+        """The Socket.IO CONNECT payload (``io(url, {auth})``); ``{}`` when none was sent,
+        and for native clients."""
+        auth = self.scope.get("gatewayasgi.auth")
+        return auth if isinstance(auth, dict) else {}
+
+    @property
+    def protocol(self) -> WireProtocol:
+        """The wire protocol this client speaks (JSON, or Socket.IO)."""
+        return self._host.protocol
+
+    @property
     def keeps_session(self) -> bool:
         """Whether this connection's session waits for a reconnect now that it ended: it
         has one, and neither the app nor the client (close code 1000) ended it."""

@@ -227,7 +227,7 @@ class SessionKeeper:
         return not client.closed
 
     async def _replay(self, client: Connection, opening: Opening) -> None:
-        log, protocol, outbox = self.log, self.protocol, client.outbox
+        log, protocol, outbox = self.log, client.protocol, client.outbox
         rooms = set(opening.rooms)
         after = opening.offset
         pace = max(1, outbox.max_messages // 2)
@@ -237,7 +237,9 @@ class SessionKeeper:
                 after = entry.offset
                 if not matches(entry, client.id, rooms):
                     continue
-                frame = protocol.with_offset(entry.frame, log.format_offset(entry.offset))
+                # The history keeps canonical (JSON) frames: other protocols transcode.
+                frame = self.protocol.with_offset(entry.frame, log.format_offset(entry.offset))
+                frame = protocol.transcode(frame)
                 client.position = entry.offset
                 outbox.put_nowait(protocol.message(frame), frame_cost(frame))
                 if len(outbox) >= pace:
@@ -255,7 +257,7 @@ class SessionKeeper:
             client.position = 0
             client.recovered = False
             frame = self._session_frame(client, epoch, self.log.head, False, reason)
-            client.outbox.put_nowait(self.protocol.message(frame), frame_cost(frame))
+            client.outbox.put_nowait(client.protocol.message(frame), frame_cost(frame))
 
     def _session_frame(
         self, client: Connection, epoch: str, offset: int, recovered: bool, reason: str | None
@@ -271,7 +273,7 @@ class SessionKeeper:
             "recovered": recovered,
             "reason": reason,
         }
-        return self.protocol.encode_emit(SESSION_EVENT, session)
+        return client.protocol.encode_emit(SESSION_EVENT, session)
 
     def _record(self, client: Connection, ticket: Ticket, *, detached: bool) -> SessionRecord:
         """What the store keeps of ``client``'s session: its rooms, and its state once it

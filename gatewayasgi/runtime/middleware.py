@@ -12,7 +12,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 from anyio.abc import TaskGroup
@@ -37,6 +37,10 @@ from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_settings
+from gatewayasgi.socketio.options import SocketIO
+
+if TYPE_CHECKING:
+    from gatewayasgi.socketio.endpoint import Endpoint
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -49,6 +53,7 @@ _OWN_PARAMETERS = (
     "metrics",
     "recovery",
     "asyncapi_url",
+    "socketio",
 )
 _SERVED: weakref.WeakSet[type] = weakref.WeakSet()
 """Gateway classes some middleware of this process serves."""
@@ -76,7 +81,9 @@ class GatewayMiddleware:
     processes (see ``gatewayasgi.brokers``); ``metrics`` receives the runtime's
     instrumentation hooks (e.g. ``gatewayasgi.metrics.PrometheusMetrics``).
     ``asyncapi_url="/asyncapi.json"`` answers ``GET`` on that path with the gateways'
-    AsyncAPI document (off by default; every other request passes through). Every other
+    AsyncAPI document (off by default; every other request passes through).
+    ``socketio=SocketIO()`` serves the same gateways to Socket.IO clients at
+    ``/socket.io`` (``docs/socketio.md``). Every other
     keyword is a limit or policy documented on ``gatewayasgi.Settings``; each is
     checked here, and an error names the setting at fault.
     """
@@ -91,6 +98,7 @@ class GatewayMiddleware:
         metrics: Instrumentation | None = None,
         recovery: Recovery | None = None,
         asyncapi_url: str | None = None,
+        socketio: SocketIO | None = None,
         outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
         outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
         outbox_budget: int | None = _DEFAULTS.outbox_budget,
@@ -170,14 +178,17 @@ class GatewayMiddleware:
         self.keepers: list[SessionKeeper] = []
         self.servers: dict[str, WebSocketServer] = {}
         self.tables: list[GatewayTable] = []
+        self.runners: dict[str, GatewayRunner] = {}
         entries = []
         for cls in _gateway_classes(gateways, providers):
             table = compile_gateway(cls, self.container)
             runner = self._runner(table)
             self.tables.append(table)
             self.servers[table.meta.namespace] = runner.server
+            self.runners[table.meta.namespace] = runner
             entries.append((table.meta.namespace, runner, cls.__name__))
         self.routes: Routes[GatewayRunner] = Routes(entries)
+        self.socketio = None if socketio is None else self._socketio_endpoint(socketio)
         _SERVED.update(table.cls for table in self.tables)
         self._chose_gateways = gateways is not None
         self.asyncapi_url = asyncapi_url
@@ -195,6 +206,15 @@ class GatewayMiddleware:
         from gatewayasgi.asyncapi.http import document_endpoint
 
         return document_endpoint(self)
+
+    def _socketio_endpoint(self, options: SocketIO) -> Endpoint:
+        if not isinstance(options, SocketIO):
+            raise ConfigurationError(
+                f"socketio must be a SocketIO (e.g. SocketIO(path='/socket.io')), got {options!r}"
+            )
+        from gatewayasgi.socketio.endpoint import Endpoint
+
+        return Endpoint(options, self)
 
     def _runner(self, table: GatewayTable) -> GatewayRunner:
         settings = self.settings
@@ -278,6 +298,16 @@ class GatewayMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        engine = self.socketio
+        if (
+            engine is not None
+            and kind != "lifespan"
+            and engine.owns(route_path(scope["path"], scope.get("root_path", "")))
+        ):
+            if not self._started:
+                await self._start(None)
+            await engine(scope, receive, send)
+            return
         if kind == "websocket":
             found = self.routes.match(route_path(scope["path"], scope.get("root_path", "")))
             if found is None and logger.isEnabledFor(logging.DEBUG):
@@ -330,6 +360,8 @@ class GatewayMiddleware:
                     )
                 else:
                     await self.backplane.start(task_group)
+            if self.socketio is not None:
+                self.socketio.task_group = task_group
             for keeper in self.keepers:
                 if task_group is not None:
                     await keeper.run(task_group)

@@ -127,7 +127,9 @@ class GatewayRunner:
             )
 
     def _connection(self, scope: Scope, send: Send, path_params: dict[str, str]) -> Connection:
-        client = Connection(new_client_id(), scope, self, path_params)
+        # A transport that announces the id before accept (Socket.IO's) chose it already.
+        client_id = scope.get("gatewayasgi.client_id") or new_client_id()
+        client = Connection(client_id, scope, self, path_params)
         settings = self.settings
         metrics = self.metrics
         on_drop = None

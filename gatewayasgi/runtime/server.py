@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from gatewayasgi._types import JSONValue
+from gatewayasgi._types import JSONValue, Message
 from gatewayasgi.exceptions import WsException
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import Payload, WireProtocol
@@ -133,6 +133,8 @@ class WebSocketServer:
         """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
+        self._foreign: set[Connection] = set()
+        """Clients that speak another protocol than the canonical one (Socket.IO)."""
         self.cluster = ClusterOperations(self, None if backplane is None else backplane.cluster)
         """Presence, fetch, join/leave, disconnect and calls on every node (``operations``)."""
 
@@ -148,10 +150,13 @@ class WebSocketServer:
         (its end not noticed yet): the newer one takes its place.
         """
         self.clients[client.id] = client
+        if client.protocol is not self.delivery.protocol:
+            self._foreign.add(client)
 
     def unregister(self, client: Connection) -> None:
         """Forget a client and release its rooms (done by the runtime on every exit)."""
         client.end_calls()  # server -> client calls in flight fail at once
+        self._foreign.discard(client)
         if self.clients.get(client.id) is not client:
             return  # gone already, or its session lives on in a newer connection
         self.rooms.leave_all(client.id)
@@ -267,22 +272,29 @@ class WebSocketServer:
     ) -> int:
         """Enqueue ``frame`` on every local recipient's outbox; never waits.
 
+        ``frame`` is in the canonical (JSON) protocol; clients that speak another one
+        (Socket.IO) get it transcoded, once per protocol whatever their number.
         A frame from the history (``offset``) reaches each session once: a client that
         already has it (replayed) skips it, one still replaying holds it for later.
         """
         message = WireProtocol.message(frame)
         size = frame_cost(frame)
         clients = self.clients
+        formats = None
+        if self._foreign:
+            formats = {self.delivery.protocol: (message, size)}
         count = 0
-        if offset is None:
-            for client_id in self._recipients(targets, exclude):
-                client = clients.get(client_id)
-                if client is not None and client.outbox.put_nowait(message, size):
-                    count += 1
-            return count
         for client_id in self._recipients(targets, exclude):
             client = clients.get(client_id)
-            if client is None or offset <= client.position:
+            if client is None:
+                continue
+            if formats is not None:
+                message, size = _format(formats, client.protocol, frame)
+            if offset is None:
+                if client.outbox.put_nowait(message, size):
+                    count += 1
+                continue
+            if offset <= client.position:
                 continue
             held = client.resume_buffer
             if held is not None:
@@ -311,3 +323,14 @@ class WebSocketServer:
         """
         room = self._check_room(room)
         return await self.cluster.presence(room, timeout)
+
+
+def _format(
+    formats: dict[WireProtocol, tuple[Message, int]], protocol: WireProtocol, frame: Payload
+) -> tuple[Message, int]:
+    """``frame`` (canonical) as ``protocol`` sends it, encoded once per fan-out."""
+    found = formats.get(protocol)
+    if found is None:
+        payload = protocol.transcode(frame)
+        found = formats[protocol] = (protocol.message(payload), frame_cost(payload))
+    return found

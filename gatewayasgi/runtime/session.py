@@ -31,7 +31,7 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import ACK_EVENT, Frame, FrameError, answer_error
+from gatewayasgi.protocol.codec import ACK_EVENT, Frame, FrameError
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
@@ -177,7 +177,8 @@ class Session:
         subscribed, so they cost the handled frames nothing), or an error frame."""
         if frame.event == ACK_EVENT:
             # A server -> client call's answer settles it; an unknown id is counted.
-            self.client.answered(frame.id, frame.data, answer_error(raw))
+            error = self.runner.protocol.answer_error(raw)
+            self.client.answered(frame.id, frame.data, error)
             return True
         if frame.event == self.runner.heartbeat_event:
             return True
@@ -215,6 +216,8 @@ class Session:
                 return True
             protocol = runner.protocol
             payload = protocol.encode_reply(frame.event, result, frame.id)
+            if payload is None:
+                return True
         except Exception as exc:
             return await self._failed(handler, frame, context, exc)
         # Inline of _reply: this is the request/response hot path.
@@ -262,7 +265,8 @@ class Session:
                         result = await result
                     if result is not None:
                         payload = self.runner.protocol.encode_reply(frame.event, result, frame.id)
-                        await self._reply(payload)
+                        if payload is not None:
+                            await self._reply(payload)
                     return not self.client.closed
                 except Exception as raised:
                     exc = raised  # a filter re-raising hands over to the default

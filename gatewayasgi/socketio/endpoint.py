@@ -1,0 +1,317 @@
+"""``Endpoint``: the ASGI side of Engine.IO at ``SocketIO.path`` (HTTP and WebSocket).
+
+- ``GET ?EIO=4&transport=polling``: opens a long-polling connection (the open packet).
+- ``GET``/``POST`` with ``sid``: takes / gives that connection's packets.
+- WebSocket ``?EIO=4&transport=websocket``: opens a connection on it; with ``sid``, the
+  upgrade of a polling connection (``2probe`` / ``3probe`` / ``5``).
+
+Each namespace a client joins is served by a Socket.IO runner of its gateway (the
+gateway's own table and server, the Socket.IO wire protocol, no gateway heartbeat:
+Engine.IO pings). Polling connections live in the lifespan's task group (they outlast
+their requests); a WebSocket connection lives in its own ASGI call.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from gatewayasgi._types import Receive, Scope, Send
+from gatewayasgi.dispatch.routes import Routes
+from gatewayasgi.protocol import engineio
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.resume import RESUME_PREFIX, SUBPROTOCOL
+from gatewayasgi.protocol.socketio import SOCKETIO
+from gatewayasgi.runtime.handshake import refuse
+from gatewayasgi.runtime.runner import GatewayRunner
+from gatewayasgi.settings import origin_allowed
+from gatewayasgi.socketio.engine import EngineSocket
+from gatewayasgi.socketio.options import SocketIO
+
+if TYPE_CHECKING:
+    from gatewayasgi.runtime.middleware import GatewayMiddleware
+    from gatewayasgi.socketio.links import Link
+
+logger = logging.getLogger("gatewayasgi")
+
+_TEXT = [(b"content-type", b"text/plain; charset=UTF-8")]
+
+
+class Endpoint:
+    """Serves Engine.IO for one middleware (see the module docstring)."""
+
+    def __init__(self, options: SocketIO, middleware: GatewayMiddleware) -> None:
+        self.options = options
+        self.settings = middleware.settings
+        self.path = options.path
+        # Engine.IO pings: the gateways' own heartbeat frames are not sent here.
+        settings = replace(middleware.settings, heartbeat_interval=None)
+        entries = []
+        for namespace, runner in middleware.runners.items():
+            twin = GatewayRunner(
+                runner.table,
+                runner.server,
+                settings,
+                SOCKETIO,
+                budget=middleware.budget,
+                metrics=middleware.metrics,
+            )
+            twin.keeper = runner.keeper
+            entries.append((namespace, twin, runner.table.name))
+        self.routes: Routes[GatewayRunner] = Routes(entries)
+        self.sockets: dict[str, EngineSocket] = {}
+        """Connections that began on polling (upgraded ones too, to refuse their sid)."""
+        self.task_group: TaskGroup | None = None
+        """The lifespan's: polling connections run there."""
+
+    def owns(self, path: str) -> bool:
+        return path == self.path or path == self.path + "/"
+
+    def route(self, namespace: str) -> tuple[GatewayRunner, dict[str, str]] | None:
+        return self.routes.match(namespace)
+
+    def namespace_scope(
+        self, socket: EngineSocket, link: Link, auth: dict[str, Any], path_params: dict[str, str]
+    ) -> Scope:
+        """The scope a namespace's connection is served with: the handshake's, at the
+        namespace's path, with the CONNECT auth (and the resume credential in it)."""
+        handshake = socket.scope
+        subprotocols = []
+        pid, offset = auth.pop("pid", None), auth.pop("offset", None)
+        if link.runner.keeper is not None and type(pid) is str and pid.count(".") == 3:
+            # socket.io's connection state recovery: ``pid`` is ours (id.token.epoch.
+            # offset at connect); ``offset`` the last one the client got, if any.
+            client_id, token, epoch, first = pid.split(".")
+            last = offset if type(offset) is str else first
+            subprotocols = [SUBPROTOCOL, f"{RESUME_PREFIX}{client_id}.{token}.{epoch}.{last}"]
+        return {
+            "type": "websocket",
+            "asgi": handshake.get("asgi", {"version": "3.0"}),
+            "http_version": handshake.get("http_version", "1.1"),
+            "scheme": "wss" if handshake.get("scheme") in ("https", "wss") else "ws",
+            "server": handshake.get("server"),
+            "client": handshake.get("client"),
+            "root_path": handshake.get("root_path", ""),
+            "path": link.namespace,
+            "raw_path": link.namespace.encode(),
+            "query_string": handshake.get("query_string", b""),
+            "headers": handshake.get("headers", []),
+            "subprotocols": subprotocols,
+            "extensions": {"websocket.http.response": {}},
+            "path_params": path_params,
+            "gatewayasgi.auth": auth,
+            "gatewayasgi.client_id": link.client_id,
+            "gatewayasgi.transport": "socketio",
+        }
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = engineio.query(scope.get("query_string", b""))
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, params)
+        else:
+            await self._http(scope, receive, send, params)
+
+    def _bad_query(self, params: dict[str, str], transport: str) -> bool:
+        return (
+            params.get("EIO") != "4"
+            or params.get("transport") != transport
+            or transport not in self.options.transports
+        )
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+    ) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if self._bad_query(params, "websocket") or not self._origin_ok(scope):
+            await refuse(scope, send, 400 if self._bad_query(params, "websocket") else 403)
+            return
+        await send({"type": "websocket.accept"})
+        sid = params.get("sid")
+        if sid is not None:
+            await self._upgrade(sid, receive, send)
+            return
+        options = self.options
+        socket = EngineSocket(self, _new_sid(), scope, "websocket")
+        socket.attach_websocket(send)
+        opening = engineio.open_packet(
+            socket.sid, [], options.ping_interval, options.ping_timeout, options.max_payload
+        )
+        await send({"type": "websocket.send", "text": opening})
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(socket.run)
+            try:
+                await socket.read_websocket(receive)
+            finally:
+                socket.close()
+        await _close(send)
+
+    async def _upgrade(self, sid: str, receive: Receive, send: Send) -> None:
+        socket = self.sockets.get(sid)
+        if socket is None or socket.closed or socket.transport != "polling" or socket.upgrading:
+            await _close(send)  # unknown, or upgraded already
+            return
+        socket.upgrading = True
+        try:
+            with anyio.move_on_after(self.options.ping_timeout):
+                first = await receive()
+                if first.get("text") != engineio.PING + engineio.PROBE:
+                    await _close(send)
+                    return
+                await send({"type": "websocket.send", "text": engineio.PONG + engineio.PROBE})
+                socket.wake_poll()  # the polling GET answers a noop: the client pauses it
+                second = await receive()
+                if second.get("text") != engineio.UPGRADE:
+                    await _close(send)
+                    return
+                await socket.upgraded(send)
+        finally:
+            socket.upgrading = False
+        if socket.transport != "websocket":
+            await _close(send)
+            return
+        try:
+            await socket.read_websocket(receive)
+        finally:
+            socket.close()
+        await _close(send)
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+    ) -> None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._respond(scope, send, 204, b"")
+            return
+        if self._bad_query(params, "polling") or method not in ("GET", "POST"):
+            await self._respond(scope, send, 400, b"Bad request")
+            return
+        if not self._origin_ok(scope):
+            await self._respond(scope, send, 403, b"Forbidden")
+            return
+        sid = params.get("sid")
+        if sid is None:
+            if method != "GET":
+                await self._respond(scope, send, 400, b"Bad request")
+                return
+            await self._open_polling(scope, send)
+            return
+        socket = self.sockets.get(sid)
+        if socket is not None and socket.expired():
+            socket.close(CloseCode.ABNORMAL, "ping timeout")
+        if socket is None or socket.closed or socket.transport != "polling":
+            await self._respond(scope, send, 400, b"Session ID unknown")
+            return
+        if method == "GET":
+            body = await socket.poll()
+            if body is None:
+                await self._respond(scope, send, 400, b"Bad request")
+            else:
+                await self._respond(scope, send, 200, body.encode())
+            return
+        data = await _read_body(receive, self.options.max_payload)
+        if data is None:
+            socket.close(CloseCode.ABNORMAL, "polling body over maxPayload")
+            await self._respond(scope, send, 413, b"Payload too large")
+            return
+        try:
+            packets = engineio.decode_payload(data)
+        except engineio.Malformed as exc:
+            socket.close(CloseCode.ABNORMAL, f"malformed payload: {exc}")
+            await self._respond(scope, send, 400, b"Bad request")
+            return
+        for packet in packets:
+            await socket.on_packet(packet)
+            if socket.closed:
+                break
+        await self._respond(scope, send, 200, b"ok")
+
+    async def _open_polling(self, scope: Scope, send: Send) -> None:
+        options = self.options
+        if self.task_group is None or len(self.sockets) >= options.max_polling_sessions:
+            if self.task_group is None:
+                logger.warning("Socket.IO long-polling needs the ASGI lifespan: refused")
+            await self._respond(scope, send, 503, b"Service Unavailable")
+            return
+        socket = EngineSocket(self, _new_sid(), scope, "polling")
+        socket.on_close = self._closed
+        self.sockets[socket.sid] = socket
+        upgrades = ["websocket"] if "websocket" in options.transports else []
+        opening = engineio.open_packet(
+            socket.sid, upgrades, options.ping_interval, options.ping_timeout, options.max_payload
+        )
+        self.task_group.start_soon(self._run_polling, socket)
+        await self._respond(scope, send, 200, opening.encode())
+
+    async def _run_polling(self, socket: EngineSocket) -> None:
+        try:
+            await socket.run()
+        finally:
+            socket.close()
+            self.sockets.pop(socket.sid, None)
+
+    def _closed(self, socket: EngineSocket) -> None:
+        if socket.transport == "polling":
+            socket.wake_poll()
+
+    def _origin_ok(self, scope: Scope) -> bool:
+        if self.settings.allowed_origins is None:
+            return True
+        origin = _header(scope, b"origin")
+        return origin_allowed(origin, self.settings)
+
+    async def _respond(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
+        headers = list(_TEXT)
+        origin = _header(scope, b"origin")
+        if origin is not None and self._origin_ok(scope):
+            headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            headers.append((b"access-control-allow-credentials", b"true"))
+            if scope["method"] == "OPTIONS":
+                headers.append((b"access-control-allow-methods", b"GET, POST"))
+                requested = _header(scope, b"access-control-request-headers")
+                if requested:
+                    headers.append((b"access-control-allow-headers", requested.encode("latin-1")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _new_sid() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or ``None`` past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _close(send: Send) -> None:
+    try:
+        await send({"type": "websocket.close", "code": int(CloseCode.NORMAL)})
+    except Exception:
+        logger.debug("closing an Engine.IO websocket failed", exc_info=True)

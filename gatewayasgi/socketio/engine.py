@@ -1,0 +1,293 @@
+"""``EngineSocket``: one Engine.IO v4 connection, over WebSocket or HTTP long-polling.
+
+It owns what the transports share: the heartbeat (server pings, client pongs), the
+namespaces joined over it (``links.Link``, each a gateway connection), binary
+attachments being assembled, and the way out: a WebSocket's ``send``, or a bounded
+buffer the next polling ``GET`` takes. A writer that finds the buffer full waits, so a
+slow polling client fills its gateway outboxes and meets their slow-client policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from gatewayasgi._types import Receive, Scope, Send
+from gatewayasgi.protocol import engineio
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.engineio import Malformed
+from gatewayasgi.protocol.socketio import CONNECT, DISCONNECT, SEPARATOR, join_frame, split_frame
+from gatewayasgi.protocol.targets import new_client_id
+from gatewayasgi.socketio.links import Link
+
+if TYPE_CHECKING:
+    from gatewayasgi.socketio.endpoint import Endpoint
+
+logger = logging.getLogger("gatewayasgi")
+
+POLL_BUFFER = 1 << 20
+"""Bytes waiting for a polling client's next GET before writers wait."""
+
+
+class EngineSocket:
+    """One Engine.IO connection (see the module docstring)."""
+
+    def __init__(self, endpoint: Endpoint, sid: str, scope: Scope, transport: str):
+        self.endpoint = endpoint
+        self.options = endpoint.options
+        self.sid = sid
+        self.scope = scope
+        """The handshake's scope (headers, query, client): every namespace sees it."""
+        self.transport = transport
+        self.links: dict[str, Link] = {}
+        self.closed = False
+        self.upgrading = False
+        self._ws_send: Send | None = None
+        self._lock = anyio.Lock()
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._noop = False
+        self._ready = anyio.Event()
+        self._space = anyio.Event()
+        self._polling = False
+        self._pong = anyio.Event()
+        self._ping_sent: float | None = None
+        self._joined = anyio.Event()
+        self._attaching: tuple[Link, str, int, list[bytes], int] | None = None
+        self._task_group: TaskGroup | None = None
+        self._timers = anyio.CancelScope()
+        self.on_close: Callable[[EngineSocket], None] | None = None
+
+    # -- life -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Heartbeats and the namespaces' sessions, until the connection closes and
+        every session has ended."""
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            with self._timers:
+                async with anyio.create_task_group() as timers:
+                    timers.start_soon(self._pinger)
+                    timers.start_soon(self._connect_deadline)
+
+    def close(self, code: int = CloseCode.ABNORMAL, why: str = "") -> None:
+        """End the connection: every namespace's session ends (``code`` tells them how)."""
+        if self.closed:
+            return
+        self.closed = True
+        if why:
+            logger.debug("engine.io %s closed: %s", self.sid, why)
+        for link in list(self.links.values()):
+            link.gone(code)
+        self.links.clear()
+        self._timers.cancel()
+        self._ready.set()
+        self._space.set()
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def forget(self, link: Link) -> None:
+        """A namespace's connection ended: a new CONNECT may open it again."""
+        if self.links.get(link.namespace) is link:
+            del self.links[link.namespace]
+
+    def expired(self) -> bool:
+        """A ping went unanswered past ``ping_timeout`` (checked on every request too)."""
+        sent = self._ping_sent
+        return sent is not None and monotonic() - sent > self.options.ping_timeout
+
+    async def _pinger(self) -> None:
+        options = self.options
+        while True:
+            await anyio.sleep(options.ping_interval)
+            self._pong = anyio.Event()
+            self._ping_sent = monotonic()
+            await self.send(engineio.PING)
+            with anyio.move_on_after(options.ping_timeout):
+                await self._pong.wait()
+            if not self._pong.is_set():
+                self.close(CloseCode.ABNORMAL, "ping timeout")
+                return
+            self._ping_sent = None
+
+    async def _connect_deadline(self) -> None:
+        with anyio.move_on_after(self.options.connect_timeout):
+            await self._joined.wait()
+        if not self._joined.is_set():
+            self.close(CloseCode.ABNORMAL, "no namespace joined in time")
+
+    # -- inbound ----------------------------------------------------------------------
+
+    async def read_websocket(self, receive: Receive) -> None:
+        """Take packets from a WebSocket until it or this connection ends."""
+        limit = self.options.max_payload
+        while not self.closed:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes")
+                if data is None:
+                    continue
+                if len(data) > limit:
+                    self.close(CloseCode.ABNORMAL, "packet over maxPayload")
+                    return
+                await self.on_packet(data)
+            elif kind == "websocket.disconnect":
+                self.close(CloseCode.ABNORMAL, "transport closed")
+                return
+
+    async def on_packet(self, packet: str | bytes) -> None:
+        """One Engine.IO packet from the client, whatever the transport."""
+        try:
+            if not isinstance(packet, str):
+                await self._attachment(packet)
+                return
+            kind = packet[:1]
+            if kind == engineio.MESSAGE:
+                await self._message(packet)
+            elif kind == engineio.PONG and len(packet) == 1:
+                self._pong.set()
+            elif kind == engineio.CLOSE:
+                self.close(CloseCode.ABNORMAL, "closed by the client")
+            elif kind != engineio.NOOP:
+                raise Malformed(f"unexpected Engine.IO packet {packet[:8]!r}")
+        except Malformed as exc:
+            self.close(CloseCode.ABNORMAL, f"malformed packet: {exc}")
+
+    async def _message(self, text: str) -> None:
+        if self._attaching is not None:
+            raise Malformed("a packet came before the attachments of the previous one")
+        header = engineio.parse_header(text)
+        namespace = header.namespace
+        if header.kind == CONNECT:
+            await self._connect(namespace, engineio.connect_payload(text, header))
+            return
+        link = self.links.get(namespace)
+        if link is None:
+            return  # not (or no longer) in that namespace: as socket.io, ignored
+        start, end = header.cut
+        frame = text if start == end else text[:start] + text[end:]
+        if header.kind == DISCONNECT:
+            self.forget(link)
+            link.gone(CloseCode.NORMAL)
+        elif header.attachments:
+            self._attaching = (link, frame, header.attachments, [], 0)
+        else:
+            await link.feed(frame)
+
+    async def _attachment(self, data: bytes) -> None:
+        if self._attaching is None:
+            raise Malformed("binary packet without a packet announcing it")
+        link, head, count, parts, size = self._attaching
+        size += len(data)
+        if size > self.options.max_payload:
+            raise Malformed("attachments over maxPayload")
+        parts.append(data)
+        if len(parts) < count:
+            self._attaching = (link, head, count, parts, size)
+            return
+        self._attaching = None
+        await link.feed(join_frame(head, parts))
+
+    async def _connect(self, namespace: str, auth: dict[str, Any]) -> None:
+        if namespace in self.links:
+            return  # connected already
+        if len(self.links) >= self.options.max_namespaces:
+            await self.send(engineio.connect_error(namespace, "Too many namespaces"))
+            return
+        found = self.endpoint.route(namespace)
+        if found is None:
+            await self.send(engineio.connect_error(namespace, "Invalid namespace"))
+            return
+        runner, path_params = found
+        self._joined.set()
+        link = Link(self, namespace, runner, new_client_id())
+        scope = self.endpoint.namespace_scope(self, link, auth, path_params)
+        self.links[namespace] = link
+        assert self._task_group is not None
+        self._task_group.start_soon(link.serve, scope, path_params)
+
+    # -- outbound ---------------------------------------------------------------------
+
+    async def send(self, frame: str) -> None:
+        """Send one frame (a packet, and its attachments if any) to the client."""
+        if self.closed:
+            return
+        ws_send = self._ws_send
+        if ws_send is None or self.upgrading:
+            await self._buffered_send(frame)
+        elif SEPARATOR in frame:
+            head, attachments = split_frame(frame)
+            async with self._lock:  # the attachments follow their packet, nothing between
+                await ws_send({"type": "websocket.send", "text": head})
+                for attachment in attachments:
+                    await ws_send({"type": "websocket.send", "bytes": attachment})
+        elif self._lock.locked():
+            async with self._lock:
+                await ws_send({"type": "websocket.send", "text": frame})
+        else:
+            await ws_send({"type": "websocket.send", "text": frame})
+
+    async def _buffered_send(self, frame: str) -> None:
+        while self._buffered >= POLL_BUFFER and not self.closed:
+            self._space = anyio.Event()
+            await self._space.wait()
+        if self.closed:
+            return
+        self._buffer.append(frame)
+        self._buffered += len(frame)
+        self._ready.set()
+
+    def attach_websocket(self, send: Send) -> None:
+        """WebSocket is the transport from now on (opened on it, or upgraded)."""
+        self._ws_send = send
+        self.transport = "websocket"
+
+    # -- HTTP long-polling ------------------------------------------------------------
+
+    async def poll(self) -> str | None:
+        """What a polling GET answers: the packets waiting (after waiting for some), or a
+        noop when the transport is being replaced. ``None`` when a GET is already open
+        (a protocol error: the connection closes)."""
+        if self._polling:
+            self.close(CloseCode.ABNORMAL, "two polling GETs at once")
+            return None
+        self._polling = True
+        try:
+            while not self._buffer and not self._noop and not self.closed:
+                self._ready = anyio.Event()
+                await self._ready.wait()
+            self._noop = False
+            packets, self._buffer, self._buffered = self._buffer, [], 0
+            self._space.set()
+            return SEPARATOR.join(packets) if packets else engineio.NOOP
+        finally:
+            self._polling = False
+
+    def wake_poll(self) -> None:
+        """Answer the open polling GET (with a noop if nothing waits): the client is
+        upgrading, or the connection closes."""
+        self._noop = True
+        self._ready.set()
+
+    async def upgraded(self, send: Send) -> None:
+        """The client finished the upgrade (``5``): what waited for polling goes over the
+        WebSocket first, then everything else."""
+        async with self._lock:
+            self.attach_websocket(send)
+            self.upgrading = False
+            waiting, self._buffer, self._buffered = self._buffer, [], 0
+            self._space.set()
+            for frame in waiting:
+                head, attachments = split_frame(frame)
+                await send({"type": "websocket.send", "text": head})
+                for attachment in attachments:
+                    await send({"type": "websocket.send", "bytes": attachment})
+        self.wake_poll()

@@ -1,0 +1,137 @@
+"""``Link``: one namespace of one Engine.IO connection, served as a gateway connection.
+
+The gateway's runner (``runtime.runner.GatewayRunner``) serves a Socket.IO namespace
+exactly as it serves a native WebSocket: through an ASGI ``receive``/``send`` pair. A
+link is that pair: ``receive`` yields the namespace's packets (namespace stripped),
+``send`` turns the runner's ASGI messages into Socket.IO packets on the shared
+connection (accept -> CONNECT, a refusal -> CONNECT_ERROR, close -> DISCONNECT). So
+guards, validation, rooms, recovery and the outbox need nothing of their own here.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import anyio
+import orjson
+
+from gatewayasgi._types import Message, Scope
+from gatewayasgi.protocol import engineio
+from gatewayasgi.protocol.close import CloseCode
+from gatewayasgi.protocol.socketio import SOCKETIO
+
+if TYPE_CHECKING:
+    from gatewayasgi.runtime.runner import GatewayRunner
+    from gatewayasgi.socketio.engine import EngineSocket
+
+logger = logging.getLogger("gatewayasgi")
+
+INBOX = 64
+"""Packets a namespace may have waiting for its session; the reader waits beyond."""
+REFUSALS = {403: "Forbidden", 503: "Service Unavailable"}
+_CONNECT = {"type": "websocket.connect"}
+
+
+class Link:
+    """A namespace's virtual ASGI websocket (see the module docstring)."""
+
+    def __init__(
+        self, socket: EngineSocket, namespace: str, runner: GatewayRunner, client_id: str
+    ) -> None:
+        self.socket = socket
+        self.client_id = client_id
+        """The id the runner gives the connection (a resumed session keeps its own)."""
+        self.namespace = namespace
+        self.prefix = engineio.prefix(namespace)
+        self.runner = runner
+        self.closed = False
+        """The namespace's connection ended (either side); its packets are dropped."""
+        self.close_code: int = CloseCode.ABNORMAL
+        self._accepted = False
+        self._connected = False
+        """The CONNECT answer went out (a later one is dropped)."""
+        self._opened = False
+        self._gone = False
+        self._tx, self._rx = anyio.create_memory_object_stream[Message](INBOX)
+
+    async def serve(self, scope: Scope, path_params: dict[str, str]) -> None:
+        """Run the gateway connection until it ends (the runner's handshake to teardown)."""
+        try:
+            await self.runner.run(scope, self.receive, self.send, path_params)
+        finally:
+            self.closed = True
+            self._rx.close()
+            self.socket.forget(self)
+
+    # -- the client's side ------------------------------------------------------------
+
+    async def feed(self, frame: str) -> None:
+        """A packet of this namespace (without it), for the session; waits when full."""
+        if self.closed:
+            return
+        # The session may have ended meanwhile.
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._tx.send({"type": "websocket.receive", "text": frame})
+
+    def gone(self, code: int) -> None:
+        """The client left the namespace (DISCONNECT: 1000) or the connection ended."""
+        if self._gone:
+            return
+        self._gone = True
+        self.close_code = code
+        self._tx.close()  # the session reads what was sent, then the disconnect
+
+    # -- the runner's ASGI callables --------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._opened:
+            self._opened = True
+            return _CONNECT
+        try:
+            return await self._rx.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return {"type": "websocket.disconnect", "code": self.close_code}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            text = message.get("text")
+            if text is None or self.closed:
+                return  # a raw binary frame has no Socket.IO form
+            if text[:2] == "40":
+                if self._connected:
+                    return  # a later ``$session``: Socket.IO has no word for it
+                self._connected = True
+            elif text[:1] != "4":
+                # A native frame the app wrote itself (``send_json({"event", "data"})``).
+                try:
+                    text = SOCKETIO.transcode(text)
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    logger.debug("dropped a frame with no Socket.IO form: %.60r", text)
+                    return
+            if self.prefix:
+                text = engineio.with_namespace(text, self.prefix)
+            await self.socket.send(text)
+        elif kind == "websocket.accept":
+            self._accepted = True
+            if self.runner.keeper is None:
+                # With recovery the keeper's ``$session`` frame is the CONNECT answer.
+                self._connected = True
+                sid = self.client_id
+                await self.socket.send(f'40{self.prefix}{{"sid":"{sid}"}}')
+        elif kind == "websocket.close":
+            await self._end("Forbidden")
+        elif kind == "websocket.http.response.start":
+            await self._end(REFUSALS.get(message.get("status", 403), "Forbidden"))
+
+    async def _end(self, refusal: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.socket.forget(self)
+        if self._accepted:
+            await self.socket.send(f"41{self.prefix}")
+        else:
+            await self.socket.send(engineio.connect_error(self.namespace, refusal))

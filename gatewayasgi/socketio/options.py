@@ -1,0 +1,55 @@
+"""``SocketIO``: the options of the Socket.IO / Engine.IO endpoint (``docs/socketio.md``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatewayasgi.exceptions import ConfigurationError
+
+TRANSPORTS = ("polling", "websocket")
+
+
+@dataclass(frozen=True, slots=True)
+class SocketIO:
+    """Serve the middleware's gateways to Socket.IO clients at ``path``.
+
+    Pass it as ``GatewayMiddleware(..., socketio=SocketIO())``. Times are in seconds.
+    """
+
+    path: str = "/socket.io"
+    """Where Engine.IO answers (HTTP long-polling and WebSocket), as socket.io's ``path``."""
+    ping_interval: float = 25.0
+    """The server pings every client this often (Engine.IO ``pingInterval``)."""
+    ping_timeout: float = 20.0
+    """A client that does not answer a ping within this is closed (``pingTimeout``)."""
+    max_payload: int = 1_000_000
+    """Largest packet (WebSocket message) or polling request body a client may send."""
+    connect_timeout: float = 45.0
+    """A connection that joined no namespace within this is closed."""
+    transports: tuple[str, ...] = TRANSPORTS
+    """Transports accepted: ``"polling"`` (then upgrades) and ``"websocket"``."""
+    max_polling_sessions: int = 10_000
+    """Sessions on HTTP long-polling held at once; more are refused (503)."""
+    max_namespaces: int = 32
+    """Namespaces one connection may join at once; more are refused (CONNECT_ERROR)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ConfigurationError(f"SocketIO path must start with '/', got {self.path!r}")
+        object.__setattr__(self, "path", self.path.rstrip("/") or "/")
+        for name in ("ping_interval", "ping_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigurationError(
+                    f"SocketIO {name} must be a positive number, got {value!r}"
+                )
+        for name in ("max_payload", "max_polling_sessions", "max_namespaces"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ConfigurationError(f"SocketIO {name} must be a positive int, got {value!r}")
+        transports = tuple(self.transports)
+        if not transports or any(name not in TRANSPORTS for name in transports):
+            raise ConfigurationError(
+                f"SocketIO transports must be among {TRANSPORTS}, got {self.transports!r}"
+            )
+        object.__setattr__(self, "transports", transports)
