@@ -7,6 +7,7 @@ so a frame sent to many sockets is the same ``str`` object for all of them.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,6 +54,9 @@ def _default(obj: Any) -> Any:
         return dump(mode="json")
     if isinstance(obj, tuple):  # a tuple subclass (Socket.IO's ``Arguments``)
         return list(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        # Binary data reaches Socket.IO clients as attachments; in JSON it is base64.
+        return base64.b64encode(obj).decode()
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 

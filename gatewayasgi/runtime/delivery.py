@@ -2,7 +2,7 @@
 
 ``Delivery.emit`` is the one place an emission goes through, in this order:
 
-1. the wire protocol encodes it once;
+1. the wire protocol encodes it once (once per protocol its recipients speak);
 2. the gateway's history (``recovery.base.EmissionLog``, on gateways with recovery)
    keeps it and gives it an offset, which the frame then carries;
 3. local recipients' outboxes get it (never waiting on any of them);
@@ -40,13 +40,21 @@ class Emission:
     """Rooms whose members, and clients, that are skipped."""
     offset: int | None = None
     """Position in the gateway's history, once a history kept it."""
+    stamp: str | None = None
+    """That position as frames carry it."""
 
 
 class LocalFanOut(Protocol):
     """Enqueues a frame on local recipients' outboxes; returns how many got it."""
 
     def __call__(
-        self, frame: Payload, targets: Targets, exclude: Targets, offset: int | None = None, /
+        self,
+        frame: Payload,
+        targets: Targets,
+        exclude: Targets,
+        offset: int | None = None,
+        emission: Emission | None = None,
+        /,
     ) -> int: ...
 
 
@@ -84,10 +92,13 @@ class Delivery:
             if offset is None:
                 return 0
             emission.offset = offset
-            stamped = self.protocol.with_offset(frame, history.format_offset(offset))
-            count = self._fan_out(stamped, emission.targets, emission.exclude, offset)
+            emission.stamp = history.format_offset(offset)
+            stamped = self.protocol.with_offset(frame, emission.stamp)
+            count = self._fan_out(stamped, emission.targets, emission.exclude, offset, emission)
         else:
-            count = self._fan_out(frame, emission.targets, emission.exclude)
+            # ``emission`` lets other protocols encode the data itself (Socket.IO spreads
+            # ``Arguments`` and sends ``bytes`` as attachments), not from the JSON frame.
+            count = self._fan_out(frame, emission.targets, emission.exclude, None, emission)
         if self._metrics is not None:
             self._metrics.on_frame_out(self.namespace, count)
         if self._backplane is not None:

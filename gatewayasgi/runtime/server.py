@@ -269,11 +269,13 @@ class WebSocketServer:
         targets: Targets = NOBODY,
         exclude: Targets = NOBODY,
         offset: int | None = None,
+        emission: Emission | None = None,
     ) -> int:
         """Enqueue ``frame`` on every local recipient's outbox; never waits.
 
         ``frame`` is in the canonical (JSON) protocol; clients that speak another one
-        (Socket.IO) get it transcoded, once per protocol whatever their number.
+        (Socket.IO) get it encoded once per protocol whatever their number: from the
+        ``emission`` when it is at hand (local emits), else transcoded from ``frame``.
         A frame from the history (``offset``) reaches each session once: a client that
         already has it (replayed) skips it, one still replaying holds it for later.
         """
@@ -289,7 +291,7 @@ class WebSocketServer:
             if client is None:
                 continue
             if formats is not None:
-                message, size = _format(formats, client.protocol, frame)
+                message, size = _format(formats, client.protocol, frame, emission)
             if offset is None:
                 if client.outbox.put_nowait(message, size):
                     count += 1
@@ -326,11 +328,19 @@ class WebSocketServer:
 
 
 def _format(
-    formats: dict[WireProtocol, tuple[Message, int]], protocol: WireProtocol, frame: Payload
+    formats: dict[WireProtocol, tuple[Message, int]],
+    protocol: WireProtocol,
+    frame: Payload,
+    emission: Emission | None,
 ) -> tuple[Message, int]:
     """``frame`` (canonical) as ``protocol`` sends it, encoded once per fan-out."""
     found = formats.get(protocol)
     if found is None:
-        payload = protocol.transcode(frame)
+        if emission is None:
+            payload = protocol.transcode(frame)
+        else:
+            payload = protocol.encode_emit(emission.event, emission.data)
+            if emission.stamp is not None:
+                payload = protocol.with_offset(payload, emission.stamp)
         found = formats[protocol] = (protocol.message(payload), frame_cost(payload))
     return found
