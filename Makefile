@@ -71,6 +71,8 @@ unit: $(STAMP) ## Only the fast tests of the pure layers
 
 test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
 	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
+	cd tests/socketio/conformance && npm ci --no-audit --no-fund   # the Socket.IO protocol test suite (mocha)
+	cd tests/socketio/node && npm ci --no-audit --no-fund   # socket.io-client v4 for the real-client tests
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-js
 
