@@ -86,9 +86,10 @@ def _port_lock() -> Iterator[None]:
 
 
 def _log_tail(log: Any) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read().decode(errors="replace")[-4000:]
+    # pread: the server writes through a descriptor that shares this file's offset.
+    size = os.fstat(log.fileno()).st_size
+    start = max(0, size - 4000)
+    return os.pread(log.fileno(), size - start, start).decode(errors="replace")
 
 
 @contextmanager
