@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from gatewayasgi._types import Receive, Scope, Send
 from gatewayasgi.dispatch.routes import Routes
@@ -30,7 +30,7 @@ from gatewayasgi.protocol.socketio import SOCKETIO
 from gatewayasgi.runtime.handshake import refuse
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.settings import origin_allowed
-from gatewayasgi.socketio.engine import EngineSocket
+from gatewayasgi.socketio.engine import EngineSocket, close_websocket
 from gatewayasgi.socketio.options import SocketIO
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatewayasgi")
 
+UPGRADE_SETTLE = 0.1
+"""How long a polling request waits for an upgrade in progress (engine.io's interval)."""
 _TEXT = [(b"content-type", b"text/plain; charset=UTF-8")]
 
 
@@ -146,42 +148,42 @@ class Endpoint:
         )
         await send({"type": "websocket.send", "text": opening})
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(socket.run)
+            await task_group.start(socket.run)
             try:
                 await socket.read_websocket(receive)
             finally:
                 socket.close()
-        await _close(send)
+        await close_websocket(send)
 
     async def _upgrade(self, sid: str, receive: Receive, send: Send) -> None:
         socket = self.sockets.get(sid)
         if socket is None or socket.closed or socket.transport != "polling" or socket.upgrading:
-            await _close(send)  # unknown, or upgraded already
+            await close_websocket(send)  # unknown, or upgraded already
             return
-        socket.upgrading = True
+        socket.begin_upgrade()
         try:
             with anyio.move_on_after(self.options.ping_timeout):
                 first = await receive()
                 if first.get("text") != engineio.PING + engineio.PROBE:
-                    await _close(send)
+                    await close_websocket(send)
                     return
                 await send({"type": "websocket.send", "text": engineio.PONG + engineio.PROBE})
                 socket.wake_poll()  # the polling GET answers a noop: the client pauses it
                 second = await receive()
                 if second.get("text") != engineio.UPGRADE:
-                    await _close(send)
+                    await close_websocket(send)
                     return
                 await socket.upgraded(send)
         finally:
-            socket.upgrading = False
+            socket.end_upgrade()
         if socket.transport != "websocket":
-            await _close(send)
+            await close_websocket(send)
             return
         try:
             await socket.read_websocket(receive)
         finally:
             socket.close()
-        await _close(send)
+        await close_websocket(send)
 
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
@@ -204,6 +206,8 @@ class Endpoint:
             await self._open_polling(scope, send)
             return
         socket = self.sockets.get(sid)
+        if socket is not None:
+            await socket.settle(UPGRADE_SETTLE)
         if socket is not None and socket.expired():
             socket.close(CloseCode.ABNORMAL, "ping timeout")
         if socket is None or socket.closed or socket.transport != "polling":
@@ -247,12 +251,14 @@ class Endpoint:
         opening = engineio.open_packet(
             socket.sid, upgrades, options.ping_interval, options.ping_timeout, options.max_payload
         )
-        self.task_group.start_soon(self._run_polling, socket)
+        await self.task_group.start(self._run_polling, socket)
         await self._respond(scope, send, 200, opening.encode())
 
-    async def _run_polling(self, socket: EngineSocket) -> None:
+    async def _run_polling(
+        self, socket: EngineSocket, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
-            await socket.run()
+            await socket.run(task_status=task_status)
         finally:
             socket.close()
             self.sockets.pop(socket.sid, None)
@@ -308,10 +314,3 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _close(send: Send) -> None:
-    try:
-        await send({"type": "websocket.close", "code": int(CloseCode.NORMAL)})
-    except Exception:
-        logger.debug("closing an Engine.IO websocket failed", exc_info=True)

@@ -15,7 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from gatewayasgi._types import Receive, Scope, Send
 from gatewayasgi.protocol import engineio
@@ -58,6 +58,7 @@ class EngineSocket:
         self._pong = anyio.Event()
         self._ping_sent: float | None = None
         self._joined = anyio.Event()
+        self._settled = anyio.Event()
         self._attaching: tuple[Link, str, int, list[bytes], int] | None = None
         self._task_group: TaskGroup | None = None
         self._timers = anyio.CancelScope()
@@ -65,15 +66,21 @@ class EngineSocket:
 
     # -- life -----------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Heartbeats and the namespaces' sessions, until the connection closes and
-        every session has ended."""
+        every session has ended. Started with ``TaskGroup.start``: packets may come as
+        soon as it returns."""
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
+            task_status.started()
             with self._timers:
                 async with anyio.create_task_group() as timers:
                     timers.start_soon(self._pinger)
                     timers.start_soon(self._connect_deadline)
+            # Closed (a timeout, the client, a malformed packet): a WebSocket is told so
+            # at once, and its reader sees the disconnect.
+            if self._ws_send is not None:
+                await close_websocket(self._ws_send)
 
     def close(self, code: int = CloseCode.ABNORMAL, why: str = "") -> None:
         """End the connection: every namespace's session ends (``code`` tells them how)."""
@@ -272,17 +279,33 @@ class EngineSocket:
             self._polling = False
 
     def wake_poll(self) -> None:
-        """Answer the open polling GET (with a noop if nothing waits): the client is
-        upgrading, or the connection closes."""
-        self._noop = True
-        self._ready.set()
+        """Answer the open polling GET, if any (with a noop if nothing waits): the client
+        is upgrading, or the connection closes."""
+        if self._polling:
+            self._noop = True
+            self._ready.set()
+
+    def begin_upgrade(self) -> None:
+        self.upgrading = True
+        self._settled = anyio.Event()
+
+    def end_upgrade(self) -> None:
+        self.upgrading = False
+        self._settled.set()
+
+    async def settle(self, within: float) -> None:
+        """Wait (up to ``within``) for an upgrade in progress to finish or fail: a GET
+        sent after ``5`` may arrive before the WebSocket's ``5`` is read."""
+        if self.upgrading:
+            with anyio.move_on_after(within):
+                await self._settled.wait()
 
     async def upgraded(self, send: Send) -> None:
         """The client finished the upgrade (``5``): what waited for polling goes over the
         WebSocket first, then everything else."""
         async with self._lock:
             self.attach_websocket(send)
-            self.upgrading = False
+            self.end_upgrade()
             waiting, self._buffer, self._buffered = self._buffer, [], 0
             self._space.set()
             for frame in waiting:
@@ -291,3 +314,10 @@ class EngineSocket:
                 for attachment in attachments:
                     await send({"type": "websocket.send", "bytes": attachment})
         self.wake_poll()
+
+
+async def close_websocket(send: Send) -> None:
+    try:
+        await send({"type": "websocket.close", "code": int(CloseCode.NORMAL)})
+    except Exception:
+        logger.debug("closing an Engine.IO websocket failed", exc_info=True)
