@@ -27,6 +27,7 @@ import orjson
 import psutil
 
 from . import report
+from .apps import SOCKETIO_PATH as ENGINEIO_PATH
 from .servers import (
     LOAD_CPU,
     ROOT,
@@ -37,7 +38,7 @@ from .servers import (
     server_command,
 )
 
-SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+SOCKETIO_PATH = f"{ENGINEIO_PATH}/?EIO=4&transport=websocket"
 
 # peer -> (ASGI target, client dialect)
 PEERS: dict[str, tuple[str, str]] = {
@@ -48,15 +49,24 @@ PEERS: dict[str, tuple[str, str]] = {
     "fastapi": ("benchmarks.apps.fastapi_app:app", "json"),
     "litestar": ("benchmarks.apps.litestar_app:app", "json"),
     "python-socketio": ("benchmarks.apps.socketio_app:app", "socketio"),
+    "gatewayasgi-socketio": ("benchmarks.apps.gateway_socketio:app", "socketio"),
     "pynest": ("benchmarks.apps.pynest_app:app", "json"),
 }
 REDIS_PEERS: dict[str, tuple[str, str]] = {
     "gatewayasgi": ("benchmarks.apps.gateway_redis:app", "json"),
     "python-socketio": ("benchmarks.apps.socketio_redis:app", "socketio"),
+    "gatewayasgi-socketio": ("benchmarks.apps.gateway_socketio_redis:app", "socketio"),
 }
 SERVERS = ["hypercorn", "uvicorn", "granian"]
 SCENARIOS = ["memory", "echo", "fanout", "stalled", "10k", "redis"]
-QUICK_PEERS = ["raw", "raw-concurrent", "gatewayasgi", "starlette", "python-socketio"]
+QUICK_PEERS = [
+    "raw",
+    "raw-concurrent",
+    "gatewayasgi",
+    "starlette",
+    "python-socketio",
+    "gatewayasgi-socketio",
+]
 
 
 def url(port: int, dialect: str) -> str:

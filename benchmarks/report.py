@@ -8,6 +8,11 @@ from typing import Any
 Table = dict[str, dict[str, Any]]
 
 OURS = "gatewayasgi"
+SOCKETIO = "gatewayasgi-socketio"
+"""gatewayasgi serving the same gateway to Socket.IO clients (``docs/socketio.md``)."""
+SOCKETIO_PEER = "python-socketio"
+SOCKETIO_GOAL_SERVERS = ("hypercorn", "uvicorn")
+"""Where the Socket.IO goals apply: echo >= 3x python-socketio, fan-out p99 >= 5x lower."""
 
 
 def one_line(results: dict[str, dict[str, Any]]) -> str:
@@ -147,6 +152,7 @@ def markdown(table: Table, meta: dict[str, Any], servers: list[str], peers: list
                 f"{result['deliveries_per_s']:,.0f} | {single} |"
             )
         lines.append("")
+    lines.extend(socketio_section(table, servers))
     lines.extend(["## Goals", "", *goals(table, servers), ""])
     return "\n".join(lines)
 
@@ -154,10 +160,6 @@ def markdown(table: Table, meta: dict[str, Any], servers: list[str], peers: list
 def goals(table: Table, servers: list[str]) -> list[str]:
     """One line per goal and server: the measured figure and whether it is met."""
     out = []
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
-
     for server in servers:
         ours = _get(table, "echo", server, OURS)
         raw = _get(table, "echo", server, "raw")
@@ -165,12 +167,12 @@ def goals(table: Table, servers: list[str]) -> list[str]:
         if ours and raw:
             ratio = ours["msgs_per_s"] / raw["msgs_per_s"]
             out.append(
-                f"- {server}: echo {ratio:.3f}x raw (goal >= 0.95): {verdict(ratio >= 0.95)}"
+                f"- {server}: echo {ratio:.3f}x raw (goal >= 0.95): {_verdict(ratio >= 0.95)}"
             )
         if ours and sio:
             ratio = ours["msgs_per_s"] / sio["msgs_per_s"]
             out.append(
-                f"- {server}: echo {ratio:.2f}x python-socketio (goal >= 3): {verdict(ratio >= 3)}"
+                f"- {server}: echo {ratio:.2f}x python-socketio (goal >= 3): {_verdict(ratio >= 3)}"
             )
         ours_f = _get(table, "fanout", server, OURS)
         bests = [
@@ -182,7 +184,7 @@ def goals(table: Table, servers: list[str]) -> list[str]:
             best = min(bests)
             out.append(
                 f"- {server}: fan-out p99 {ours_f['p99_ms']:.1f} ms vs best raw {best:.1f} ms "
-                f"(goal: no worse): {verdict(ours_f['p99_ms'] <= best)}"
+                f"(goal: no worse): {_verdict(ours_f['p99_ms'] <= best)}"
             )
         ours_m = _get(table, "memory", server, OURS)
         raw_m = _get(table, "memory", server, "raw")
@@ -190,7 +192,7 @@ def goals(table: Table, servers: list[str]) -> list[str]:
             ratio = ours_m["mib_per_1000"] / raw_m["mib_per_1000"]
             out.append(
                 f"- {server}: memory {ratio:.2f}x raw per idle connection (goal <= 1.2): "
-                f"{verdict(ratio <= 1.2)}"
+                f"{_verdict(ratio <= 1.2)}"
             )
         stalled = _get(table, "stalled", server, OURS)
         if ours_f and stalled:
@@ -198,9 +200,84 @@ def goals(table: Table, servers: list[str]) -> list[str]:
             ok = ratio <= 1.1 and not stalled.get("timeouts")
             out.append(
                 f"- {server}: stalled-member fan-out p99 {ratio:.2f}x the healthy one "
-                f"(goal <= 1.10): {verdict(ok)}"
+                f"(goal <= 1.10): {_verdict(ok)}"
             )
+    return out + socketio_goals(table, servers)
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def socketio_goals(table: Table, servers: list[str]) -> list[str]:
+    """The Socket.IO goals: against python-socketio, both serving Socket.IO clients."""
+    out = []
+    for server in servers:
+        goal = server in SOCKETIO_GOAL_SERVERS
+
+        def line(text: str, ok: bool, server: str = server, goal: bool = goal) -> str:
+            return f"- {server}: Socket.IO {text}: " + (_verdict(ok) if goal else "no goal here")
+
+        ours = _get(table, "echo", server, SOCKETIO)
+        theirs = _get(table, "echo", server, SOCKETIO_PEER)
+        if ours and theirs:
+            ratio = ours["msgs_per_s"] / theirs["msgs_per_s"]
+            out.append(line(f"echo {ratio:.2f}x python-socketio (goal >= 3)", ratio >= 3))
+        ours_f = _get(table, "fanout", server, SOCKETIO)
+        theirs_f = _get(table, "fanout", server, SOCKETIO_PEER)
+        if ours_f and theirs_f:
+            if ours_f.get("timeouts"):
+                out.append(
+                    line("fan-out stalled (goal: p99 >= 5x lower than python-socketio)", False)
+                )
+            else:
+                lower = theirs_f["p99_ms"] / ours_f["p99_ms"]
+                out.append(
+                    line(
+                        f"fan-out p99 {ours_f['p99_ms']:.1f} ms vs python-socketio "
+                        f"{theirs_f['p99_ms']:.1f} ms, {lower:.1f}x lower (goal >= 5x)",
+                        lower >= 5,
+                    )
+                )
     return out
+
+
+def socketio_section(table: Table, servers: list[str]) -> list[str]:
+    """Socket.IO clients served by gatewayasgi and by python-socketio, side by side."""
+    peers = [SOCKETIO_PEER, SOCKETIO, OURS]
+    rows = []
+    for server in servers:
+        base = _get(table, "echo", server, SOCKETIO_PEER)
+        base_f = _get(table, "fanout", server, SOCKETIO_PEER)
+        for peer in peers:
+            echo, fan = _get(table, "echo", server, peer), _get(table, "fanout", server, peer)
+            stalled = _get(table, "stalled", server, peer)
+            if not (echo or fan or stalled):
+                continue
+            lower = (
+                f"{base_f['p99_ms'] / fan['p99_ms']:.1f}x"
+                if fan and base_f and not fan.get("timeouts") and not base_f.get("timeouts")
+                else "n/a"
+            )
+            ratio = f"{echo['msgs_per_s'] / base['msgs_per_s']:.2f}x" if echo and base else "n/a"
+            rows.append(
+                f"| {server} | {peer} | {_cell(echo, 'msgs_per_s', ',.0f')} | {ratio} | "
+                f"{_fanout_cell(fan)} | {lower} | {_fanout_cell(stalled)} |"
+            )
+    if not any(f"| {SOCKETIO} |" in row for row in rows):
+        return []
+    return [
+        "## Socket.IO clients: gatewayasgi vs python-socketio",
+        "",
+        f"`{SOCKETIO}` is the `{OURS}` gateway served to the same Socket.IO client as "
+        f"`{SOCKETIO_PEER}`; `{OURS}` (native JSON) for reference.",
+        "",
+        "| server | peer | echo/s | echo vs python-socketio | fan-out p50 / p99 ms "
+        "| p99 lower than python-socketio | stalled p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def chart(table: Table, servers: list[str], peers: list[str], path: Path) -> None:

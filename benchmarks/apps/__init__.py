@@ -10,7 +10,9 @@ data in Socket.IO framing):
 - ``fill`` with ``{"count", "size"}``: the server sends ``count`` frames of ``size``
   bytes to the caller alone (used to fill a stalled client's socket buffers).
 
-Every module exposes ``app``; the websocket path is ``/ws`` (python-socketio: its own).
+Every module exposes ``app``; the websocket path is ``/ws``, or Engine.IO's ``/socket.io``
+for the Socket.IO peers (python-socketio and ``gateway_socketio``).
 """
 
 PATH = "/ws"
+SOCKETIO_PATH = "/socket.io"

@@ -1,4 +1,7 @@
-"""gatewayasgi: the benchmark protocol as a gateway, written as a user would."""
+"""gatewayasgi: the benchmark protocol as a gateway, written as a user would.
+
+``BenchGateway`` is also what ``gateway_socketio`` serves to Socket.IO clients.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from gatewayasgi import (
 class BenchGateway:
     @SubscribeMessage("echo")
     async def echo(self, data: Any = MessageBody()) -> Any:
-        return data
+        # An ``{"event", "data"}`` dict, not the bare data: native clients get the same
+        # frame either way (and at the same cost), but a Socket.IO client that sent no ack
+        # callback gets only this form (docs/socketio.md, "Acks"). ``join`` does the same.
+        return {"event": "echo", "data": data}
 
     @SubscribeMessage("join")
     async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
