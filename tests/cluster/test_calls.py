@@ -158,9 +158,12 @@ async def test_pending_calls_per_connection_are_bounded() -> None:
     from gatewayasgi import CallLimitError
     from gatewayasgi.runtime.calls import PendingCalls
 
+    from gatewayasgi.protocol.json import JSON
+
     class Fake:
         id = "c_" + "0" * 32
         closed = False
+        protocol = JSON
         sent: list[str] = []
 
         async def send_payload(self, frame: str) -> None:
