@@ -1,0 +1,118 @@
+"""Socket.IO clients on two worker processes sharing one redis-server.
+
+Two hypercorn processes serve ``tests.socketio.sio_worker_app``; a python-socketio
+client on each (and a native-JSON client on the second) join one room, and each
+Socket.IO client emits to it. Every member gets every emit exactly once: a fence sent
+through Redis after the emits (a ``RedisEmitter``, which Redis orders after the emits'
+own publishes) ends what is counted, and a quiet period after it shows that nothing
+came twice. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+import websockets
+
+from gatewayasgi.emitter import RedisEmitter
+from tests import workers
+from tests.redis_server import RedisServer, running_redis_server
+from tests.socketio.sio_worker_app import NAMESPACE
+from tests.socketio.test_python_client import QUIET, WAIT, peer
+from tests.workers import Node, stop_node
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+APP = "tests.socketio.sio_worker_app:app"
+ROOM = "shared"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Node, Node]]:
+    workdir = tmp_path_factory.mktemp("sio-workers")
+    with running_redis_server(workdir) as redis:
+        nodes: list[Node] = []
+        try:
+            for name in ("A", "B"):
+                nodes.append(workers.start_node(name, redis.url, workdir, APP, NAMESPACE))
+            yield redis, nodes[0], nodes[1]
+        finally:
+            for node in nodes:
+                stop_node(node)
+
+
+async def native_frames_until_fence(ws: Any, tag: str) -> list[dict[str, Any]]:
+    """The native client's frames before the fence ``tag``."""
+    frames: list[dict[str, Any]] = []
+    with anyio.fail_after(WAIT):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["event"] == "fence" and frame["data"] == tag:
+                return frames
+            frames.append(frame)
+
+
+@pytest.mark.parametrize(
+    "transports", [["websocket"], ["polling", "websocket"]], ids=["websocket", "upgrade"]
+)
+async def test_room_emits_cross_workers_exactly_once(
+    cluster: tuple[RedisServer, Node, Node], transports: list[str]
+) -> None:
+    redis, node_a, node_b = cluster
+    async with (
+        RedisEmitter(redis.url, namespace=NAMESPACE) as emitter,
+        peer(node_a.address, transports, namespaces=[NAMESPACE]) as a,
+        peer(node_b.address, transports, namespaces=[NAMESPACE]) as b,
+        websockets.connect(node_b.url, open_timeout=WAIT) as native,
+    ):
+        [(welcome_a,)] = await a.wait_for("welcome")
+        [(welcome_b,)] = await b.wait_for("welcome")
+        assert (welcome_a["node"], welcome_b["node"]) == ("A", "B")
+        assert welcome_a["id"] == a.sio.get_sid(NAMESPACE)
+        assert welcome_b["id"] == b.sio.get_sid(NAMESPACE)
+
+        with anyio.fail_after(WAIT):
+            native_welcome = json.loads(await native.recv())
+        assert native_welcome["event"] == "welcome" and native_welcome["data"]["node"] == "B"
+        await native.send(json.dumps({"event": "join", "data": {"room": ROOM}, "id": 1}))
+        assert await native_frames_until_join(native) == {"room": ROOM, "node": "B"}
+        assert await a.call("join", {"room": ROOM}) == {"room": ROOM, "node": "A"}
+        assert await b.call("join", {"room": ROOM}) == {"room": ROOM, "node": "B"}
+
+        assert await a.call("say", {"room": ROOM, "text": "from A"}) == {"node": "A"}
+        assert await b.call("say", {"room": ROOM, "text": "from B"}) == {"node": "B"}
+        await emitter.to(ROOM).emit("fence", "end")
+
+        from_a = {"from": welcome_a["id"], "node": "A", "text": "from A"}
+        from_b = {"from": welcome_b["id"], "node": "B", "text": "from B"}
+        for client in (a, b):
+            await client.wait_for("fence")
+            assert sorted(client.events("said"), key=repr) == sorted(
+                [(from_a,), (from_b,)], key=repr
+            ), client.events("said")
+        native_got = await native_frames_until_fence(native, "end")
+        assert sorted(native_got, key=repr) == sorted(
+            [{"event": "said", "data": from_a}, {"event": "said", "data": from_b}], key=repr
+        )
+
+        await anyio.sleep(QUIET * 2)
+        for client in (a, b):
+            assert len(client.events("said")) == 2, client.events("said")
+            assert client.events("fence") == [("end",)]
+        with anyio.move_on_after(0.01):
+            extra = await native.recv()
+            pytest.fail(f"the native client got one more frame: {extra!r}")
+
+
+async def native_frames_until_join(ws: Any) -> Any:
+    """The data of the native client's answer to its ``join`` (frame id 1)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("id") == 1:
+                assert frame["event"] == "join", frame
+                return frame["data"]
