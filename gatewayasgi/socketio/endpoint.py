@@ -88,6 +88,7 @@ class Endpoint:
         if link.runner.keeper is not None and type(pid) is str and pid.count(".") == 3:
             # socket.io's connection state recovery: ``pid`` is ours (id.token.epoch.
             # offset at connect); ``offset`` the last one the client got, if any.
+            link.offered_pid = pid
             client_id, token, epoch, first = pid.split(".")
             last = offset if type(offset) is str else first
             subprotocols = [SUBPROTOCOL, f"{RESUME_PREFIX}{client_id}.{token}.{epoch}.{last}"]

@@ -54,6 +54,8 @@ class Link:
         """The CONNECT answer went out (a later one is dropped)."""
         self._opened = False
         self._gone = False
+        self.offered_pid: str | None = None
+        """The ``pid`` the client's CONNECT offered to resume (recovery only)."""
         self._tx, self._rx = anyio.create_memory_object_stream[Message](INBOX)
 
     async def serve(self, scope: Scope, path_params: dict[str, str]) -> None:
@@ -104,6 +106,7 @@ class Link:
                 if self._connected:
                     return  # a later ``$session``: Socket.IO has no word for it
                 self._connected = True
+                text = self._kept_pid(text)
             elif text[:1] != "4":
                 # A native frame the app wrote itself (``send_json({"event", "data"})``).
                 try:
@@ -126,6 +129,18 @@ class Link:
         elif kind == "websocket.http.response.start":
             await self._end(REFUSALS.get(message.get("status", 403), "Forbidden"))
 
+    def _kept_pid(self, answer: str) -> str:
+        """The CONNECT answer of a resumed session keeps the ``pid`` the client offered:
+        socket.io-client says ``recovered`` when the ``pid`` did not change."""
+        offered = self.offered_pid
+        if offered is None:
+            return answer
+        body = orjson.loads(answer[2:])
+        if offered.split(".", 1)[0] != body["sid"]:
+            return answer  # a new session: its own pid
+        body["pid"] = offered
+        return "40" + orjson.dumps(body).decode()
+
     async def _end(self, refusal: str) -> None:
         if self.closed:
             return
@@ -135,3 +150,4 @@ class Link:
             await self.socket.send(f"41{self.prefix}")
         else:
             await self.socket.send(engineio.connect_error(self.namespace, refusal))
+        self.gone(CloseCode.NORMAL)  # the session reads its end, as from an ASGI server

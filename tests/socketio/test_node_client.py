@@ -208,26 +208,7 @@ async def connections_left(app: Any) -> dict[str, list[str]]:
     return left()
 
 
-BLOCKED = {
-    # Lead bugs found by these tests (see the report); strict: they fail until fixed.
-    "recovery": (
-        "the CONNECT answer of a resumed session carries a new pid (its offset part moved: "
-        "gatewayasgi/protocol/socketio.py _connect_answer), and socket.io-client sets "
-        "socket.recovered only when the pid is the one it offered"
-    ),
-    "close": (
-        "after client.close() the namespace's session never gets websocket.disconnect "
-        "(gatewayasgi/socketio/links.py Link._end forgets the link without ending its "
-        "receive side): the connection stays in server.clients and its ASGI call never "
-        "returns (uvicorn cannot shut down)"
-    ),
-}
-FILES = [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=BLOCKED[name]))
-    if name in BLOCKED
-    else name
-    for name in ["features", "close", "mixed", "recovery", "restart"]
-]
+FILES = ["features", "close", "mixed", "recovery", "restart"]
 
 
 @pytest.mark.parametrize("mode", ["websocket", "default"])
