@@ -37,7 +37,14 @@ class Recorder(MemoryLog):
 def test_every_emit_is_kept_by_the_history_before_fan_out_and_carries_its_offset() -> None:
     log: list[str] = []
 
-    def fan_out(frame: Any, targets: Targets, exclude: Targets, offset: int | None = None) -> int:
+    def fan_out(
+        frame: Any,
+        targets: Targets,
+        exclude: Targets,
+        offset: int | None = None,
+        emission: Any = None,
+    ) -> int:
+        assert emission is None or emission.stamp == (None if offset is None else str(offset))
         log.append(f"fan_out:{frame}:{offset}")
         return 2
 
