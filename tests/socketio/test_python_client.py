@@ -205,6 +205,16 @@ async def test_unknown_namespace_is_refused(server: str, transports: list[str]) 
         assert refused.connect_errors == [{"message": "Invalid namespace"}]
 
 
+async def test_heartbeats_keep_an_idle_client_connected(server: str, transports: list[str]) -> None:
+    app = make_app(ping_interval=0.2, ping_timeout=1.0)
+    async with run_server(app, server) as address, peer(address, transports) as client:
+        await welcomed(client)
+        assert client.sio.eio.ping_interval == 0.2  # from the OPEN packet
+        await anyio.sleep(1.5)  # several pings, each answered in time
+        assert client.disconnects == 0 and client.sio.connected
+        assert await client.call("echo", "alive") == "alive"
+
+
 # -- events and acks -------------------------------------------------------------------
 
 
@@ -292,6 +302,9 @@ async def test_binary_payloads_in_and_out(server: str, transports: list[str]) ->
         }
         [_, (pushed,)] = await client.wait_for("bin", 2)
         assert pushed == {"nested": {"got": nested}, "list": [nested]}
+
+        big = bytes(range(256)) * 800  # 200 KiB: base64 in polling bodies
+        assert await client.call("bin", [big]) == {"got": [big], "kinds": ["bytes"]}
 
         # Several arguments, some of them binary.
         answer = await client.call("args", (b"\xff", {"b": b"\xfe"}, "c"))
