@@ -30,7 +30,7 @@ from gatewayasgi.protocol.socketio import SOCKETIO
 from gatewayasgi.runtime.handshake import refuse
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.settings import origin_allowed
-from gatewayasgi.socketio.engine import EngineSocket, close_websocket
+from gatewayasgi.socketio.engine import EngineSocket, PollBudget, close_websocket
 from gatewayasgi.socketio.options import SocketIO
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class Endpoint:
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.sockets: dict[str, EngineSocket] = {}
         """Connections that began on polling (upgraded ones too, to refuse their sid)."""
+        budget = middleware.settings.outbox_budget
+        self.poll_budget = PollBudget(None if budget is None else max(budget // 4, 1 << 20))
+        """What polling connections hold for their next GET, together (a quarter of the
+        outbox budget)."""
         self.task_group: TaskGroup | None = None
         """The lifespan's: polling connections run there."""
 
@@ -215,7 +219,7 @@ class Endpoint:
             await self._respond(scope, send, 400, b"Session ID unknown")
             return
         if method == "GET":
-            body = await socket.poll()
+            body = await _poll(socket, receive)
             if body is None:
                 await self._respond(scope, send, 400, b"Bad request")
             else:
@@ -287,6 +291,24 @@ class Endpoint:
                     headers.append((b"access-control-allow-headers", requested.encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _poll(socket: EngineSocket, receive: Receive) -> str | None:
+    """``socket.poll()``, and the connection's end if the client goes away meanwhile (a
+    closed tab): its sessions end now, not a ping timeout later."""
+    body: str | None = None
+    async with anyio.create_task_group() as tasks:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            socket.close(CloseCode.ABNORMAL, "poll connection closed prematurely")
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(watch)
+        body = await socket.poll()
+        tasks.cancel_scope.cancel()
+    return body
 
 
 def _new_sid() -> str:

@@ -30,8 +30,38 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatewayasgi")
 
-POLL_BUFFER = 1 << 20
+POLL_BUFFER = 256 * 1024
 """Bytes waiting for a polling client's next GET before writers wait."""
+
+
+class PollBudget:
+    """Bytes all polling connections of an endpoint hold for their next GET, together.
+
+    Past ``limit`` every writer to a polling connection waits, so what clients do not
+    fetch stays in the gateway outboxes, where the process-wide outbox budget and the
+    slow-client policy bound it: memory has a ceiling whatever the number of sessions.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.total = 0
+        self._space = anyio.Event()
+
+    def full(self) -> bool:
+        return self.limit is not None and self.total >= self.limit
+
+    async def wait(self) -> None:
+        if self._space.is_set():
+            self._space = anyio.Event()
+        await self._space.wait()
+
+    def take(self, size: int) -> None:
+        self.total += size
+
+    def give(self, size: int) -> None:
+        self.total -= size
+        if not self.full():
+            self._space.set()
 
 
 class EngineSocket:
@@ -95,6 +125,8 @@ class EngineSocket:
         self._timers.cancel()
         self._ready.set()
         self._space.set()
+        self.endpoint.poll_budget.give(self._buffered)  # a last GET may still take it
+        self._buffered = 0
         if self.on_close is not None:
             self.on_close(self)
 
@@ -243,14 +275,29 @@ class EngineSocket:
             await ws_send({"type": "websocket.send", "text": frame})
 
     async def _buffered_send(self, frame: str) -> None:
-        while self._buffered >= POLL_BUFFER and not self.closed:
-            self._space = anyio.Event()
-            await self._space.wait()
+        budget = self.endpoint.poll_budget
+        while not self.closed:
+            if self._buffered >= POLL_BUFFER:
+                self._space = anyio.Event()
+                await self._space.wait()
+            elif budget.full():
+                await budget.wait()
+            else:
+                break
         if self.closed:
             return
         self._buffer.append(frame)
         self._buffered += len(frame)
+        budget.take(len(frame))
         self._ready.set()
+
+    def _drained(self) -> list[str]:
+        """Take what waits for polling (a GET answers it, or the upgrade sends it)."""
+        waiting, self._buffer = self._buffer, []
+        self.endpoint.poll_budget.give(self._buffered)
+        self._buffered = 0
+        self._space.set()
+        return waiting
 
     def attach_websocket(self, send: Send) -> None:
         """WebSocket is the transport from now on (opened on it, or upgraded)."""
@@ -272,8 +319,7 @@ class EngineSocket:
                 self._ready = anyio.Event()
                 await self._ready.wait()
             self._noop = False
-            packets, self._buffer, self._buffered = self._buffer, [], 0
-            self._space.set()
+            packets = self._drained()
             return SEPARATOR.join(packets) if packets else engineio.NOOP
         finally:
             self._polling = False
@@ -306,8 +352,7 @@ class EngineSocket:
         async with self._lock:
             self.attach_websocket(send)
             self.end_upgrade()
-            waiting, self._buffer, self._buffered = self._buffer, [], 0
-            self._space.set()
+            waiting = self._drained()
             for frame in waiting:
                 head, attachments = split_frame(frame)
                 await send({"type": "websocket.send", "text": head})

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatewayasgi")
 
-INBOX = 64
+INBOX = 16
 """Packets a namespace may have waiting for its session; the reader waits beyond."""
 REFUSALS = {403: "Forbidden", 503: "Service Unavailable"}
 _CONNECT = {"type": "websocket.connect"}
@@ -54,6 +54,11 @@ class Link:
         """The CONNECT answer went out (a later one is dropped)."""
         self._opened = False
         self._gone = False
+        self._waiting = 0
+        """Characters of packets waiting for the session: beyond ``max_payload`` (and
+        ``INBOX`` packets) the connection's reader waits, so what one client makes the
+        server hold is bounded."""
+        self._taken = anyio.Event()
         self.offered_pid: str | None = None
         """The ``pid`` the client's CONNECT offered to resume (recovery only)."""
         self._tx, self._rx = anyio.create_memory_object_stream[Message](INBOX)
@@ -64,6 +69,7 @@ class Link:
             await self.runner.run(scope, self.receive, self.send, path_params)
         finally:
             self.closed = True
+            self._taken.set()
             self._rx.close()
             self.socket.forget(self)
 
@@ -71,8 +77,12 @@ class Link:
 
     async def feed(self, frame: str) -> None:
         """A packet of this namespace (without it), for the session; waits when full."""
+        while self._waiting > self.socket.options.max_payload and not self.closed:
+            self._taken = anyio.Event()
+            await self._taken.wait()
         if self.closed:
             return
+        self._waiting += len(frame)
         # The session may have ended meanwhile.
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._tx.send({"type": "websocket.receive", "text": frame})
@@ -92,9 +102,12 @@ class Link:
             self._opened = True
             return _CONNECT
         try:
-            return await self._rx.receive()
+            message = await self._rx.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return {"type": "websocket.disconnect", "code": self.close_code}
+        self._waiting -= len(message["text"])
+        self._taken.set()
+        return message
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -145,6 +158,7 @@ class Link:
         if self.closed:
             return
         self.closed = True
+        self._taken.set()
         self.socket.forget(self)
         if self._accepted:
             await self.socket.send(f"41{self.prefix}")

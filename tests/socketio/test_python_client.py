@@ -413,11 +413,6 @@ async def test_socketio_and_native_clients_share_a_room(server: str, transports:
 # -- HTTP long-polling without a client library ---------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="the polling GET does not watch for http.disconnect (socketio/endpoint.py, _http, "
-    "GET branch): the session stays until the next ping times out",
-    strict=True,
-)
 async def test_a_polling_client_gone_in_the_middle_of_a_poll_is_disconnected(server: str) -> None:
     """A browser tab closed during a long poll: its TCP connection ends while the GET
     waits. Node's engine.io closes the session at once ("poll connection closed
