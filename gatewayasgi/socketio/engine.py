@@ -255,13 +255,17 @@ class EngineSocket:
 
     # -- outbound ---------------------------------------------------------------------
 
-    async def send(self, frame: str) -> None:
-        """Send one frame (a packet, and its attachments if any) to the client."""
+    async def send(self, frame: str, *, control: bool = False) -> None:
+        """Send one frame (a packet, and its attachments if any) to the client.
+
+        A ``control`` frame (a namespace's end) never waits for a polling client's buffer
+        to drain: a stalled client learns that its namespace ended when it polls again.
+        """
         if self.closed:
             return
         ws_send = self._ws_send
         if ws_send is None or self.upgrading:
-            await self._buffered_send(frame)
+            await self._buffered_send(frame, control)
         elif SEPARATOR in frame:
             head, attachments = split_frame(frame)
             async with self._lock:  # the attachments follow their packet, nothing between
@@ -274,9 +278,9 @@ class EngineSocket:
         else:
             await ws_send({"type": "websocket.send", "text": frame})
 
-    async def _buffered_send(self, frame: str) -> None:
+    async def _buffered_send(self, frame: str, control: bool) -> None:
         budget = self.endpoint.poll_budget
-        while not self.closed:
+        while not self.closed and not control:
             if self._buffered >= POLL_BUFFER:
                 self._space = anyio.Event()
                 await self._space.wait()

@@ -161,7 +161,7 @@ class Link:
         self._taken.set()
         self.socket.forget(self)
         if self._accepted:
-            await self.socket.send(f"41{self.prefix}")
+            await self.socket.send(f"41{self.prefix}", control=True)
         else:
-            await self.socket.send(engineio.connect_error(self.namespace, refusal))
+            await self.socket.send(engineio.connect_error(self.namespace, refusal), control=True)
         self.gone(CloseCode.NORMAL)  # the session reads its end, as from an ASGI server

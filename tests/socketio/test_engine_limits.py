@@ -258,3 +258,44 @@ async def test_origins_are_checked_for_both_transports(server: str) -> None:
             await websockets.connect(
                 ws_url(address), origin="https://evil.example", open_timeout=WAIT
             )
+
+
+@WebSocketGateway("/flood")
+class Flood:
+    @SubscribeMessage("flood")
+    async def flood(self, data=MessageBody(), client=ConnectedSocket()):
+        for _ in range(int(data)):  # a fan-out never waits: the outbox's policy applies
+            await self.server.to(client).emit("chunk", "x" * 1024)
+            if client.closed:
+                return
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+async def test_a_polling_client_that_stops_fetching_holds_a_bounded_buffer(server: str) -> None:
+    """The server emits 4 MiB to a polling client that never GETs: at most 256 KiB wait
+    for the GET, the rest fills the gateway outbox, whose overflow policy closes the
+    namespace (DISCONNECT), as for a stalled native client."""
+    from gatewayasgi.socketio.engine import POLL_BUFFER
+
+    middleware = GatewayMiddleware(
+        gateways=[Flood], socketio=SocketIO(), outbox_max_messages=64, overflow="close"
+    )
+    async with run_server(middleware, server) as address:
+        base = f"http://{address}/socket.io/?EIO=4&transport=polling"
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            sid = orjson.loads((await http.get(base)).text[1:])["sid"]
+            url = f"{base}&sid={sid}"
+            assert (await http.post(url, content="40/flood,")).status_code == 200
+            assert (await http.post(url, content='42/flood,["flood",4096]')).status_code == 200
+            socket = middleware.socketio.sockets[sid]  # type: ignore[union-attr]
+            flood = middleware.server_for(Flood)
+            with anyio.fail_after(WAIT):
+                while flood.clients:  # closed by its outbox's overflow policy
+                    await anyio.sleep(0.05)
+            assert socket._buffered <= POLL_BUFFER + 2048
+            assert middleware.socketio.poll_budget.total == socket._buffered  # type: ignore[union-attr]
+            packets = (await http.get(url)).text.split("\x1e")
+            assert packets[0].startswith('40/flood,{"sid":')
+            assert packets[-1] == "41/flood,"  # the namespace's end, after what fit
+            assert len(packets) < 300
+            assert middleware.socketio.poll_budget.total == 0  # type: ignore[union-attr]
