@@ -21,7 +21,15 @@ from gatewayasgi._types import Receive, Scope, Send
 from gatewayasgi.protocol import engineio
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.engineio import Malformed
-from gatewayasgi.protocol.socketio import CONNECT, DISCONNECT, SEPARATOR, join_frame, split_frame
+from gatewayasgi.protocol.socketio import (
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    DISCONNECT,
+    SEPARATOR,
+    join_frame,
+    split_frame,
+)
 from gatewayasgi.protocol.targets import new_client_id
 from gatewayasgi.socketio.links import Link
 
@@ -32,6 +40,9 @@ logger = logging.getLogger("gatewayasgi")
 
 POLL_BUFFER = 256 * 1024
 """Bytes waiting for a polling client's next GET before writers wait."""
+
+
+_BINARY = (BINARY_EVENT, BINARY_ACK)
 
 
 class PollBudget:
@@ -266,7 +277,7 @@ class EngineSocket:
         ws_send = self._ws_send
         if ws_send is None or self.upgrading:
             await self._buffered_send(frame, control)
-        elif SEPARATOR in frame:
+        elif frame[1:2] in _BINARY and SEPARATOR in frame:
             head, attachments = split_frame(frame)
             async with self._lock:  # the attachments follow their packet, nothing between
                 await ws_send({"type": "websocket.send", "text": head})

@@ -83,9 +83,13 @@ class Link:
         if self.closed:
             return
         self._waiting += len(frame)
+        message = {"type": "websocket.receive", "text": frame}
         # The session may have ended meanwhile.
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self._tx.send({"type": "websocket.receive", "text": frame})
+            try:
+                self._tx.send_nowait(message)  # no checkpoint: the common case costs none
+            except anyio.WouldBlock:
+                await self._tx.send(message)
 
     def gone(self, code: int) -> None:
         """The client left the namespace (DISCONNECT: 1000) or the connection ended."""
@@ -102,7 +106,10 @@ class Link:
             self._opened = True
             return _CONNECT
         try:
-            message = await self._rx.receive()
+            try:
+                message = self._rx.receive_nowait()
+            except anyio.WouldBlock:
+                message = await self._rx.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return {"type": "websocket.disconnect", "code": self.close_code}
         self._waiting -= len(message["text"])
@@ -115,12 +122,12 @@ class Link:
             text = message.get("text")
             if text is None or self.closed:
                 return  # a raw binary frame has no Socket.IO form
-            if text[:2] == "40":
+            if text.startswith("40"):
                 if self._connected:
                     return  # a later ``$session``: Socket.IO has no word for it
                 self._connected = True
                 text = self._kept_pid(text)
-            elif text[:1] != "4":
+            elif not text.startswith("4"):
                 # A native frame the app wrote itself (``send_json({"event", "data"})``).
                 try:
                     text = SOCKETIO.transcode(text)
