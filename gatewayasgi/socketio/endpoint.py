@@ -147,7 +147,7 @@ class Endpoint:
             return
         options = self.options
         socket = EngineSocket(self, _new_sid(), scope, "websocket")
-        socket.attach_websocket(send)
+        socket.attach_websocket(send, receive)
         opening = engineio.open_packet(
             socket.sid, [], options.ping_interval, options.ping_timeout, options.max_payload
         )
@@ -155,7 +155,7 @@ class Endpoint:
         async with anyio.create_task_group() as task_group:
             await task_group.start(socket.run)
             try:
-                await socket.read_websocket(receive)
+                await socket.read_websocket()
             finally:
                 socket.close()
         await close_websocket(send)
@@ -178,14 +178,14 @@ class Endpoint:
                 if second.get("text") != engineio.UPGRADE:
                     await close_websocket(send)
                     return
-                await socket.upgraded(send)
+                await socket.upgraded(send, receive)
         finally:
             socket.end_upgrade()
         if socket.transport != "websocket":
             await close_websocket(send)
             return
         try:
-            await socket.read_websocket(receive)
+            await socket.read_websocket()
         finally:
             socket.close()
         await close_websocket(send)

@@ -89,6 +89,10 @@ class EngineSocket:
         self.closed = False
         self.upgrading = False
         self._ws_send: Send | None = None
+        self._receive: Receive | None = None
+        self._in_receive = False
+        """A task waits in the WebSocket's ``receive`` (one at a time)."""
+        self._reader_wake = anyio.Event()
         self._lock = anyio.Lock()
         self._buffer: list[str] = []
         self._buffered = 0
@@ -134,6 +138,7 @@ class EngineSocket:
             link.gone(code)
         self.links.clear()
         self._timers.cancel()
+        self._reader_wake.set()
         self._ready.set()
         self._space.set()
         self.endpoint.poll_budget.give(self._buffered)  # a last GET may still take it
@@ -145,6 +150,7 @@ class EngineSocket:
         """A namespace's connection ended: a new CONNECT may open it again."""
         if self.links.get(link.namespace) is link:
             del self.links[link.namespace]
+            self._reader_wake.set()  # who reads may change
 
     def expired(self) -> bool:
         """A ping went unanswered past ``ping_timeout`` (checked on every request too)."""
@@ -160,10 +166,18 @@ class EngineSocket:
             await self.send(engineio.PING)
             with anyio.move_on_after(options.ping_timeout):
                 await self._pong.wait()
+            while not self._pong.is_set() and self._unread():
+                # The namespace's session reads the socket and is in a handler now:
+                # the pong may be waiting unread. It counts once someone reads again.
+                with anyio.move_on_after(options.ping_timeout):
+                    await self._pong.wait()
             if not self._pong.is_set():
                 self.close(CloseCode.ABNORMAL, "ping timeout")
                 return
             self._ping_sent = None
+
+    def _unread(self) -> bool:
+        return self._receive is not None and not self._in_receive and not self.closed
 
     async def _connect_deadline(self) -> None:
         with anyio.move_on_after(self.options.connect_timeout):
@@ -173,36 +187,68 @@ class EngineSocket:
 
     # -- inbound ----------------------------------------------------------------------
 
-    async def read_websocket(self, receive: Receive) -> None:
-        """Take packets from a WebSocket until it or this connection ends."""
-        limit = self.options.max_payload
-        while not self.closed:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                data = message.get("text")
-                if data is None:
-                    data = message.get("bytes")
-                if data is None:
-                    continue
-                if len(data) > limit:
-                    self.close(CloseCode.ABNORMAL, "packet over maxPayload")
-                    return
-                await self.on_packet(data)
-            elif kind == "websocket.disconnect":
-                self.close(CloseCode.ABNORMAL, "transport closed")
-                return
+    # Who reads the WebSocket. With one namespace joined, its session reads for itself
+    # (``Link.receive`` -> ``read_one``): a packet goes from the socket to its handler in
+    # one task, with no hand-off. Otherwise (no namespace yet, or several) the
+    # connection's own task reads and hands each packet to its namespace's queue.
 
-    async def on_packet(self, packet: str | bytes) -> None:
-        """One Engine.IO packet from the client, whatever the transport."""
+    def direct(self) -> Link | None:
+        """The one namespace whose session reads the WebSocket itself, if any."""
+        if self._receive is None or len(self.links) != 1 or self.upgrading:
+            return None
+        return next(iter(self.links.values()))
+
+    def may_read(self, link: Link) -> bool:
+        return not self._in_receive and not self.closed and self.direct() is link
+
+    async def read_websocket(self) -> None:
+        """The connection's own reader: it reads while no namespace session does, until
+        the WebSocket or this connection ends."""
+        while not self.closed:
+            direct = self.direct()
+            if direct is not None or self._in_receive:
+                self._reader_wake = anyio.Event()
+                if direct is not None:
+                    direct.wake()  # its session reads from now on
+                await self._reader_wake.wait()
+                continue
+            await self.read_one(None)
+
+    async def read_one(self, link: Link | None) -> str | None:
+        """Read one WebSocket message and act on it; the frame when it is a packet of
+        ``link`` (the reading namespace), else ``None``."""
+        self._in_receive = True
+        try:
+            message = await self._receive()  # type: ignore[misc]
+        finally:
+            self._in_receive = False
+            self._reader_wake.set()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes")
+            if data is None:
+                return None
+            if len(data) > self.options.max_payload:
+                self.close(CloseCode.ABNORMAL, "packet over maxPayload")
+                return None
+            return await self.on_packet(data, link)
+        if kind == "websocket.disconnect":
+            self.close(CloseCode.ABNORMAL, "transport closed")
+        return None
+
+    async def on_packet(self, packet: str | bytes, link: Link | None = None) -> str | None:
+        """One Engine.IO packet from the client, whatever the transport; a packet of
+        ``link`` is returned to it rather than queued."""
         try:
             if not isinstance(packet, str):
                 await self._attachment(packet)
-                return
+                return None
             kind = packet[:1]
             if kind == engineio.MESSAGE:
-                await self._message(packet)
-            elif kind == engineio.PONG and len(packet) == 1:
+                return await self._message(packet, link)
+            if kind == engineio.PONG and len(packet) == 1:
                 self._pong.set()
             elif kind == engineio.CLOSE:
                 self.close(CloseCode.ABNORMAL, "closed by the client")
@@ -210,18 +256,19 @@ class EngineSocket:
                 raise Malformed(f"unexpected Engine.IO packet {packet[:8]!r}")
         except Malformed as exc:
             self.close(CloseCode.ABNORMAL, f"malformed packet: {exc}")
+        return None
 
-    async def _message(self, text: str) -> None:
+    async def _message(self, text: str, reader: Link | None) -> str | None:
         if self._attaching is not None:
             raise Malformed("a packet came before the attachments of the previous one")
         header = engineio.parse_header(text)
         namespace = header.namespace
         if header.kind == CONNECT:
             await self._connect(namespace, engineio.connect_payload(text, header))
-            return
+            return None
         link = self.links.get(namespace)
         if link is None:
-            return  # not (or no longer) in that namespace: as socket.io, ignored
+            return None  # not (or no longer) in that namespace: as socket.io, ignored
         start, end = header.cut
         frame = text if start == end else text[:start] + text[end:]
         if header.kind == DISCONNECT:
@@ -229,8 +276,11 @@ class EngineSocket:
             link.gone(CloseCode.NORMAL)
         elif header.attachments:
             self._attaching = (link, frame, header.attachments, [], 0)
+        elif link is reader:
+            return frame
         else:
             await link.feed(frame)
+        return None
 
     async def _attachment(self, data: bytes) -> None:
         if self._attaching is None:
@@ -261,6 +311,7 @@ class EngineSocket:
         link = Link(self, namespace, runner, new_client_id())
         scope = self.endpoint.namespace_scope(self, link, auth, path_params)
         self.links[namespace] = link
+        self._reader_wake.set()  # who reads may change
         assert self._task_group is not None
         self._task_group.start_soon(link.serve, scope, path_params)
 
@@ -314,9 +365,10 @@ class EngineSocket:
         self._space.set()
         return waiting
 
-    def attach_websocket(self, send: Send) -> None:
+    def attach_websocket(self, send: Send, receive: Receive) -> None:
         """WebSocket is the transport from now on (opened on it, or upgraded)."""
         self._ws_send = send
+        self._receive = receive
         self.transport = "websocket"
 
     # -- HTTP long-polling ------------------------------------------------------------
@@ -361,11 +413,11 @@ class EngineSocket:
             with anyio.move_on_after(within):
                 await self._settled.wait()
 
-    async def upgraded(self, send: Send) -> None:
+    async def upgraded(self, send: Send, receive: Receive) -> None:
         """The client finished the upgrade (``5``): what waited for polling goes over the
         WebSocket first, then everything else."""
         async with self._lock:
-            self.attach_websocket(send)
+            self.attach_websocket(send, receive)
             self.end_upgrade()
             waiting = self._drained()
             for frame in waiting:

@@ -59,6 +59,7 @@ class Link:
         ``INBOX`` packets) the connection's reader waits, so what one client makes the
         server hold is bounded."""
         self._taken = anyio.Event()
+        self._wake = anyio.Event()
         self.offered_pid: str | None = None
         """The ``pid`` the client's CONNECT offered to resume (recovery only)."""
         self._tx, self._rx = anyio.create_memory_object_stream[Message](INBOX)
@@ -89,7 +90,9 @@ class Link:
             try:
                 self._tx.send_nowait(message)  # no checkpoint: the common case costs none
             except anyio.WouldBlock:
+                self._wake.set()
                 await self._tx.send(message)
+            self._wake.set()
 
     def gone(self, code: int) -> None:
         """The client left the namespace (DISCONNECT: 1000) or the connection ended."""
@@ -97,6 +100,7 @@ class Link:
             return
         self._gone = True
         self.close_code = code
+        self._wake.set()
         self._tx.close()  # the session reads what was sent, then the disconnect
 
     # -- the runner's ASGI callables --------------------------------------------------
@@ -105,16 +109,30 @@ class Link:
         if not self._opened:
             self._opened = True
             return _CONNECT
-        try:
+        socket = self.socket
+        while True:
             try:
                 message = self._rx.receive_nowait()
             except anyio.WouldBlock:
-                message = await self._rx.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return {"type": "websocket.disconnect", "code": self.close_code}
-        self._waiting -= len(message["text"])
-        self._taken.set()
-        return message
+                pass
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return {"type": "websocket.disconnect", "code": self.close_code}
+            else:
+                self._waiting -= len(message["text"])
+                self._taken.set()
+                return message
+            if socket.may_read(self):
+                # The only namespace: read the socket here, no hand-off to this task.
+                frame = await socket.read_one(self)
+                if frame is not None:
+                    return {"type": "websocket.receive", "text": frame}
+                continue
+            self._wake = anyio.Event()
+            await self._wake.wait()
+
+    def wake(self) -> None:
+        """A packet was queued, the reading role is free, or the connection ended."""
+        self._wake.set()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
