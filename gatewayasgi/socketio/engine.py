@@ -93,6 +93,7 @@ class EngineSocket:
         self._in_receive = False
         """A task waits in the WebSocket's ``receive`` (one at a time)."""
         self._reader_wake = anyio.Event()
+        self._awaiting_reader = False
         self._lock = anyio.Lock()
         self._buffer: list[str] = []
         self._buffered = 0
@@ -208,6 +209,9 @@ class EngineSocket:
             direct = self.direct()
             if direct is not None or self._in_receive:
                 self._reader_wake = anyio.Event()
+                # Woken when the namespaces change (or the connection ends), and when
+                # the task in ``receive`` leaves it if that is what this waits for.
+                self._awaiting_reader = direct is None
                 if direct is not None:
                     direct.wake()  # its session reads from now on
                 await self._reader_wake.wait()
@@ -222,7 +226,8 @@ class EngineSocket:
             message = await self._receive()  # type: ignore[misc]
         finally:
             self._in_receive = False
-            self._reader_wake.set()
+            if self._awaiting_reader:
+                self._reader_wake.set()
         kind = message["type"]
         if kind == "websocket.receive":
             data = message.get("text")
