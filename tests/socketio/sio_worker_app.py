@@ -14,6 +14,7 @@ from gatewayasgi import (
     GatewayMiddleware,
     MessageBody,
     OnGatewayConnection,
+    Recovery,
     SubscribeMessage,
     WebSocketGateway,
 )
@@ -43,8 +44,35 @@ class WorkersGateway(OnGatewayConnection):
         return {"node": NODE}
 
 
+KEPT = "/kept"
+
+
+@WebSocketGateway(namespace=KEPT, recovery=Recovery(window=30))
+class KeptGateway:
+    """Session recovery on the Redis history: a Socket.IO client resumes on either worker."""
+
+    @SubscribeMessage("join")
+    async def join(self, room: str = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        await self.server.join(client, room)
+        return {"node": NODE}
+
+    @SubscribeMessage("say")
+    async def say(self, data: Any = MessageBody()) -> Any:
+        await self.server.to_room(data["room"]).emit("said", data["n"])
+        return {"node": NODE}
+
+    @SubscribeMessage("whoami")
+    def whoami(self, client: Any = ConnectedSocket()) -> Any:
+        return {
+            "id": client.id,
+            "recovered": client.recovered,
+            "rooms": sorted(self.server.rooms_of(client)),
+            "node": NODE,
+        }
+
+
 app = GatewayMiddleware(
-    gateways=[WorkersGateway],
+    gateways=[WorkersGateway, KeptGateway],
     broker=RedisBroker(
         os.environ.get("GATEWAYASGI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         reconnect_delay=0.05,

@@ -21,7 +21,7 @@ import websockets
 from gatewayasgi.emitter import RedisEmitter
 from tests import workers
 from tests.redis_server import RedisServer, running_redis_server
-from tests.socketio.sio_worker_app import NAMESPACE
+from tests.socketio.sio_worker_app import KEPT, NAMESPACE
 from tests.socketio.test_python_client import QUIET, WAIT, peer
 from tests.workers import Node, stop_node
 
@@ -116,3 +116,79 @@ async def native_frames_until_join(ws: Any) -> Any:
             if frame.get("id") == 1:
                 assert frame["event"] == "join", frame
                 return frame["data"]
+
+
+# -- session recovery across workers (Socket.IO's pid and offset, raw packets) ---------
+
+
+async def sio_packet(ws: Any) -> str:
+    """The next packet of the ``/kept`` namespace (pings are answered)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            packet = await ws.recv()
+            if packet == "2":
+                await ws.send("3")
+            elif packet.startswith(("4", "0")) and KEPT in packet:
+                return str(packet)
+
+
+async def kept_connection(address: str, auth: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    ws = await websockets.connect(
+        f"ws://{address}/socket.io/?EIO=4&transport=websocket", open_timeout=WAIT
+    )
+    with anyio.fail_after(WAIT):
+        assert str(await ws.recv()).startswith("0{")
+    await ws.send(f"40{KEPT}," + (json.dumps(auth) if auth else ""))
+    answer = await sio_packet(ws)
+    assert answer.startswith(f"40{KEPT},"), answer
+    return ws, json.loads(answer[len(f"40{KEPT},") :])
+
+
+def said(packet: str) -> tuple[int, str]:
+    """``42/kept,["said",n,"<offset>"]`` -> (n, offset)."""
+    assert packet.startswith(f"42{KEPT},"), packet
+    event, number, offset = json.loads(packet[len(f"42{KEPT},") :])
+    assert event == "said"
+    return number, offset
+
+
+async def test_a_socketio_session_resumes_on_the_other_worker_from_the_redis_history(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    """Socket.IO's connection state recovery over two workers: the client drops from A,
+    misses 50 room emits made on B, and resumes on B with its ``pid`` and last offset:
+    the same sid and pid, its room, and the 50 frames once and in order (transcoded
+    from the JSON history in Redis), then live frames."""
+    _redis, node_a, node_b = cluster
+    ws, first = await kept_connection(node_a.address)
+    pid, sid = first["pid"], first["sid"]
+    await ws.send(f'42{KEPT},1["join","r"]')
+    assert (await sio_packet(ws)).startswith(f"43{KEPT},1[")
+
+    speaker, _ = await kept_connection(node_b.address)
+    await speaker.send(f'42{KEPT},["say",{{"room":"r","n":0}}]')
+    number, offset = said(await sio_packet(ws))
+    assert number == 0
+    await ws.close()  # gone without a DISCONNECT: the session waits for it
+
+    for n in range(1, 51):
+        await speaker.send(f'42{KEPT},["say",{{"room":"r","n":{n}}}]')
+    await speaker.send(f'42{KEPT},9["whoami"]')
+    await sio_packet(speaker)  # the speaker's emits are all in by now
+
+    ws, again = await kept_connection(node_b.address, {"pid": pid, "offset": offset})
+    assert again == {"sid": sid, "pid": pid}  # socket.io-client's ``recovered``
+    missed = [said(await sio_packet(ws)) for _ in range(50)]
+    assert [n for n, _ in missed] == list(range(1, 51))
+    await ws.send(f'42{KEPT},2["whoami"]')
+    who = await sio_packet(ws)
+    assert json.loads(who[len(f"43{KEPT},2") :]) == [
+        {"id": sid, "recovered": True, "rooms": ["r"], "node": "B"}
+    ]
+    await speaker.send(f'42{KEPT},["say",{{"room":"r","n":51}}]')
+    assert said(await sio_packet(ws))[0] == 51
+    with anyio.move_on_after(QUIET):  # nothing came twice
+        extra = await sio_packet(ws)
+        pytest.fail(f"one more packet: {extra}")
+    await ws.close()
+    await speaker.close()
