@@ -83,9 +83,9 @@ class GatewayMiddleware:
     ``asyncapi_url="/asyncapi.json"`` answers ``GET`` on that path with the gateways'
     AsyncAPI document (off by default; every other request passes through).
     ``socketio=SocketIO()`` serves the same gateways to Socket.IO clients at
-    ``/socket.io`` (``docs/socketio.md``). Every other
-    keyword is a limit or policy documented on ``gatewayasgi.Settings``; each is
-    checked here, and an error names the setting at fault.
+    ``/socket.io`` (``docs/socketio.md``). Every other keyword is a limit or policy
+    documented on ``gatewayasgi.Settings``; each is checked here, and an error names
+    the setting at fault.
     """
 
     def __init__(
