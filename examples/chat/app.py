@@ -28,6 +28,7 @@ from gatewayasgi import (
     WebSocketGateway,
     WsException,
 )
+from gatewayasgi.socketio import SocketIO
 
 PAGE = Path(__file__).with_name("index.html")
 CLIENT_DIST = Path(__file__).resolve().parents[2] / "clients" / "js" / "dist"
@@ -156,4 +157,5 @@ async def room_history(room: str) -> list[dict[str, str]]:
     return history.rooms.get(room, [])
 
 
-app = GatewayMiddleware(api, gateways=[ChatGateway], providers=[history])
+# The same gateway serves socket.io-client too: io("http://127.0.0.1:8000/chat").
+app = GatewayMiddleware(api, gateways=[ChatGateway], providers=[history], socketio=SocketIO())

@@ -11,6 +11,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -195,3 +196,51 @@ async def test_bare_example_serves_rooms_and_answers_http_with_404(server: str) 
             await one.send("say", {"room": "r1", "text": "hi"})
             assert await two.recv() == {"event": "said", "data": {"room": "r1", "text": "hi"}}
             assert await one.nothing_within(0.3)
+
+
+async def test_chat_example_serves_socketio_clients_beside_native_ones() -> None:
+    """The example also passes ``socketio=SocketIO()``: a python-socketio client joins the
+    room a native client is in, says something, and each sees the other's message (the
+    Socket.IO one with its recovery offset as the last argument)."""
+    import socketio
+
+    example = fresh_example("examples.chat.app")
+    async with run_server(example.app, "hypercorn") as address:
+        sio = socketio.AsyncClient(reconnection=False)
+        inbox: list[tuple[str, tuple[Any, ...]]] = []
+        sio.on("*", lambda event, *args: inbox.append((event, args)), namespace="/chat")
+        async with connect(address, "/chat") as ann:
+            await welcomed(ann)
+            await ann.send("join", {"name": "ann", "room": "lobby"}, id=1)
+            assert await emitted(ann) == members("lobby", "ann")
+            await ann.recv()  # the join's ack
+            await sio.connect(
+                f"http://{address}",
+                namespaces=["/chat"],
+                transports=["websocket"],
+                wait_timeout=TIMEOUT,
+            )
+            try:
+                joined = await sio.call(
+                    "join", {"name": "sio", "room": "lobby"}, namespace="/chat", timeout=TIMEOUT
+                )
+                assert joined["members"] == ["ann", "sio"]
+                assert await emitted(ann) == {"event": "joined", "data": {"name": "sio"}}
+                assert await emitted(ann) == members("lobby", "ann", "sio")
+
+                ack = await sio.call(
+                    "say", {"room": "lobby", "text": "hi ann"}, namespace="/chat", timeout=TIMEOUT
+                )
+                said = await emitted(ann)
+                assert said["event"] == "message" and said["data"]["text"] == "hi ann"
+                assert ack == {"id": said["data"]["id"], "delivered": 2}
+
+                await ann.send("say", {"room": "lobby", "text": "hi sio"}, id=2)
+                with anyio.fail_after(TIMEOUT):
+                    while not any(e == "message" and a[0]["text"] == "hi sio" for e, a in inbox):
+                        await anyio.sleep(0.02)
+                args = next(a for e, a in inbox if e == "message" and a[0]["text"] == "hi sio")
+                assert args[0]["name"] == "ann" and isinstance(args[-1], str)  # the offset
+                assert ("welcome", ({"id": sio.get_sid("/chat"), "recovered": False},)) in inbox
+            finally:
+                await sio.disconnect()
