@@ -107,8 +107,9 @@ def test_server_calls_carry_an_ack_id() -> None:
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text() | st.binary(),
-        lambda inner: st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        ),
         max_leaves=12,
     )
 )
