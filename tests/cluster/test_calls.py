@@ -156,9 +156,8 @@ async def test_pending_calls_per_connection_are_bounded() -> None:
     import anyio
 
     from gatewayasgi import CallLimitError
-    from gatewayasgi.runtime.calls import PendingCalls
-
     from gatewayasgi.protocol.json import JSON
+    from gatewayasgi.runtime.calls import PendingCalls
 
     class Fake:
         id = "c_" + "0" * 32
