@@ -160,9 +160,15 @@ def _hypercorn_config(port: int, lifespan: bool, root_path: str) -> Any:
 
 @asynccontextmanager
 async def run_server(
-    app: Any, server: str = "hypercorn", *, lifespan: bool = True, root_path: str = ""
+    app: Any,
+    server: str = "hypercorn",
+    *,
+    lifespan: bool = True,
+    root_path: str = "",
+    port: int | None = None,
 ) -> AsyncIterator[Address]:
-    """Serve ``app`` with a real server on a free port; yields its ``Address``.
+    """Serve ``app`` with a real server on a free port (or ``port``: a restart reuses
+    one); yields its ``Address``.
 
     ``server`` is one of ``SERVERS``. Under ``"hypercorn-trio"`` the app runs in a trio
     loop in another thread: the test must not touch the app's state (servers, rooms,
@@ -173,7 +179,7 @@ async def run_server(
     Both are direct calls under the other servers. A crash of the server thread fails
     the test when the block exits.
     """
-    port = free_port()
+    port = free_port() if port is None else port
     if server == "hypercorn":
         runner = _hypercorn(app, port, lifespan, root_path)
     elif server == "uvicorn":

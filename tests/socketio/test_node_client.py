@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,6 @@ def node_binary() -> str:
     return node
 
 
-def serve_on(app: Any, server: str, port: int) -> AbstractAsyncContextManager[Any]:
-    """``tests.servers.run_server`` on a given port (a restart must reuse the port)."""
-    if server == "hypercorn":
-        return servers._hypercorn(app, port, True, "")
-    if server == "uvicorn":
-        return servers._uvicorn(app, port, True, "")
-    raise ValueError(f"unknown server {server!r}")
-
-
 class Host:
     """A fresh ``nodeapp`` app on a fixed port, stopped and started again on request."""
 
@@ -93,7 +84,7 @@ class Host:
         async def serve() -> None:
             app = self.app = self.factory()
             try:
-                async with serve_on(app, self.server, self.port):
+                async with servers.run_server(app, self.server, port=self.port):
                     listening.set()
                     await stop.wait()
             except Exception as exc:  # reported by start() or stop()

@@ -445,58 +445,6 @@ async def test_a_polling_client_gone_in_the_middle_of_a_poll_is_disconnected(ser
 # -- a server that restarts ------------------------------------------------------------
 
 
-async def _wait_for_port(port: int) -> None:
-    with anyio.fail_after(WAIT * 2):
-        while True:
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.02)
-            else:
-                await stream.aclose()
-                return
-
-
-@asynccontextmanager
-async def serve_on(app: Any, server: str, port: int) -> AsyncIterator[str]:
-    """Serve ``app`` on ``port`` (run_server picks a free port each time) until the end."""
-    if server == "hypercorn":
-        from hypercorn.asyncio import serve
-        from hypercorn.config import Config
-
-        config = Config()
-        config.bind = [f"127.0.0.1:{port}"]
-        config.loglevel = "WARNING"
-        config.graceful_timeout = 1
-        stop = anyio.Event()
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(partial(serve, app, config, shutdown_trigger=stop.wait))
-            try:
-                await _wait_for_port(port)
-                yield f"127.0.0.1:{port}"
-            finally:
-                stop.set()
-    else:
-        import uvicorn
-
-        uconfig = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            ws="websockets-sansio",
-            timeout_graceful_shutdown=2,
-        )
-        userver = uvicorn.Server(uconfig)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(userver.serve)
-            try:
-                await _wait_for_port(port)
-                yield f"127.0.0.1:{port}"
-            finally:
-                userver.should_exit = True
-
-
 async def test_client_reconnects_after_a_server_restart(server: str, transports: list[str]) -> None:
     port = free_port()
     options = {
@@ -509,14 +457,14 @@ async def test_client_reconnects_after_a_server_restart(server: str, transports:
     try:
         with anyio.fail_after(30):
             # A short ping interval: a long poll held by the server ends soon when it stops.
-            async with serve_on(make_app(ping_interval=1.0), server, port) as address:
+            async with run_server(make_app(ping_interval=1.0), server, port=port) as address:
                 await client.connect(address, transports, {"token": TOKEN})
                 first = await welcomed(client)
                 assert await client.call("echo", "before") == "before"
                 assert client.connects == 1
             await client.until(lambda: client.disconnects == 1)
 
-            async with serve_on(make_app(ping_interval=1.0), server, port):
+            async with run_server(make_app(ping_interval=1.0), server, port=port):
                 await client.until(lambda: client.connects == 2, within=15)
                 welcomes = await client.wait_for("welcome", 2)
                 second = welcomes[1][0]
