@@ -30,8 +30,9 @@ from gatewayasgi.protocol.socketio import SOCKETIO
 from gatewayasgi.runtime.handshake import refuse
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.settings import origin_allowed
-from gatewayasgi.socketio.engine import EngineSocket, PollBudget, close_websocket
+from gatewayasgi.socketio.engine import EngineSocket, close_websocket
 from gatewayasgi.socketio.options import SocketIO
+from gatewayasgi.socketio.polling import PollBudget
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.middleware import GatewayMiddleware

@@ -2,9 +2,8 @@
 
 It owns what the transports share: the heartbeat (server pings, client pongs), the
 namespaces joined over it (``links.Link``, each a gateway connection), binary
-attachments being assembled, and the way out: a WebSocket's ``send``, or a bounded
-buffer the next polling ``GET`` takes. A writer that finds the buffer full waits, so a
-slow polling client fills its gateway outboxes and meets their slow-client policy.
+attachments being assembled, and the way out: a WebSocket's ``send``, or the bounded
+queue the next polling ``GET`` takes (``polling.PollQueue``).
 """
 
 from __future__ import annotations
@@ -32,47 +31,14 @@ from gatewayasgi.protocol.socketio import (
 )
 from gatewayasgi.protocol.targets import new_client_id
 from gatewayasgi.socketio.links import Link
+from gatewayasgi.socketio.polling import PollQueue
 
 if TYPE_CHECKING:
     from gatewayasgi.socketio.endpoint import Endpoint
 
 logger = logging.getLogger("gatewayasgi")
 
-POLL_BUFFER = 256 * 1024
-"""Bytes waiting for a polling client's next GET before writers wait."""
-
-
 _BINARY = (BINARY_EVENT, BINARY_ACK)
-
-
-class PollBudget:
-    """Bytes all polling connections of an endpoint hold for their next GET, together.
-
-    Past ``limit`` every writer to a polling connection waits, so what clients do not
-    fetch stays in the gateway outboxes, where the process-wide outbox budget and the
-    slow-client policy bound it: memory has a ceiling whatever the number of sessions.
-    """
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.total = 0
-        self._space = anyio.Event()
-
-    def full(self) -> bool:
-        return self.limit is not None and self.total >= self.limit
-
-    async def wait(self) -> None:
-        if self._space.is_set():
-            self._space = anyio.Event()
-        await self._space.wait()
-
-    def take(self, size: int) -> None:
-        self.total += size
-
-    def give(self, size: int) -> None:
-        self.total -= size
-        if not self.full():
-            self._space.set()
 
 
 class EngineSocket:
@@ -95,12 +61,8 @@ class EngineSocket:
         self._reader_wake = anyio.Event()
         self._awaiting_reader = False
         self._lock = anyio.Lock()
-        self._buffer: list[str] = []
-        self._buffered = 0
-        self._noop = False
-        self._ready = anyio.Event()
-        self._space = anyio.Event()
-        self._polling = False
+        self.polling = PollQueue(endpoint.poll_budget)
+        """What waits for the next polling GET (before an upgrade)."""
         self._pong = anyio.Event()
         self._ping_sent: float | None = None
         self._joined = anyio.Event()
@@ -140,10 +102,7 @@ class EngineSocket:
         self.links.clear()
         self._timers.cancel()
         self._reader_wake.set()
-        self._ready.set()
-        self._space.set()
-        self.endpoint.poll_budget.give(self._buffered)  # a last GET may still take it
-        self._buffered = 0
+        self.polling.close()
         if self.on_close is not None:
             self.on_close(self)
 
@@ -332,7 +291,7 @@ class EngineSocket:
             return
         ws_send = self._ws_send
         if ws_send is None or self.upgrading:
-            await self._buffered_send(frame, control)
+            await self.polling.put(frame, control)
         elif frame[1:2] in _BINARY and SEPARATOR in frame:
             head, attachments = split_frame(frame)
             async with self._lock:  # the attachments follow their packet, nothing between
@@ -345,31 +304,6 @@ class EngineSocket:
         else:
             await ws_send({"type": "websocket.send", "text": frame})
 
-    async def _buffered_send(self, frame: str, control: bool) -> None:
-        budget = self.endpoint.poll_budget
-        while not self.closed and not control:
-            if self._buffered >= POLL_BUFFER:
-                self._space = anyio.Event()
-                await self._space.wait()
-            elif budget.full():
-                await budget.wait()
-            else:
-                break
-        if self.closed:
-            return
-        self._buffer.append(frame)
-        self._buffered += len(frame)
-        budget.take(len(frame))
-        self._ready.set()
-
-    def _drained(self) -> list[str]:
-        """Take what waits for polling (a GET answers it, or the upgrade sends it)."""
-        waiting, self._buffer = self._buffer, []
-        self.endpoint.poll_budget.give(self._buffered)
-        self._buffered = 0
-        self._space.set()
-        return waiting
-
     def attach_websocket(self, send: Send, receive: Receive) -> None:
         """WebSocket is the transport from now on (opened on it, or upgraded)."""
         self._ws_send = send
@@ -379,29 +313,17 @@ class EngineSocket:
     # -- HTTP long-polling ------------------------------------------------------------
 
     async def poll(self) -> str | None:
-        """What a polling GET answers: the packets waiting (after waiting for some), or a
-        noop when the transport is being replaced. ``None`` when a GET is already open
-        (a protocol error: the connection closes)."""
-        if self._polling:
+        """A polling GET's answer (``polling.PollQueue.take``); ``None`` when a GET is
+        open already, a protocol error that closes the connection."""
+        body = await self.polling.take()
+        if body is None:
             self.close(CloseCode.ABNORMAL, "two polling GETs at once")
-            return None
-        self._polling = True
-        try:
-            while not self._buffer and not self._noop and not self.closed:
-                self._ready = anyio.Event()
-                await self._ready.wait()
-            self._noop = False
-            packets = self._drained()
-            return SEPARATOR.join(packets) if packets else engineio.NOOP
-        finally:
-            self._polling = False
+        return body
 
     def wake_poll(self) -> None:
-        """Answer the open polling GET, if any (with a noop if nothing waits): the client
-        is upgrading, or the connection closes."""
-        if self._polling:
-            self._noop = True
-            self._ready.set()
+        """Answer the open polling GET at once: the client is upgrading, or the
+        connection closes."""
+        self.polling.wake()
 
     def begin_upgrade(self) -> None:
         self.upgrading = True
@@ -424,8 +346,7 @@ class EngineSocket:
         async with self._lock:
             self.attach_websocket(send, receive)
             self.end_upgrade()
-            waiting = self._drained()
-            for frame in waiting:
+            for frame in self.polling.drain():
                 head, attachments = split_frame(frame)
                 await send({"type": "websocket.send", "text": head})
                 for attachment in attachments:

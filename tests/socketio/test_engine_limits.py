@@ -275,7 +275,7 @@ async def test_a_polling_client_that_stops_fetching_holds_a_bounded_buffer(serve
     """The server emits 4 MiB to a polling client that never GETs: at most 256 KiB wait
     for the GET, the rest fills the gateway outbox, whose overflow policy closes the
     namespace (DISCONNECT), as for a stalled native client."""
-    from gatewayasgi.socketio.engine import POLL_BUFFER
+    from gatewayasgi.socketio.polling import POLL_BUFFER
 
     middleware = GatewayMiddleware(
         gateways=[Flood], socketio=SocketIO(), outbox_max_messages=64, overflow="close"
@@ -292,8 +292,8 @@ async def test_a_polling_client_that_stops_fetching_holds_a_bounded_buffer(serve
             with anyio.fail_after(WAIT):
                 while flood.clients:  # closed by its outbox's overflow policy
                     await anyio.sleep(0.05)
-            assert socket._buffered <= POLL_BUFFER + 2048
-            assert middleware.socketio.poll_budget.total == socket._buffered  # type: ignore[union-attr]
+            assert socket.polling.size <= POLL_BUFFER + 2048
+            assert middleware.socketio.poll_budget.total == socket.polling.size  # type: ignore[union-attr]
             packets = (await http.get(url)).text.split("\x1e")
             assert packets[0].startswith('40/flood,{"sid":')
             assert packets[-1] == "41/flood,"  # the namespace's end, after what fit
