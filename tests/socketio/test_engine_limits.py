@@ -299,3 +299,26 @@ async def test_a_polling_client_that_stops_fetching_holds_a_bounded_buffer(serve
             assert packets[-1] == "41/flood,"  # the namespace's end, after what fit
             assert len(packets) < 300
             assert middleware.socketio.poll_budget.total == 0  # type: ignore[union-attr]
+
+
+@WebSocketGateway("/rooms/{room}")
+class Dynamic:
+    @SubscribeMessage("where")
+    def where(self, client=ConnectedSocket()):
+        return {"params": client.path_params, "path": client.url.path}
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+async def test_path_parameters_are_dynamic_namespaces(server: str) -> None:
+    middleware = GatewayMiddleware(gateways=[Dynamic], socketio=SocketIO())
+    async with run_server(middleware, server) as address:
+        ws = await opened(address)
+        for room in ("abc", "d-e"):
+            await ws.send(f"40/rooms/{room},")
+            assert str(await recv(ws)).startswith(f'40/rooms/{room},{{"sid":"c_')
+            await ws.send(f'42/rooms/{room},1["where"]')
+            answer = orjson.loads(str(await recv(ws))[len(f"43/rooms/{room},1") :])
+            assert answer == [{"params": {"room": room}, "path": f"/rooms/{room}"}]
+        await ws.send("40/rooms/a/b,")  # no gateway serves that path
+        assert await recv(ws) == '44/rooms/a/b,{"message":"Invalid namespace"}'
+        await ws.close()
