@@ -60,13 +60,14 @@ class EngineSocket:
         """A task waits in the WebSocket's ``receive`` (one at a time)."""
         self._reader_wake = anyio.Event()
         self._awaiting_reader = False
-        self._lock = anyio.Lock()
-        self.polling = PollQueue(endpoint.poll_budget)
-        """What waits for the next polling GET (before an upgrade)."""
-        self._pong = anyio.Event()
+        # Made when first needed: an idle WebSocket connection holds as little as it can.
+        self._lock: anyio.Lock | None = None
+        self.polling = PollQueue(endpoint.poll_budget) if transport == "polling" else None
+        """What waits for the next polling GET (polling connections, before an upgrade)."""
+        self._pong: anyio.Event | None = None
         self._ping_sent: float | None = None
-        self._joined = anyio.Event()
-        self._settled = anyio.Event()
+        self._joined = False
+        self._settled: anyio.Event | None = None
         self._attaching: tuple[Link, str, int, list[bytes], int] | None = None
         self._task_group: TaskGroup | None = None
         self._timers = anyio.CancelScope()
@@ -82,9 +83,7 @@ class EngineSocket:
             self._task_group = task_group
             task_status.started()
             with self._timers:
-                async with anyio.create_task_group() as timers:
-                    timers.start_soon(self._pinger)
-                    timers.start_soon(self._connect_deadline)
+                await self._heartbeat()
             # Closed (a timeout, the client, a malformed packet): a WebSocket is told so
             # at once, and its reader sees the disconnect.
             if self._ws_send is not None:
@@ -102,7 +101,8 @@ class EngineSocket:
         self.links.clear()
         self._timers.cancel()
         self._reader_wake.set()
-        self.polling.close()
+        if self.polling is not None:
+            self.polling.close()
         if self.on_close is not None:
             self.on_close(self)
 
@@ -117,33 +117,48 @@ class EngineSocket:
         sent = self._ping_sent
         return sent is not None and monotonic() - sent > self.options.ping_timeout
 
-    async def _pinger(self) -> None:
+    async def _heartbeat(self) -> None:
+        """Ping every ``ping_interval`` and close when the pong is late; before the first
+        namespace is joined, close at ``connect_timeout`` too (checked at each wake)."""
         options = self.options
+        opened = monotonic()
+        due = opened + options.ping_interval
         while True:
-            await anyio.sleep(options.ping_interval)
-            self._pong = anyio.Event()
-            self._ping_sent = monotonic()
-            await self.send(engineio.PING)
-            with anyio.move_on_after(options.ping_timeout):
-                await self._pong.wait()
-            while not self._pong.is_set() and self._unread():
-                # The namespace's session reads the socket and is in a handler now:
-                # the pong may be waiting unread. It counts once someone reads again.
-                with anyio.move_on_after(options.ping_timeout):
-                    await self._pong.wait()
-            if not self._pong.is_set():
+            now = monotonic()
+            wake = due
+            if not self._joined:
+                deadline = opened + options.connect_timeout
+                if now >= deadline:
+                    self.close(CloseCode.ABNORMAL, "no namespace joined in time")
+                    return
+                wake = min(due, deadline)
+            if now < wake:
+                await anyio.sleep(wake - now)
+                continue
+            if not await self._ping():
                 self.close(CloseCode.ABNORMAL, "ping timeout")
                 return
-            self._ping_sent = None
+            due = monotonic() + options.ping_interval
+
+    async def _ping(self) -> bool:
+        """One ping; False when its pong did not come within ``ping_timeout``."""
+        timeout = self.options.ping_timeout
+        pong = self._pong = anyio.Event()
+        self._ping_sent = monotonic()
+        await self.send(engineio.PING)
+        with anyio.move_on_after(timeout):
+            await pong.wait()
+        while not pong.is_set() and self._unread():
+            # The namespace's session reads the socket and is in a handler now: the
+            # pong may be waiting unread. It counts once someone reads again.
+            with anyio.move_on_after(timeout):
+                await pong.wait()
+        self._ping_sent = None
+        self._pong = None
+        return pong.is_set()
 
     def _unread(self) -> bool:
         return self._receive is not None and not self._in_receive and not self.closed
-
-    async def _connect_deadline(self) -> None:
-        with anyio.move_on_after(self.options.connect_timeout):
-            await self._joined.wait()
-        if not self._joined.is_set():
-            self.close(CloseCode.ABNORMAL, "no namespace joined in time")
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -213,7 +228,8 @@ class EngineSocket:
             if kind == engineio.MESSAGE:
                 return await self._message(packet, link)
             if kind == engineio.PONG and len(packet) == 1:
-                self._pong.set()
+                if self._pong is not None:
+                    self._pong.set()
             elif kind == engineio.CLOSE:
                 self.close(CloseCode.ABNORMAL, "closed by the client")
             elif kind != engineio.NOOP:
@@ -271,7 +287,7 @@ class EngineSocket:
             await self.send(engineio.connect_error(namespace, "Invalid namespace"))
             return
         runner, path_params = found
-        self._joined.set()
+        self._joined = True
         link = Link(self, namespace, runner, new_client_id())
         scope = self.endpoint.namespace_scope(self, link, auth, path_params)
         self.links[namespace] = link
@@ -291,18 +307,26 @@ class EngineSocket:
             return
         ws_send = self._ws_send
         if ws_send is None or self.upgrading:
+            assert self.polling is not None
             await self.polling.put(frame, control)
         elif frame[1:2] in _BINARY and SEPARATOR in frame:
             head, attachments = split_frame(frame)
-            async with self._lock:  # the attachments follow their packet, nothing between
+            async with self.lock:  # the attachments follow their packet, nothing between
                 await ws_send({"type": "websocket.send", "text": head})
                 for attachment in attachments:
                     await ws_send({"type": "websocket.send", "bytes": attachment})
-        elif self._lock.locked():
+        elif self._lock is not None and self._lock.locked():
             async with self._lock:
                 await ws_send({"type": "websocket.send", "text": frame})
         else:
             await ws_send({"type": "websocket.send", "text": frame})
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Held while a packet's attachments go out (and while an upgrade flushes)."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
 
     def attach_websocket(self, send: Send, receive: Receive) -> None:
         """WebSocket is the transport from now on (opened on it, or upgraded)."""
@@ -315,6 +339,7 @@ class EngineSocket:
     async def poll(self) -> str | None:
         """A polling GET's answer (``polling.PollQueue.take``); ``None`` when a GET is
         open already, a protocol error that closes the connection."""
+        assert self.polling is not None
         body = await self.polling.take()
         if body is None:
             self.close(CloseCode.ABNORMAL, "two polling GETs at once")
@@ -323,7 +348,8 @@ class EngineSocket:
     def wake_poll(self) -> None:
         """Answer the open polling GET at once: the client is upgrading, or the
         connection closes."""
-        self.polling.wake()
+        if self.polling is not None:
+            self.polling.wake()
 
     def begin_upgrade(self) -> None:
         self.upgrading = True
@@ -331,19 +357,21 @@ class EngineSocket:
 
     def end_upgrade(self) -> None:
         self.upgrading = False
-        self._settled.set()
+        if self._settled is not None:
+            self._settled.set()
 
     async def settle(self, within: float) -> None:
         """Wait (up to ``within``) for an upgrade in progress to finish or fail: a GET
         sent after ``5`` may arrive before the WebSocket's ``5`` is read."""
-        if self.upgrading:
+        if self.upgrading and self._settled is not None:
             with anyio.move_on_after(within):
                 await self._settled.wait()
 
     async def upgraded(self, send: Send, receive: Receive) -> None:
         """The client finished the upgrade (``5``): what waited for polling goes over the
         WebSocket first, then everything else."""
-        async with self._lock:
+        assert self.polling is not None
+        async with self.lock:
             self.attach_websocket(send, receive)
             self.end_upgrade()
             for frame in self.polling.drain():

@@ -11,7 +11,7 @@ guards, validation, rooms, recovery and the outbox need nothing of their own her
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
+from collections import deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -58,11 +58,14 @@ class Link:
         """Characters of packets waiting for the session: beyond ``max_payload`` (and
         ``INBOX`` packets) the connection's reader waits, so what one client makes the
         server hold is bounded."""
-        self._taken = anyio.Event()
-        self._wake = anyio.Event()
+        self._queue: deque[str] = deque()
+        # Made when a task waits: an idle namespace holds as little as it can.
+        self._taken: anyio.Event | None = None
+        """Set when the session takes a queued packet (the reader may wait for room)."""
+        self._wake: anyio.Event | None = None
+        """Set when a packet is queued, the reading role frees, or the connection ends."""
         self.offered_pid: str | None = None
         """The ``pid`` the client's CONNECT offered to resume (recovery only)."""
-        self._tx, self._rx = anyio.create_memory_object_stream[Message](INBOX)
 
     async def serve(self, scope: Scope, path_params: dict[str, str]) -> None:
         """Run the gateway connection until it ends (the runner's handshake to teardown)."""
@@ -70,38 +73,34 @@ class Link:
             await self.runner.run(scope, self.receive, self.send, path_params)
         finally:
             self.closed = True
-            self._taken.set()
-            self._rx.close()
+            self._queue.clear()
+            if self._taken is not None:
+                self._taken.set()
             self.socket.forget(self)
 
     # -- the client's side ------------------------------------------------------------
 
     async def feed(self, frame: str) -> None:
-        """A packet of this namespace (without it), for the session; waits when full."""
-        while self._waiting > self.socket.options.max_payload and not self.closed:
+        """A packet of this namespace (without it), for the session; waits while
+        ``INBOX`` packets or ``max_payload`` characters wait already."""
+        limit = self.socket.options.max_payload
+        while (len(self._queue) >= INBOX or self._waiting > limit) and not self.closed:
             self._taken = anyio.Event()
             await self._taken.wait()
-        if self.closed:
+        if self.closed or self._gone:
             return
+        self._queue.append(frame)
         self._waiting += len(frame)
-        message = {"type": "websocket.receive", "text": frame}
-        # The session may have ended meanwhile.
-        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            try:
-                self._tx.send_nowait(message)  # no checkpoint: the common case costs none
-            except anyio.WouldBlock:
-                self._wake.set()
-                await self._tx.send(message)
-            self._wake.set()
+        self.wake()
 
     def gone(self, code: int) -> None:
-        """The client left the namespace (DISCONNECT: 1000) or the connection ended."""
+        """The client left the namespace (DISCONNECT: 1000) or the connection ended: the
+        session reads what was queued, then the disconnect."""
         if self._gone:
             return
         self._gone = True
         self.close_code = code
-        self._wake.set()
-        self._tx.close()  # the session reads what was sent, then the disconnect
+        self.wake()
 
     # -- the runner's ASGI callables --------------------------------------------------
 
@@ -110,29 +109,29 @@ class Link:
             self._opened = True
             return _CONNECT
         socket = self.socket
+        queue = self._queue
         while True:
-            try:
-                message = self._rx.receive_nowait()
-            except anyio.WouldBlock:
-                pass
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if queue:
+                frame = queue.popleft()
+                self._waiting -= len(frame)
+                if self._taken is not None:
+                    self._taken.set()
+                return {"type": "websocket.receive", "text": frame}
+            if self._gone:
                 return {"type": "websocket.disconnect", "code": self.close_code}
-            else:
-                self._waiting -= len(message["text"])
-                self._taken.set()
-                return message
             if socket.may_read(self):
                 # The only namespace: read the socket here, no hand-off to this task.
-                frame = await socket.read_one(self)
-                if frame is not None:
-                    return {"type": "websocket.receive", "text": frame}
+                read = await socket.read_one(self)
+                if read is not None:
+                    return {"type": "websocket.receive", "text": read}
                 continue
             self._wake = anyio.Event()
             await self._wake.wait()
 
     def wake(self) -> None:
         """A packet was queued, the reading role is free, or the connection ended."""
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -183,7 +182,8 @@ class Link:
         if self.closed:
             return
         self.closed = True
-        self._taken.set()
+        if self._taken is not None:
+            self._taken.set()
         self.socket.forget(self)
         if self._accepted:
             await self.socket.send(f"41{self.prefix}", control=True)
