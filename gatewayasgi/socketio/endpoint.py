@@ -153,12 +153,7 @@ class Endpoint:
             socket.sid, [], options.ping_interval, options.ping_timeout, options.max_payload
         )
         await send({"type": "websocket.send", "text": opening})
-        async with anyio.create_task_group() as task_group:
-            await task_group.start(socket.run)
-            try:
-                await socket.read_websocket()
-            finally:
-                socket.close()
+        await socket.serve_websocket()
         await close_websocket(send)
 
     async def _upgrade(self, sid: str, receive: Receive, send: Send) -> None:

@@ -82,12 +82,27 @@ class EngineSocket:
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             task_status.started()
-            with self._timers:
-                await self._heartbeat()
-            # Closed (a timeout, the client, a malformed packet): a WebSocket is told so
-            # at once, and its reader sees the disconnect.
-            if self._ws_send is not None:
-                await close_websocket(self._ws_send)
+            await self._timed()
+
+    async def serve_websocket(self) -> None:
+        """A connection opened on a WebSocket: its sessions and heartbeat in one task
+        group with the reader (this task), until the connection closes and every
+        session has ended."""
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            task_group.start_soon(self._timed)
+            try:
+                await self.read_websocket()
+            finally:
+                self.close()
+
+    async def _timed(self) -> None:
+        with self._timers:
+            await self._heartbeat()
+        # Closed (a timeout, the client, a malformed packet): a WebSocket is told so at
+        # once, and its reader sees the disconnect.
+        if self._ws_send is not None:
+            await close_websocket(self._ws_send)
 
     def close(self, code: int = CloseCode.ABNORMAL, why: str = "") -> None:
         """End the connection: every namespace's session ends (``code`` tells them how)."""
