@@ -224,7 +224,12 @@ class EngineSocket:
                 data = message.get("bytes")
             if data is None:
                 return None
-            if len(data) > self.options.max_payload:
+            limit = self.options.max_payload
+            size = len(data)
+            # In bytes, as engine.io counts: only a long text needs encoding to know.
+            if size > limit or (
+                size * 4 > limit and isinstance(data, str) and len(data.encode()) > limit
+            ):
                 self.close(CloseCode.ABNORMAL, "packet over maxPayload")
                 return None
             return await self.on_packet(data, link)

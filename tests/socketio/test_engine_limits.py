@@ -110,6 +110,10 @@ async def test_packets_and_attachments_over_max_payload_close(server: str) -> No
         await ws.send('42["echo","' + "x" * 10_001 + '"]')
         assert await closed(ws)
 
+        ws = await opened(address)  # 4,000 characters, 12,000 bytes of UTF-8: over too
+        await ws.send('42["echo","' + "\u20ac" * 4_000 + '"]')
+        assert await closed(ws)
+
         ws = await opened(address)
         await ws.send("40")
         await recv(ws)
