@@ -32,6 +32,7 @@ import orjson
 
 from gatewayasgi._types import JSONValue
 from gatewayasgi.backplane.envelope import CHANNEL_PREFIX
+from gatewayasgi.protocol.codec import dumps
 from gatewayasgi.protocol.targets import NOBODY, Targets
 
 HEARTBEAT = "hb"
@@ -156,7 +157,7 @@ def pack_request(request: Request) -> bytes:
         body.update(e=request.event, d=request.data, t=request.timeout)
     if request.hello:
         body["hi"] = True
-    return orjson.dumps(body)
+    return dumps(body)
 
 
 def _load(message: bytes, max_size: int) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def pack_replies(node: str, request_id: int, items: Iterable[JSONValue]) -> list
     chunks: list[list[bytes]] = [[]]
     size = 0
     for item in items:
-        encoded = orjson.dumps(item)
+        encoded = dumps(item)
         if len(encoded) > budget:
             continue
         if size + len(encoded) + 1 > budget:
@@ -270,4 +271,4 @@ def unpack_reply(message: bytes, max_size: int) -> Reply:
 
 def item_size(item: JSONValue) -> int:
     """Bytes an item takes in a reply part (compare with ``MAX_ITEM_BYTES``)."""
-    return len(orjson.dumps(item))
+    return len(dumps(item))

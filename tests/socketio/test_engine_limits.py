@@ -23,7 +23,7 @@ from gatewayasgi import (
     SubscribeMessage,
     WebSocketGateway,
 )
-from gatewayasgi.socketio import SocketIO
+from gatewayasgi.socketio import Arguments, SocketIO
 from tests.servers import run_server
 
 pytestmark = pytest.mark.anyio
@@ -325,4 +325,43 @@ async def test_path_parameters_are_dynamic_namespaces(server: str) -> None:
             assert answer == [{"params": {"room": room}, "path": f"/rooms/{room}"}]
         await ws.send("40/rooms/a/b,")  # no gateway serves that path
         assert await recv(ws) == '44/rooms/a/b,{"message":"Invalid namespace"}'
+        await ws.close()
+
+
+@WebSocketGateway("/members")
+class Members:
+    @SubscribeMessage("join")
+    async def join(self, room=MessageBody(), client=ConnectedSocket()):
+        await self.server.join(client, room)
+        return room
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+async def test_presence_and_room_calls_reach_socketio_members(server: str) -> None:
+    """The cluster operations serve Socket.IO members as native ones: presence lists
+    them, and a room call is a Socket.IO event with an ack id that their ack answers."""
+    middleware = GatewayMiddleware(gateways=[Members], socketio=SocketIO())
+    gateway_server = middleware.server_for(Members)
+    async with run_server(middleware, server) as address:
+        ws = await opened(address)
+        await ws.send("40/members,")
+        sid = orjson.loads(str(await recv(ws))[len("40/members,") :])["sid"]
+        await ws.send('42/members,1["join","r"]')
+        assert await recv(ws) == '43/members,1["r"]'
+        presence = await gateway_server.presence("r")
+        assert presence.ids == (sid,)
+
+        async def answer() -> None:
+            asked = str(await recv(ws))
+            assert asked.startswith("42/members,")
+            head, args = asked[len("42/members,") :].split("[", 1)
+            assert orjson.loads("[" + args) == ["ask", {"n": 1}]
+            await ws.send(f'43/members,{head}[{{"n":2}},"extra"]')
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(answer)
+            results = await gateway_server.to("r").call("ask", {"n": 1}, timeout=WAIT)
+        assert results.answers == {sid: Arguments(({"n": 2}, "extra"))}
+        assert type(results.answers[sid]) is Arguments  # several ack arguments
+        assert results.complete
         await ws.close()
