@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import NamedTuple
-from urllib.parse import parse_qsl
 
 import orjson
 
@@ -36,11 +35,6 @@ MAX_NAMESPACE = 256
 
 class Malformed(ValueError):
     """A packet no Engine.IO / Socket.IO peer would send: the connection is closed."""
-
-
-def query(raw: bytes) -> dict[str, str]:
-    """The handshake's query parameters (the last of a repeated name wins)."""
-    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
 
 
 def open_packet(
@@ -162,6 +156,3 @@ def with_namespace(frame: str, namespace_prefix: str) -> str:
     if kind in (BINARY_EVENT, BINARY_ACK):
         index = frame.index("-", 2) + 1
     return f"{frame[:index]}{namespace_prefix}{frame[index:]}"
-
-
-__all__ = ["EVENT", "Header", "Malformed", "parse_header"]

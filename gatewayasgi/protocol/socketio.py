@@ -143,11 +143,10 @@ class SocketIOProtocol(WireProtocol):
         if type(raw) is not str:
             raise FrameError("Socket.IO packets are text")
         attachments: list[bytes] = []
-        if SEPARATOR in raw:
-            raw, attachments = split_frame(raw)
         kind = raw[1:2]
         start = 2
-        if kind in (BINARY_EVENT, BINARY_ACK):
+        if kind in (BINARY_EVENT, BINARY_ACK):  # only these carry attachments
+            raw, attachments = split_frame(raw)
             start = raw.index("-", 2) + 1
         end = start
         while end < len(raw) and raw[end].isdigit():

@@ -16,7 +16,8 @@ from gatewayasgi.protocol.resume import SUBPROTOCOL
 
 FORBIDDEN = 403
 UNAVAILABLE = 503
-_REASONS = {FORBIDDEN: b"Forbidden", UNAVAILABLE: b"Service Unavailable"}
+REASONS = {FORBIDDEN: "Forbidden", UNAVAILABLE: "Service Unavailable"}
+"""The words of a refusal (the HTTP reason phrase; Socket.IO's CONNECT_ERROR message)."""
 
 
 async def refuse(scope: Scope, send: Send, status: int = FORBIDDEN) -> None:
@@ -29,7 +30,9 @@ async def refuse(scope: Scope, send: Send, status: int = FORBIDDEN) -> None:
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")],
             }
         )
-        await send({"type": "websocket.http.response.body", "body": _REASONS.get(status, b"")})
+        await send(
+            {"type": "websocket.http.response.body", "body": REASONS.get(status, "").encode()}
+        )
     else:
         await send({"type": "websocket.close", "code": int(CloseCode.POLICY_VIOLATION)})
 

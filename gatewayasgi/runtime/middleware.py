@@ -298,18 +298,20 @@ class GatewayMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         engine = self.socketio
-        if (
-            engine is not None
-            and kind != "lifespan"
-            and engine.owns(route_path(scope["path"], scope.get("root_path", "")))
-        ):
+        path = ""
+        if kind == "websocket" or engine is not None or self._asyncapi is not None:
+            path = route_path(scope["path"], scope.get("root_path", ""))
+        if engine is not None and engine.owns(path):
             if not self._started:
                 await self._start(None)
             await engine(scope, receive, send)
             return
         if kind == "websocket":
-            found = self.routes.match(route_path(scope["path"], scope.get("root_path", "")))
+            found = self.routes.match(path)
             if found is None and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "websocket %s: no gateway serves this path (namespaces: %s); %s",
@@ -325,14 +327,11 @@ class GatewayMiddleware:
                     scope["path_params"] = {**scope.get("path_params", {}), **path_params}
                 await runner.run(scope, receive, send, path_params)
                 return
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
         elif (
             self._asyncapi is not None
             and kind == "http"
             and scope["method"] in ("GET", "HEAD")
-            and route_path(scope["path"], scope.get("root_path", "")) == self.asyncapi_url
+            and path == self.asyncapi_url
         ):
             await self._asyncapi(scope, receive, send)
             return

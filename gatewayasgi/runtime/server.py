@@ -282,10 +282,18 @@ class WebSocketServer:
         message = WireProtocol.message(frame)
         size = frame_cost(frame)
         clients = self.clients
+        count = 0
+        if offset is None and not self._foreign:
+            # The common fan-out (one protocol, no history): nothing per recipient but
+            # the enqueue.
+            for client_id in self._recipients(targets, exclude):
+                client = clients.get(client_id)
+                if client is not None and client.outbox.put_nowait(message, size):
+                    count += 1
+            return count
         formats = None
         if self._foreign:
             formats = {self.delivery.protocol: (message, size)}
-        count = 0
         for client_id in self._recipients(targets, exclude):
             client = clients.get(client_id)
             if client is None:

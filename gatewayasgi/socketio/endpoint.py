@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from gatewayasgi.protocol import engineio
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.resume import RESUME_PREFIX, SUBPROTOCOL
 from gatewayasgi.protocol.socketio import SOCKETIO
-from gatewayasgi.runtime.handshake import refuse
+from gatewayasgi.runtime.datastructures import Headers, QueryParams
+from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.settings import origin_allowed
 from gatewayasgi.socketio.engine import EngineSocket, close_websocket
@@ -120,13 +122,13 @@ class Endpoint:
     # -- ASGI -------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = engineio.query(scope.get("query_string", b""))
+        params = QueryParams(scope.get("query_string", b""))
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, params)
         else:
             await self._http(scope, receive, send, params)
 
-    def _bad_query(self, params: dict[str, str], transport: str) -> bool:
+    def _bad_query(self, params: Mapping[str, str], transport: str) -> bool:
         return (
             params.get("EIO") != "4"
             or params.get("transport") != transport
@@ -134,12 +136,15 @@ class Endpoint:
         )
 
     async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+        self, scope: Scope, receive: Receive, send: Send, params: Mapping[str, str]
     ) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        if self._bad_query(params, "websocket") or not self._origin_ok(scope):
-            await refuse(scope, send, 400 if self._bad_query(params, "websocket") else 403)
+        if self._bad_query(params, "websocket"):
+            await refuse(scope, send, 400)
+            return
+        if not self._origin_ok(scope):
+            await refuse(scope, send, FORBIDDEN)
             return
         await send({"type": "websocket.accept"})
         sid = params.get("sid")
@@ -187,7 +192,7 @@ class Endpoint:
         await close_websocket(send)
 
     async def _http(
-        self, scope: Scope, receive: Receive, send: Send, params: dict[str, str]
+        self, scope: Scope, receive: Receive, send: Send, params: Mapping[str, str]
     ) -> None:
         method = scope["method"]
         if method == "OPTIONS":
@@ -271,18 +276,18 @@ class Endpoint:
     def _origin_ok(self, scope: Scope) -> bool:
         if self.settings.allowed_origins is None:
             return True
-        origin = _header(scope, b"origin")
-        return origin_allowed(origin, self.settings)
+        return origin_allowed(Headers(scope.get("headers", [])).get("origin"), self.settings)
 
     async def _respond(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
         headers = list(_TEXT)
-        origin = _header(scope, b"origin")
+        request = Headers(scope.get("headers", []))
+        origin = request.get("origin")
         if origin is not None and self._origin_ok(scope):
             headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
             headers.append((b"access-control-allow-credentials", b"true"))
             if scope["method"] == "OPTIONS":
                 headers.append((b"access-control-allow-methods", b"GET, POST"))
-                requested = _header(scope, b"access-control-request-headers")
+                requested = request.get("access-control-request-headers")
                 if requested:
                     headers.append((b"access-control-allow-headers", requested.encode("latin-1")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -309,13 +314,6 @@ async def _poll(socket: EngineSocket, receive: Receive) -> str | None:
 
 def _new_sid() -> str:
     return secrets.token_urlsafe(15)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -50,7 +50,6 @@ class EngineSocket:
         self.sid = sid
         self.scope = scope
         """The handshake's scope (headers, query, client): every namespace sees it."""
-        self.transport = transport
         self.links: dict[str, Link] = {}
         self.closed = False
         self.upgrading = False
@@ -182,14 +181,21 @@ class EngineSocket:
     # one task, with no hand-off. Otherwise (no namespace yet, or several) the
     # connection's own task reads and hands each packet to its namespace's queue.
 
+    def _single(self) -> bool:
+        return self._receive is not None and len(self.links) == 1 and not self.upgrading
+
     def direct(self) -> Link | None:
         """The one namespace whose session reads the WebSocket itself, if any."""
-        if self._receive is None or len(self.links) != 1 or self.upgrading:
-            return None
-        return next(iter(self.links.values()))
+        return next(iter(self.links.values())) if self._single() else None
 
     def may_read(self, link: Link) -> bool:
-        return not self._in_receive and not self.closed and self.direct() is link
+        """Whether ``link``'s session may read the WebSocket now (it is ``direct``)."""
+        return (
+            not self._in_receive
+            and not self.closed
+            and self._single()
+            and self.links.get(link.namespace) is link
+        )
 
     async def read_websocket(self) -> None:
         """The connection's own reader: it reads while no namespace session does, until
@@ -348,11 +354,15 @@ class EngineSocket:
             self._lock = anyio.Lock()
         return self._lock
 
+    @property
+    def transport(self) -> str:
+        """``"websocket"`` once a WebSocket carries the connection, else ``"polling"``."""
+        return "polling" if self._ws_send is None else "websocket"
+
     def attach_websocket(self, send: Send, receive: Receive) -> None:
         """WebSocket is the transport from now on (opened on it, or upgraded)."""
         self._ws_send = send
         self._receive = receive
-        self.transport = "websocket"
 
     # -- HTTP long-polling ------------------------------------------------------------
 

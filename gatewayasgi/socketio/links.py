@@ -21,6 +21,7 @@ from gatewayasgi._types import Message, Scope
 from gatewayasgi.protocol import engineio
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.socketio import SOCKETIO
+from gatewayasgi.runtime.handshake import FORBIDDEN, REASONS
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.runner import GatewayRunner
@@ -30,7 +31,6 @@ logger = logging.getLogger("gatewayasgi")
 
 INBOX = 16
 """Packets a namespace may have waiting for its session; the reader waits beyond."""
-REFUSALS = {403: "Forbidden", 503: "Service Unavailable"}
 _CONNECT = {"type": "websocket.connect"}
 
 
@@ -164,7 +164,7 @@ class Link:
         elif kind == "websocket.close":
             await self._end("Forbidden")
         elif kind == "websocket.http.response.start":
-            await self._end(REFUSALS.get(message.get("status", 403), "Forbidden"))
+            await self._end(REASONS.get(message.get("status", FORBIDDEN), "Forbidden"))
 
     def _kept_pid(self, answer: str) -> str:
         """The CONNECT answer of a resumed session keeps the ``pid`` the client offered:
