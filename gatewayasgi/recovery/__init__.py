@@ -10,7 +10,9 @@ process, ``recovery.redis`` in Redis (a ``RedisBroker`` provides them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gatewayasgi.exceptions import ConfigurationError
 
@@ -27,16 +29,46 @@ class Recovery:
     max_sessions: int = 10_000
     """Sessions one process keeps waiting per gateway; past it, the oldest ends early
     (its ``on_disconnect`` runs): memory has a ceiling whatever the number of clients."""
+    max_session_bytes: int = 256 * 1024
+    """What one waiting session may hold (its rooms' names and its ``state``, as JSON,
+    plus a fixed cost for the session itself). A session over it is not kept: it ends
+    when its socket goes (``on_disconnect`` runs then), and a resume gets ``"expired"``."""
+    max_sessions_per_address: int = 1_000
+    """Sessions waiting per client address (``scope["client"]``; behind a proxy, use the
+    server's proxy-headers option so that it is the real client's). One address past it
+    ends its own oldest waiting session, never another address's."""
+    client_share: float = 0.1
+    """Share of the history (``max_frames``, and bytes) that emits made while one
+    client's handlers run may fill per ``window``: a token bucket holding that share,
+    refilled over ``window``. Past it, the emit raises ``WsException`` (the client gets
+    an error frame): one client cannot trim every other client's history."""
+    identity: Callable[[Any], object] | None = None
+    """Who a session belongs to: called with the connection after the handshake guards
+    ran; ``None`` (the default) reads ``client.state.identity`` (a guard sets it).
+    A resume whose handshake yields another identity than the session's starts a new
+    session (``reason: "invalid"``)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.window, (int, float)) and math.isfinite(self.window)):
             raise ConfigurationError(f"Recovery window must be a number, got {self.window!r}")
         if self.window <= 0:
             raise ConfigurationError(f"Recovery window must be positive, got {self.window!r}")
-        for name in ("max_frames", "max_sessions"):
+        for name in (
+            "max_frames",
+            "max_sessions",
+            "max_session_bytes",
+            "max_sessions_per_address",
+        ):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigurationError(f"Recovery {name} must be an int >= 1, got {value!r}")
+        share = self.client_share
+        if not (isinstance(share, (int, float)) and 0 < share <= 1):
+            raise ConfigurationError(f"Recovery client_share must be in (0, 1], got {share!r}")
+        if self.identity is not None and not callable(self.identity):
+            raise ConfigurationError(
+                f"Recovery identity must be a callable or None, got {self.identity!r}"
+            )
 
 
 __all__ = ["Recovery"]
