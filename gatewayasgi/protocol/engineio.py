@@ -9,7 +9,7 @@ message, binary ones as binary messages.
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from typing import NamedTuple
 
 import orjson
@@ -31,6 +31,8 @@ OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 PROBE = "probe"
 MAX_NAMESPACE = 256
 """Longest namespace a client may name."""
+_DIGITS = re.compile(r"[0-9]+")
+"""ASCII digits only: ``str.isdigit`` also takes ``"²"`` and ``"٣"``, which ``int`` refuses."""
 
 
 class Malformed(ValueError):
@@ -61,7 +63,7 @@ def decode_payload(body: bytes) -> list[str | bytes]:
         if part.startswith("b"):
             try:
                 packets.append(base64.b64decode(part[1:], validate=True))
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or a character beyond ASCII
                 raise Malformed("bad base64 packet") from None
         elif part:
             packets.append(part)
@@ -89,9 +91,10 @@ def parse_header(text: str) -> Header:
     attachments = 0
     if kind in (BINARY_EVENT, BINARY_ACK):
         dash = text.find("-", 2, 2 + 4)
-        if dash < 0 or not text[2:dash].isdigit():
+        count = text[2:dash]
+        if dash < 0 or not (count.isascii() and count.isdigit()):
             raise Malformed("bad attachment count")
-        attachments = int(text[2:dash])
+        attachments = int(count)
         if not 0 < attachments <= MAX_ATTACHMENTS:
             raise Malformed("bad attachment count")
         index = dash + 1
@@ -114,9 +117,8 @@ def parse_header(text: str) -> Header:
         if index != len(text):
             raise Malformed("bad DISCONNECT packet")
     else:
-        digits = index
-        while digits < len(text) and text[digits].isdigit():
-            digits += 1
+        found = _DIGITS.match(text, index, index + MAX_ACK_ID_DIGITS + 1)
+        digits = index if found is None else found.end()
         if digits - index > MAX_ACK_ID_DIGITS:
             raise Malformed("ack id too long")
         if kind in (ACK, BINARY_ACK) and digits == index:

@@ -20,6 +20,7 @@ frame id; a handler's result answers the ack; an ``Arguments`` is spread into ar
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -37,6 +38,8 @@ MAX_ACK_ID_DIGITS = 15
 """Ack ids are integers below 10**15 (JavaScript's safe integers are 2**53)."""
 MAX_ATTACHMENTS = 64
 NOT_AN_ARRAY = "Socket.IO packet payload must be an array"
+_ACK_ID = re.compile(r"[0-9]+")
+"""An ack id: ASCII digits (``str.isdigit`` also takes ``"²"``, ``"٣"``...)."""
 
 
 class Arguments(tuple):  # type: ignore[type-arg]
@@ -73,31 +76,61 @@ def _arguments(data: Any) -> list[Any]:
     return list(data) if type(data) is Arguments else [data]
 
 
+MAX_DEPTH = 255
+"""Deepest nesting a binary packet's arguments may have (orjson writes no deeper)."""
+
+
 def _deconstruct(value: Any, attachments: list[bytes]) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        attachments.append(bytes(value))
-        return {"_placeholder": True, "num": len(attachments) - 1}
-    if isinstance(value, (list, tuple)):
-        return [_deconstruct(item, attachments) for item in value]
-    if isinstance(value, dict):
-        return {key: _deconstruct(item, attachments) for key, item in value.items()}
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:  # a pydantic model holding bytes
-        return _deconstruct(dump(), attachments)
-    return value
+    """A copy of ``value`` with each ``bytes`` replaced by a placeholder (appended to
+    ``attachments``, in document order). Iterative: the depth is bounded by
+    ``MAX_DEPTH`` (a ``TypeError``, as orjson raises), not by the interpreter's stack."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(root, 0, value, 0)]
+    while stack:
+        target, key, item, depth = stack.pop()
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            attachments.append(bytes(item))
+            target[key] = {"_placeholder": True, "num": len(attachments) - 1}
+            continue
+        if depth > MAX_DEPTH:
+            raise TypeError("binary packet nested too deep")
+        if isinstance(item, (list, tuple)):
+            items: list[Any] = [None] * len(item)
+            target[key] = items
+            stack.extend((items, i, x, depth + 1) for i, x in reversed(list(enumerate(item))))
+        elif isinstance(item, dict):
+            copy = dict.fromkeys(item)
+            target[key] = copy
+            stack.extend((copy, k, x, depth + 1) for k, x in reversed(list(item.items())))
+        else:
+            dump = getattr(item, "model_dump", None)
+            if dump is not None:  # a pydantic model holding bytes
+                stack.append((target, key, dump(), depth + 1))
+            else:
+                target[key] = item
+    return root[0]
 
 
-def _reconstruct(value: Any, attachments: list[bytes]) -> Any:
-    if type(value) is dict:
-        if value.get("_placeholder") is True and len(value) == 2:
-            number = value.get("num")
-            if type(number) is int and 0 <= number < len(attachments):
-                return attachments[number]
-            raise FrameError("Invalid binary placeholder")
-        return {key: _reconstruct(item, attachments) for key, item in value.items()}
-    if type(value) is list:
-        return [_reconstruct(item, attachments) for item in value]
-    return value
+def _reconstruct(args: list[Any], attachments: list[bytes]) -> list[Any]:
+    """``args`` (just parsed: ours to change) with each placeholder replaced by its
+    attachment, in place. Iterative: orjson parses 1,024 levels, more than the
+    interpreter's stack holds in recursion."""
+    stack: list[list[Any] | dict[Any, Any]] = [args]
+    while stack:
+        container = stack.pop()
+        pairs = container.items() if type(container) is dict else enumerate(container)
+        for key, value in list(pairs):
+            if type(value) is dict:
+                if value.get("_placeholder") is True and len(value) == 2:
+                    number = value.get("num")
+                    if type(number) is not int or not 0 <= number < len(attachments):
+                        raise FrameError("Invalid binary placeholder")
+                    container[key] = attachments[number]
+                else:
+                    stack.append(value)
+            elif type(value) is list:
+                stack.append(value)
+    return args
 
 
 def packet(kind: str, args: list[Any], ack: int | str | None = None) -> str:
@@ -146,11 +179,18 @@ class SocketIOProtocol(WireProtocol):
         kind = raw[1:2]
         start = 2
         if kind in (BINARY_EVENT, BINARY_ACK):  # only these carry attachments
-            raw, attachments = split_frame(raw)
-            start = raw.index("-", 2) + 1
-        end = start
-        while end < len(raw) and raw[end].isdigit():
-            end += 1
+            try:
+                raw, attachments = split_frame(raw)
+            except ValueError:  # bad base64
+                raise FrameError("Invalid binary attachment") from None
+            start = raw.find("-", 2) + 1
+            if start == 0:
+                raise FrameError("Invalid binary packet")
+        # ASCII digits only: ``"²".isdigit()`` is true, but ``int("²")`` fails.
+        found = _ACK_ID.match(raw, start)
+        end = found.end() if found is not None else start
+        if end - start > MAX_ACK_ID_DIGITS:
+            raise FrameError(codec.INVALID_ID)
         ack = int(raw[start:end]) if end > start else None
         try:
             args = orjson.loads(raw[end:])
