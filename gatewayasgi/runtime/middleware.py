@@ -359,8 +359,8 @@ class GatewayMiddleware:
                     )
                 else:
                     await self.backplane.start(task_group)
-            if self.socketio is not None:
-                self.socketio.task_group = task_group
+            if self.socketio is not None and task_group is not None:
+                await task_group.start(self.socketio.serve)  # its own group: see serve
             for keeper in self.keepers:
                 if task_group is not None:
                     await keeper.run(task_group)

@@ -7,8 +7,11 @@
 
 Each namespace a client joins is served by a Socket.IO runner of its gateway (the
 gateway's own table and server, the Socket.IO wire protocol, no gateway heartbeat:
-Engine.IO pings). Polling connections live in the lifespan's task group (they outlast
-their requests); a WebSocket connection lives in its own ASGI call.
+Engine.IO pings). Polling connections live in the endpoint's own task group (they
+outlast their requests), which the lifespan starts (``serve``); a WebSocket connection
+lives in its own ASGI call. Whatever a client makes fail ends its connection only: each
+connection's run catches and logs, so neither the endpoint's group nor the lifespan's
+(the backplane, the history readers) ever sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from gatewayasgi._types import Receive, Scope, Send
@@ -42,6 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatewayasgi")
 
+YIELD_EVERY = 16
+"""The packets of a polling POST handled between two checkpoints: one body of many
+small packets does not hold the event loop."""
 UPGRADE_SETTLE = 0.1
 """How long a polling request waits for an upgrade in progress (engine.io's interval)."""
 _TEXT = [(b"content-type", b"text/plain; charset=UTF-8")]
@@ -76,7 +83,19 @@ class Endpoint:
         """What polling connections hold for their next GET, together (a quarter of the
         outbox budget)."""
         self.task_group: TaskGroup | None = None
-        """The lifespan's: polling connections run there."""
+        """The endpoint's own (``serve``, while the lifespan runs): polling connections
+        run there."""
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hold the task group polling connections run in, until cancelled (started in
+        the lifespan's group: it ends with the lifespan, never because of a client)."""
+        try:
+            async with anyio.create_task_group() as task_group:
+                self.task_group = task_group
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self.task_group = None
 
     def owns(self, path: str) -> bool:
         return path == self.path or path == self.path + "/"
@@ -237,10 +256,12 @@ class Endpoint:
             socket.close(CloseCode.ABNORMAL, f"malformed payload: {exc}")
             await self._respond(scope, send, 400, b"Bad request")
             return
-        for packet in packets:
+        for count, packet in enumerate(packets, 1):
             await socket.on_packet(packet)
             if socket.closed:
                 break
+            if count % YIELD_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
         await self._respond(scope, send, 200, b"ok")
 
     async def _open_polling(self, scope: Scope, send: Send) -> None:
@@ -265,6 +286,9 @@ class Endpoint:
     ) -> None:
         try:
             await socket.run(task_status=task_status)
+        except Exception:
+            # Never into the endpoint's group: it serves every other polling connection.
+            logger.exception("engine.io %s failed; its connection is closed", socket.sid)
         finally:
             socket.close()
             self.sockets.pop(socket.sid, None)

@@ -30,6 +30,7 @@ from gatewayasgi.protocol.socketio import (
     split_frame,
 )
 from gatewayasgi.protocol.targets import new_client_id
+from gatewayasgi.runtime.throttle import TokenBucket
 from gatewayasgi.socketio.links import Link
 from gatewayasgi.socketio.polling import PollQueue
 
@@ -66,6 +67,19 @@ class EngineSocket:
         self._pong: anyio.Event | None = None
         self._ping_sent: float | None = None
         self._joined = False
+        """A namespace's CONNECT succeeded (its handshake guards passed)."""
+        settings = endpoint.settings
+        now = monotonic()
+        self._packets = (
+            None
+            if settings.rate_limit is None
+            else TokenBucket(settings.rate_limit * 2, settings.rate_burst * 2, now)
+        )
+        """Every Engine.IO packet of the connection (any namespace, any kind): twice a
+        native connection's budget, so a namespace's own throttle (which tells the
+        client) acts first; past it the connection closes."""
+        self._connects = TokenBucket(self.options.connect_rate, self.options.connect_burst, now)
+        """CONNECT packets: each may run a namespace's handshake guards."""
         self._settled: anyio.Event | None = None
         self._attaching: tuple[Link, str, int, list[bytes], int] | None = None
         self._task_group: TaskGroup | None = None
@@ -119,6 +133,10 @@ class EngineSocket:
             self.polling.close()
         if self.on_close is not None:
             self.on_close(self)
+
+    def joined(self) -> None:
+        """A namespace accepted the connection: ``connect_timeout`` no longer applies."""
+        self._joined = True
 
     def forget(self, link: Link) -> None:
         """A namespace's connection ended: a new CONNECT may open it again."""
@@ -247,6 +265,9 @@ class EngineSocket:
         """One Engine.IO packet from the client, whatever the transport; a packet of
         ``link`` is returned to it rather than queued."""
         try:
+            if self._packets is not None and not self._packets.take(monotonic()):
+                self.close(CloseCode.POLICY_VIOLATION, "packet rate over the budget")
+                return None
             if not isinstance(packet, str):
                 await self._attachment(packet)
                 return None
@@ -262,6 +283,10 @@ class EngineSocket:
                 raise Malformed(f"unexpected Engine.IO packet {packet[:8]!r}")
         except Malformed as exc:
             self.close(CloseCode.ABNORMAL, f"malformed packet: {exc}")
+        except Exception:
+            # Whatever a client can cause ends its connection, and nothing else.
+            logger.exception("engine.io %s: a packet failed; the connection is closed", self.sid)
+            self.close(CloseCode.INTERNAL_ERROR, "packet handling failed")
         return None
 
     async def _message(self, text: str, reader: Link | None) -> str | None:
@@ -270,6 +295,9 @@ class EngineSocket:
         header = engineio.parse_header(text)
         namespace = header.namespace
         if header.kind == CONNECT:
+            if not self._connects.take(monotonic()):
+                self.close(CloseCode.POLICY_VIOLATION, "CONNECT rate over connect_rate")
+                return None
             await self._connect(namespace, engineio.connect_payload(text, header))
             return None
         link = self.links.get(namespace)
@@ -313,7 +341,6 @@ class EngineSocket:
             await self.send(engineio.connect_error(namespace, "Invalid namespace"))
             return
         runner, path_params = found
-        self._joined = True
         link = Link(self, namespace, runner, new_client_id())
         scope = self.endpoint.namespace_scope(self, link, auth, path_params)
         self.links[namespace] = link

@@ -71,6 +71,10 @@ class Link:
         """Run the gateway connection until it ends (the runner's handshake to teardown)."""
         try:
             await self.runner.run(scope, self.receive, self.send, path_params)
+        except Exception:
+            # The connection's other namespaces (and its heartbeat) share its task group:
+            # what ends this namespace ends it alone.
+            logger.exception("socket.io namespace %s failed; it is closed", self.namespace)
         finally:
             self.closed = True
             self._queue.clear()
@@ -156,6 +160,7 @@ class Link:
             await self.socket.send(text)
         elif kind == "websocket.accept":
             self._accepted = True
+            self.socket.joined()  # the handshake guards passed: connect_timeout is over
             if self.runner.keeper is None:
                 # With recovery the keeper's ``$session`` frame is the CONNECT answer.
                 self._connected = True

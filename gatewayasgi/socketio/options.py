@@ -32,18 +32,24 @@ class SocketIO:
     """Sessions on HTTP long-polling held at once; more are refused (503)."""
     max_namespaces: int = 32
     """Namespaces one connection may join at once; more are refused (CONNECT_ERROR)."""
+    connect_rate: float = 5.0
+    """Namespace CONNECT packets one connection may send per second (each may run a
+    gateway's handshake guards), beyond ``connect_burst`` at once; past it the
+    connection closes."""
+    connect_burst: int = 32
+    """CONNECT packets one connection may send at once before ``connect_rate`` applies."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigurationError(f"SocketIO path must start with '/', got {self.path!r}")
         object.__setattr__(self, "path", self.path.rstrip("/") or "/")
-        for name in ("ping_interval", "ping_timeout", "connect_timeout"):
+        for name in ("ping_interval", "ping_timeout", "connect_timeout", "connect_rate"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ConfigurationError(
                     f"SocketIO {name} must be a positive number, got {value!r}"
                 )
-        for name in ("max_payload", "max_polling_sessions", "max_namespaces"):
+        for name in ("max_payload", "max_polling_sessions", "max_namespaces", "connect_burst"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigurationError(f"SocketIO {name} must be a positive int, got {value!r}")
