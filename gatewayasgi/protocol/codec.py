@@ -29,6 +29,9 @@ RATE_LIMITED = "Rate limit exceeded"
 
 ERROR_EVENT = "error"
 
+ACK_EVENT = "$ack"
+"""The event of a client's answer to a server -> client call (``runtime.calls``)."""
+
 
 class Frame(NamedTuple):
     """One decoded client frame. ``id`` is ``None`` when the client sent none."""
@@ -36,6 +39,15 @@ class Frame(NamedTuple):
     event: str
     data: JSONValue
     id: str | int | None
+
+
+class Answer(Frame):
+    """A decoded ``$ack`` frame (a client's answer to a server -> client call), which
+    also carries its ``error`` member, read in the same parse: an answer is parsed once,
+    whatever its size. Still the ``(event, data, id)`` tuple every frame is."""
+
+    error: JSONValue
+    """The answer's ``error`` member; ``None`` when the client answered with data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,10 @@ def decode(raw: str | bytes) -> Frame:
         )
     ):
         raise _envelope_error(event, frame_id)
+    if event == ACK_EVENT:
+        answer = tuple.__new__(Answer, (event, obj.get("data"), frame_id))
+        answer.error = obj.get("error")
+        return answer
     # NamedTuple's generated __new__ is a Python-level function; tuple.__new__ builds
     # the same Frame without it (measured: 0.1 us of the ~1 us a frame costs).
     return tuple.__new__(Frame, (event, obj.get("data"), frame_id))
@@ -177,13 +193,9 @@ def is_reply_message(value: Any) -> bool:
     return type(value) is dict and "event" in value and "data" in value
 
 
-ACK_EVENT = "$ack"
-"""The event of a client's answer to a server -> client call (``runtime.calls``)."""
-
-
 def answer_error(raw: str | bytes) -> JSONValue:
     """The ``error`` member of a ``$ack`` frame that ``decode`` accepted (``None`` when
-    the client answered with data). Read again here, off the path of every other frame:
-    ``$ack`` is rare next to the frames handlers take."""
+    the client answered with data), parsing ``raw`` again: the session reads it from
+    the ``Answer`` that ``decode`` returned instead (one parse)."""
     obj = orjson.loads(raw)
     return obj.get("error") if type(obj) is dict else None

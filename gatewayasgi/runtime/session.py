@@ -31,7 +31,7 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import ACK_EVENT, Frame, FrameError
+from gatewayasgi.protocol.codec import ACK_EVENT, Answer, Frame, FrameError
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
@@ -176,8 +176,10 @@ class Session:
         """A frame no handler takes: the protocol's own events (``$`` ones can never be
         subscribed, so they cost the handled frames nothing), or an error frame."""
         if frame.event == ACK_EVENT:
-            # A server -> client call's answer settles it; an unknown id is counted.
-            error = self.runner.protocol.answer_error(raw)
+            # A server -> client call's answer settles it; an unknown id is counted. A
+            # decoded ``Answer`` carries its error member: the answer is parsed once.
+            protocol = self.runner.protocol
+            error = frame.error if type(frame) is Answer else protocol.answer_error(raw)
             self.client.answered(frame.id, frame.data, error)
             return True
         if frame.event == self.runner.heartbeat_event:
