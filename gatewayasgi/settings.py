@@ -53,6 +53,10 @@ class Settings:
     """Bytes all outboxes of this middleware may hold together. Past it, the clients
     holding the most are closed with 1013 until the total is back under it, so memory
     under attack has a ceiling whatever the number of connections."""
+    waiting_budget: AtLeastOne | None = 128 * MiB
+    """Bytes all sessions waiting for their client (gateways with ``recovery=``) may
+    hold together, every gateway of this middleware included. Past it, the session
+    waiting longest ends early (its ``on_disconnect`` runs)."""
     overflow: Annotated[Overflow, Field(strict=False)] = Overflow.CLOSE
     """``close`` (1013, rooms released), ``drop_oldest`` or ``drop_new``."""
     max_message_size: AtLeastOne = 1 * MiB

@@ -28,6 +28,11 @@ class WireProtocol(ABC):
     name: str
     """Short identifier (``"json"``), used in logs and to cache one encoding per protocol."""
 
+    rotates_token: bool = True
+    """Whether a resumed session gets a new token in its ``$session`` frame (the old one
+    stops working). Socket.IO's ``pid`` stays the same across resumes: socket.io-client
+    tells the app ``recovered`` only when it did not change."""
+
     @abstractmethod
     def decode(self, raw: str | bytes) -> Frame:
         """Parse one inbound frame; raise ``FrameError`` with the message the client sees."""

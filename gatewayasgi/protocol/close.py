@@ -25,6 +25,9 @@ class CloseCode(enum.IntEnum):
     """A handler, guard or hook raised an unexpected exception."""
     TRY_AGAIN_LATER = 1013
     """The client was too slow to read what it was sent (outbox or process budget full)."""
+    SESSION_TAKEN = 4409
+    """Another connection resumed this connection's session (with its credential and the
+    same identity): this one ends without ending the session, and does not reconnect."""
 
 
 TERMINAL_CLOSE_CODES = frozenset({CloseCode.POLICY_VIOLATION})

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gatewayasgi.recovery import _redis_scripts as scripts
-from gatewayasgi.recovery.base import SessionRecord, SessionStore
+from gatewayasgi.recovery.base import WRONG_IDENTITY, SessionRecord, SessionStore, WrongIdentity
 
 try:
     from redis.asyncio import Redis
@@ -74,8 +74,16 @@ class RedisSessionStore(SessionStore):
             "r": list(record.rooms),
             "s": self._portable(record.state),
             "d": record.detached,
+            "t": record.start,
+            "m": record.marks,
         }
-        args: list[str | bytes | int] = [owner, record.token_hash, orjson.dumps(data), _ms(ttl)]
+        args: list[str | bytes | int] = [
+            owner,
+            record.token_hash,
+            orjson.dumps(data),
+            _ms(ttl),
+            record.identity or "",
+        ]
         try:
             written = await self._save(keys=[self.key(record.id)], args=args)
         except _IO_ERRORS as exc:
@@ -85,26 +93,39 @@ class RedisSessionStore(SessionStore):
         return bool(written)
 
     async def claim(
-        self, client_id: str, token_hash: str, owner: str, ttl: float
-    ) -> SessionRecord | None:
+        self,
+        client_id: str,
+        token_hash: str,
+        owner: str,
+        ttl: float,
+        *,
+        identity: str | None = None,
+        new_token_hash: str | None = None,
+    ) -> SessionRecord | WrongIdentity | None:
         if not client_id or len(client_id) > _MAX_CLIENT_ID:
             return None
+        args: list[str | int] = [token_hash, owner, _ms(ttl), identity or "", new_token_hash or ""]
         try:
-            data = await self._claim(keys=[self.key(client_id)], args=[token_hash, owner, _ms(ttl)])
+            data = await self._claim(keys=[self.key(client_id)], args=args)
         except _IO_ERRORS as exc:
             self._failed("claim", exc)
             return None
         self._recovered()
         if data is None:
             return None
+        if data == -1:
+            return WRONG_IDENTITY
         fields = orjson.loads(data)
         return SessionRecord(
             client_id,
-            token_hash,
+            new_token_hash or token_hash,
             fields["e"],
             tuple(fields["r"]),
             fields["s"],
             fields["d"],
+            identity,
+            fields.get("t", 0),
+            fields.get("m", {}),
         )
 
     async def drop(self, client_id: str, owner: str) -> bool:

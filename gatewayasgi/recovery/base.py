@@ -114,6 +114,22 @@ class SessionRecord:
     """``client.state``'s values (stores that leave the process keep the JSON-able ones)."""
     detached: bool = False
     """False while a socket serves the session (the record only tracks its rooms)."""
+    identity: str | None = None
+    """Hex SHA-256 of who the session belongs to (``Recovery.identity``), if anyone."""
+    start: int = 0
+    """The history's offset when the session began: nothing before it is replayed."""
+    marks: dict[str, int] = field(default_factory=dict)
+    """Per room, the history's offset when the session joined it: a room's frames up
+    to it are never replayed to this session."""
+
+
+class WrongIdentity:
+    """``SessionStore.claim``'s answer when the token matched but the identity did not."""
+
+    __slots__ = ()
+
+
+WRONG_IDENTITY = WrongIdentity()
 
 
 class SessionStore(ABC):
@@ -131,11 +147,21 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def claim(
-        self, client_id: str, token_hash: str, owner: str, ttl: float
-    ) -> SessionRecord | None:
+        self,
+        client_id: str,
+        token_hash: str,
+        owner: str,
+        ttl: float,
+        *,
+        identity: str | None = None,
+        new_token_hash: str | None = None,
+    ) -> SessionRecord | WrongIdentity | None:
         """Take the session over for ``owner`` when ``token_hash`` matches; else ``None``.
 
-        Atomic: of two claims with the right token, one gets the record.
+        ``WRONG_IDENTITY`` (and nothing changed) when the token matches but the record
+        belongs to another ``identity``. The record's token becomes ``new_token_hash``
+        (when given): the old token stops working. Atomic: of two claims with the right
+        token, one gets the record.
         """
 
     @abstractmethod

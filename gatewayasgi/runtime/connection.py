@@ -266,6 +266,11 @@ class Connection:
             return
         self.lifecycle = ConnectionState.CLOSING
         self.end_calls()  # answers are no longer read: calls in flight fail now
+        if code == CloseCode.SESSION_TAKEN and self.ticket is not None:
+            # Its session was resumed by a connection on another worker: this one's end
+            # ends nothing (no on_disconnect here, the session's record is not touched).
+            self.superseded = True
+            ends_session = False
         self.ends_session = ends_session
         self.close_code, self.close_reason = code, reason
         message: Message = {"type": "websocket.close", "code": int(code)}

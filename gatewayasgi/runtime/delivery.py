@@ -15,6 +15,7 @@ order (``runtime.keeper``), so steps 3 and 4 happen there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,7 +62,7 @@ class LocalFanOut(Protocol):
 class Delivery:
     """Encode once, keep, fan out locally, publish: see the module docstring."""
 
-    __slots__ = ("_backplane", "_fan_out", "_metrics", "history", "namespace", "protocol")
+    __slots__ = ("_backplane", "_fan_out", "_metrics", "history", "namespace", "protocol", "quota")
 
     def __init__(
         self,
@@ -76,6 +77,9 @@ class Delivery:
         self.namespace = namespace
         self.protocol = protocol
         self.history = history
+        self.quota: Callable[[int], None] | None = None
+        """Charged with each frame's size before the history keeps it (the emitting
+        client's share, ``runtime.keeper``); raises to refuse the emit."""
         self._fan_out = fan_out
         self._backplane = backplane
         self._metrics = metrics
@@ -88,6 +92,8 @@ class Delivery:
         history = self.history
         if history is not None:
             text = frame if isinstance(frame, str) else frame.decode()
+            if self.quota is not None:
+                self.quota(len(text))
             offset = await history.append(text, emission.targets, emission.exclude)
             if offset is None:
                 return 0

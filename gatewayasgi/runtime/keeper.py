@@ -20,17 +20,20 @@ position of the last frame it was given, and a frame at or below it is skipped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
 
+from gatewayasgi.exceptions import WsException
 from gatewayasgi.protocol.base import Payload, WireProtocol
+from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.resume import (
     INVALID,
     SESSION_EVENT,
@@ -39,11 +42,19 @@ from gatewayasgi.protocol.resume import (
     new_token,
     token_hash,
 )
-from gatewayasgi.protocol.targets import Targets
+from gatewayasgi.protocol.targets import NOBODY, Targets
 from gatewayasgi.recovery import Recovery
-from gatewayasgi.recovery.base import EmissionLog, Entry, HistoryGap, SessionRecord, SessionStore
+from gatewayasgi.recovery.base import (
+    EmissionLog,
+    Entry,
+    HistoryGap,
+    SessionRecord,
+    SessionStore,
+    WrongIdentity,
+)
 from gatewayasgi.recovery.memory import MemoryLog
 from gatewayasgi.runtime.outbox import frame_cost
+from gatewayasgi.runtime.waiting import LogLimiter, QuotaBucket, WaitingBudget, session_cost
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.connection import Connection
@@ -66,6 +77,14 @@ class Ticket:
     token_hash: str
     owner: str
     """A nonce per connection: the store changes the session's record only for it."""
+    identity: str | None = None
+    """Hex SHA-256 of who the session belongs to (``Recovery.identity``)."""
+    start: int = 0
+    """The history's offset when the session began: nothing before it is replayed."""
+    marks: dict[str, int] = field(default_factory=dict)
+    """Per room the session is in, the history's offset when it joined."""
+    quota: QuotaBucket | None = None
+    """What emits made by this client's handlers may still add to the history."""
 
 
 @dataclass(slots=True)
@@ -85,6 +104,11 @@ class _Waiting:
     owner: str
     deadline: float
     rooms: tuple[str, ...] = ()
+    cost: int = 0
+    address: str = ""
+
+
+SESSION_TAKEN_REASON = "session resumed elsewhere"
 
 
 def matches(entry: Entry, client_id: str, rooms: frozenset[str] | set[str]) -> bool:
@@ -93,6 +117,31 @@ def matches(entry: Entry, client_id: str, rooms: frozenset[str] | set[str]) -> b
     if targets and client_id not in targets.clients and rooms.isdisjoint(targets.rooms):
         return False
     return not (exclude and (client_id in exclude.clients or not rooms.isdisjoint(exclude.rooms)))
+
+
+def visible(entry: Entry, client_id: str, marks: dict[str, int]) -> bool:
+    """``matches``, where a room counts only for frames after the session joined it
+    (``marks``: room -> the history's offset at the join)."""
+    targets = entry.targets
+    if targets and client_id not in targets.clients:
+        offset = entry.offset
+        if not any(offset > marks.get(room, offset) for room in targets.rooms):
+            return False
+    exclude = entry.exclude
+    return not (
+        exclude and (client_id in exclude.clients or not marks.keys().isdisjoint(exclude.rooms))
+    )
+
+
+def _address(client: Connection) -> str:
+    peer = client.scope.get("client")
+    return str(peer[0]) if peer else ""
+
+
+def _hashed_identity(value: object) -> str | None:
+    if value is None:
+        return None
+    return hashlib.sha256(repr(value).encode()).hexdigest()
 
 
 class SessionKeeper:
@@ -106,6 +155,7 @@ class SessionKeeper:
         log: EmissionLog,
         store: SessionStore,
         on_expired: OnExpired,
+        budget: WaitingBudget | None = None,
     ) -> None:
         self.server = server
         self.protocol = protocol
@@ -113,6 +163,13 @@ class SessionKeeper:
         self.log = log
         self.store = store
         self._on_expired = on_expired
+        self.budget = budget if budget is not None else WaitingBudget(None)
+        """What waiting sessions hold, shared by every keeper of a middleware."""
+        self._by_address: dict[str, dict[str, None]] = {}
+        """Waiting sessions per client address, oldest first."""
+        self._readers: dict[int, Connection] = {}
+        """Connections by the task that runs their handlers (``charge``)."""
+        self._evictions = LogLimiter(logger)
         self._epoch: str | None = None
         """The epoch this process's clients were told, to tell a lost history from a gap."""
         self._warned_unlogged = False
@@ -137,12 +194,13 @@ class SessionKeeper:
         client.resume_buffer = []
         window = self.recovery.window
         owner = uuid.uuid4().hex
+        identity = self._identity(client)
         reason = None
         if credential is INVALID:
             reason = "invalid"
         elif isinstance(credential, Credential):
             try:
-                resumed = await self._resume(client, credential, owner)
+                resumed = await self._resume(client, credential, owner, identity)
             except Exception:
                 logger.exception("gateway %s: resuming a session failed", self.server.namespace)
                 resumed = "unavailable"
@@ -150,8 +208,11 @@ class SessionKeeper:
                 return resumed
             reason = resumed
         token = new_token()
-        client.ticket = Ticket(token, token_hash(token), owner)
-        record = SessionRecord(client.id, client.ticket.token_hash, self.log.epoch)
+        start = self.log.head
+        client.ticket = Ticket(token, token_hash(token), owner, identity, start)
+        record = SessionRecord(
+            client.id, client.ticket.token_hash, self.log.epoch, identity=identity, start=start
+        )
         try:
             await self.store.save(record, owner, window)
         except Exception:
@@ -159,8 +220,18 @@ class SessionKeeper:
             logger.exception("gateway %s: saving a session failed", self.server.namespace)
         return Opening(False, reason, self.log.head)
 
+    def _identity(self, client: Connection) -> str | None:
+        """Who ``client`` is by its handshake (``Recovery.identity``), hashed."""
+        choose = self.recovery.identity
+        if choose is None:
+            state = client.scope.get("state")
+            value = state.get("identity") if isinstance(state, dict) else None
+        else:
+            value = choose(client)
+        return _hashed_identity(value)
+
     async def _resume(
-        self, client: Connection, credential: Credential, owner: str
+        self, client: Connection, credential: Credential, owner: str, identity: str | None
     ) -> Opening | str:
         log = self.log
         if credential.epoch != log.epoch:
@@ -173,26 +244,56 @@ class SessionKeeper:
         except HistoryGap as gap:
             return gap.reason
         hashed = token_hash(credential.token)
-        record = await self.store.claim(credential.client_id, hashed, owner, self.recovery.window)
+        # The token rotates: the old one stops working once this resume took it.
+        token = new_token() if client.protocol.rotates_token else credential.token
+        new_hash = token_hash(token)
+        record = await self.store.claim(
+            credential.client_id,
+            hashed,
+            owner,
+            self.recovery.window,
+            identity=identity,
+            new_token_hash=new_hash,
+        )
         if record is None:
             return "expired"
-        waiting = self._waiting.pop(record.id, None)
+        if isinstance(record, WrongIdentity):
+            logger.info(
+                "gateway %s: a resume offered the token of another identity's session",
+                self.server.namespace,
+            )
+            return "invalid"
+        waiting = self._unkeep(record.id)
         zombie = self.server.get_client(record.id)
         if zombie is not None:
-            # The old socket is still registered here (its end not noticed yet): this
-            # connection takes the session over; the old one ends without ending it.
+            # The old socket is still registered here (its end not noticed yet, or a
+            # second holder): this connection takes the session over; the old one is
+            # closed without ending it.
             zombie.superseded = True
             record.rooms = tuple(self.server.rooms.rooms_of(record.id))
             record.state = zombie.scope.setdefault("state", record.state)
+            if zombie.ticket is not None:
+                record.marks = zombie.ticket.marks
+            if zombie.close_code is None:
+                zombie.close_code = CloseCode.SESSION_TAKEN
+                zombie.close_reason = SESSION_TAKEN_REASON
             zombie.end()
         elif waiting is not None:
             record.state = waiting.client.scope.get("state", record.state)
+        elif self.store.shared and not record.detached:
+            # Live on another worker (or on one that died): it closes there.
+            await self.server.cluster.disconnect(
+                Targets((), (record.id,)), NOBODY, CloseCode.SESSION_TAKEN, SESSION_TAKEN_REASON
+            )
         client.id = record.id
         client.scope["state"] = record.state
         client.__dict__.pop("state", None)  # the cached State view of the old dict
-        client.ticket = Ticket(credential.token, hashed, owner)
+        start = record.start
+        marks = {room: record.marks.get(room, start) for room in record.rooms}
+        client.ticket = Ticket(token, new_hash, owner, identity, start, marks)
         client.recovered = True
-        return Opening(True, None, after, record.rooms)
+        # Never a frame from before the session began (an offset the client forged).
+        return Opening(True, None, max(after, start), record.rooms)
 
     async def start(self, client: Connection, opening: Opening) -> bool:
         """Send ``$session``, the missed frames, then the buffered live ones.
@@ -204,6 +305,8 @@ class SessionKeeper:
         for room in opening.rooms:
             server.rooms.join(client.id, room)
         client.position = opening.offset
+        if client.reader is not None:
+            self._readers[client.reader] = client
         await client.send_payload(
             self._session_frame(
                 client, log.epoch, opening.offset, opening.recovered, opening.reason
@@ -228,15 +331,18 @@ class SessionKeeper:
 
     async def _replay(self, client: Connection, opening: Opening) -> None:
         log, protocol, outbox = self.log, client.protocol, client.outbox
-        rooms = set(opening.rooms)
+        assert client.ticket is not None
+        marks = client.ticket.marks
         after = opening.offset
         pace = max(1, outbox.max_messages // 2)
         while True:
             entries = await log.replay(after, REPLAY_PAGE)
             for entry in entries:
                 after = entry.offset
-                if not matches(entry, client.id, rooms):
+                if not visible(entry, client.id, marks):
                     continue
+                if not entry.frame:  # kept out of the history (too large): lost
+                    raise HistoryGap("trimmed")
                 # The history keeps canonical (JSON) frames: other protocols transcode.
                 frame = self.protocol.with_offset(entry.frame, log.format_offset(entry.offset))
                 frame = protocol.transcode(frame)
@@ -278,20 +384,37 @@ class SessionKeeper:
     def _record(self, client: Connection, ticket: Ticket, *, detached: bool) -> SessionRecord:
         """What the store keeps of ``client``'s session: its rooms, and its state once it
         waits (``detached``)."""
+        rooms = tuple(self.server.rooms.rooms_of(client.id))
+        marks = ticket.marks
         return SessionRecord(
             client.id,
             ticket.token_hash,
             self.log.epoch,
-            tuple(self.server.rooms.rooms_of(client.id)),
+            rooms,
             client.scope.setdefault("state", {}) if detached else {},
             detached=detached,
+            identity=ticket.identity,
+            start=ticket.start,
+            marks={room: marks.get(room, ticket.start) for room in rooms},
         )
 
     async def rooms_changed(self, client: Connection) -> None:
-        """Write a connected session's rooms through to a shared store (a worker that
-        dies cannot save them at the end)."""
+        """Note the history's offset at each join (a room's earlier frames are never
+        replayed to this session), and write a connected session's rooms through to a
+        shared store (a worker that dies cannot save them at the end)."""
         ticket = client.ticket
-        if ticket is None or not self.store.shared or client.superseded:
+        if ticket is None or client.superseded:
+            return
+        rooms = self.server.rooms.rooms_of(client.id)
+        marks = ticket.marks
+        head = self.log.head
+        for room in rooms:
+            if room not in marks:
+                marks[room] = head
+        if len(marks) > len(rooms):
+            for room in [room for room in marks if room not in rooms]:
+                del marks[room]
+        if not self.store.shared:
             return
         record = self._record(client, ticket, detached=False)
         try:
@@ -302,26 +425,110 @@ class SessionKeeper:
     # -- disconnecting --------------------------------------------------------------
 
     async def detach(self, client: Connection) -> None:
-        """Keep the session of a socket that went away, for ``window`` seconds."""
+        """Keep the session of a socket that went away, for ``window`` seconds (within
+        the bounds: ``runtime.waiting``)."""
         ticket = client.ticket
         assert ticket is not None
-        window = self.recovery.window
+        self.release(client)
+        recovery = self.recovery
+        window = recovery.window
         record = self._record(client, ticket, detached=True)
+        cost = session_cost(record.rooms, record.state)
+        if cost > recovery.max_session_bytes:
+            self._evicted("a session over max_session_bytes (%d bytes)", cost)
+            await self._expire(_Waiting(client, ticket.owner, 0.0, record.rooms))
+            return
         try:
             if not await self.store.save(record, ticket.owner, window):
                 return  # resumed elsewhere already
         except Exception:
             logger.exception("gateway %s: keeping a session failed", self.server.namespace)
-        self._waiting[client.id] = _Waiting(
-            client, ticket.owner, monotonic() + window, record.rooms
+        # What the session no longer needs while it waits.
+        client.resume_buffer = None
+        waiting = _Waiting(
+            client, ticket.owner, monotonic() + window, record.rooms, cost, _address(client)
         )
-        while len(self._waiting) > self.recovery.max_sessions:
-            oldest = next(iter(self._waiting))
-            logger.info("gateway %s: too many waiting sessions, ending the oldest", client)
-            await self._expire(self._waiting.pop(oldest))
+        self._keep(waiting)
+        same_address = self._by_address[waiting.address]
+        while len(same_address) > recovery.max_sessions_per_address:
+            self._evicted("max_sessions_per_address (%d) reached", len(same_address))
+            await self._evict(next(iter(same_address)))
+        while len(self._waiting) > recovery.max_sessions:
+            self._evicted("max_sessions (%d) reached", len(self._waiting))
+            await self._evict(next(iter(self._waiting)))
+        budget = self.budget
+        while budget.over():
+            keeper, oldest = budget.oldest()
+            self._evicted("waiting_budget (%d bytes) reached", budget.limit)
+            await keeper._evict(oldest)
+
+    def _keep(self, waiting: _Waiting) -> None:
+        client_id = waiting.client.id
+        self._waiting[client_id] = waiting
+        self._by_address.setdefault(waiting.address, {})[client_id] = None
+        self.budget.add(self, client_id, waiting.cost)
+
+    def _unkeep(self, client_id: str) -> _Waiting | None:
+        """Stop counting a waiting session (resumed, expired or evicted)."""
+        waiting = self._waiting.pop(client_id, None)
+        if waiting is None:
+            return None
+        same_address = self._by_address.get(waiting.address)
+        if same_address is not None:
+            same_address.pop(client_id, None)
+            if not same_address:
+                del self._by_address[waiting.address]
+        self.budget.remove(self, client_id)
+        return waiting
+
+    async def _evict(self, client_id: str) -> None:
+        """End a waiting session before its window passed (a bound was reached)."""
+        waiting = self._unkeep(client_id)
+        if waiting is not None:
+            await self._expire(waiting)
+        else:  # not ours any more: never loop on it
+            self.budget.remove(self, client_id)
+
+    def _evicted(self, why: str, *args: object) -> None:
+        self._evictions.log(
+            logging.INFO,
+            "gateway %s: a waiting session ended early: " + why,
+            self.server.namespace,
+            *args,
+        )
+
+    def release(self, client: Connection) -> None:
+        """The connection's socket is gone: its handlers no longer run (``charge``)."""
+        if client.reader is not None and self._readers.get(client.reader) is client:
+            del self._readers[client.reader]
+
+    def charge(self, size: int) -> None:
+        """An emit of ``size`` bytes is about to enter the history: when it is made by a
+        client's handler, that client's share (``Recovery.client_share``) pays for it.
+
+        Raises ``WsException`` past the share: the handler fails with an error frame.
+        """
+        readers = self._readers
+        if not readers:
+            return
+        client = readers.get(anyio.get_current_task().id)
+        if client is None or client.ticket is None:
+            return
+        ticket, now = client.ticket, monotonic()
+        quota = ticket.quota
+        if quota is None:
+            recovery = self.recovery
+            share = recovery.client_share
+            max_bytes = getattr(recovery, "max_bytes", 64 * 1024 * 1024)
+            quota = ticket.quota = QuotaBucket(
+                max(1.0, recovery.max_frames * share), max_bytes * share, recovery.window, now
+            )
+        if not quota.take(size, now):
+            raise WsException("History quota exceeded: emits made for this client are limited")
 
     async def end(self, client: Connection) -> None:
         """The session of ``client`` ends now (a clean close, or the app closed it)."""
+        self.release(client)
         ticket = client.ticket
         if ticket is not None:
             try:
@@ -339,7 +546,7 @@ class SessionKeeper:
             first = next(iter(waiting.values()))
             if first.deadline > now:
                 return
-            del waiting[first.client.id]
+            self._unkeep(first.client.id)
             await self._expire(first)
 
     async def _expire(self, waiting: _Waiting) -> None:
@@ -372,7 +579,9 @@ class SessionKeeper:
         """At shutdown: sessions kept in this process end (``on_disconnect`` runs)."""
         if not self.store.shared:
             while self._waiting:
-                await self._expire(self._waiting.pop(next(iter(self._waiting))))
+                waiting = self._unkeep(next(iter(self._waiting)))
+                if waiting is not None:
+                    await self._expire(waiting)
         await self.log.close()
 
     async def _sweeper(self) -> None:

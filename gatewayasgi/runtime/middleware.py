@@ -36,6 +36,7 @@ from gatewayasgi.runtime.keeper import SessionKeeper
 from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
+from gatewayasgi.runtime.waiting import WaitingBudget
 from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_settings
 from gatewayasgi.socketio.options import SocketIO
 
@@ -102,6 +103,7 @@ class GatewayMiddleware:
         outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
         outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
         outbox_budget: int | None = _DEFAULTS.outbox_budget,
+        waiting_budget: int | None = _DEFAULTS.waiting_budget,
         overflow: Overflow | str = _DEFAULTS.overflow,
         max_message_size: int = _DEFAULTS.max_message_size,
         rate_limit: float | None = _DEFAULTS.rate_limit,
@@ -129,6 +131,7 @@ class GatewayMiddleware:
             outbox_max_messages=outbox_max_messages,
             outbox_max_bytes=outbox_max_bytes,
             outbox_budget=outbox_budget,
+            waiting_budget=waiting_budget,
             overflow=overflow,
             max_message_size=max_message_size,
             rate_limit=rate_limit,
@@ -176,6 +179,8 @@ class GatewayMiddleware:
             else None
         )
         self.keepers: list[SessionKeeper] = []
+        self.waiting = WaitingBudget(self.settings.waiting_budget)
+        """What sessions waiting for their client hold, every gateway's together."""
         self.servers: dict[str, WebSocketServer] = {}
         self.tables: list[GatewayTable] = []
         self.runners: dict[str, GatewayRunner] = {}
@@ -272,10 +277,11 @@ class GatewayMiddleware:
             log or MemoryLog(recovery.max_frames, recovery.window),
             store or MemorySessionStore(),
             runner.on_disconnect,
+            self.waiting,
         )
         server.delivery.history = keeper.log
-        if keeper.store.shared:
-            server.on_rooms_changed = keeper.rooms_changed
+        server.delivery.quota = keeper.charge
+        server.on_rooms_changed = keeper.rooms_changed
         runner.keeper = keeper
         self.keepers.append(keeper)
         return keeper

@@ -388,6 +388,8 @@ class Session:
         except Exception as exc:
             self._log_failure(f"ending the session of {client.id}", exc)
         finally:
+            if keeper is not None:
+                keeper.release(client)
             runner.server.unregister(client)
         await self._close_transport(send)
         if runner.metrics is not None:

@@ -22,7 +22,9 @@ from gatewayasgi.brokers import RedisBroker
 NODE = os.environ.get("GATEWAYASGI_TEST_NODE", str(os.getpid()))
 
 
-@WebSocketGateway("/recover", recovery=Recovery(window=60))
+# ``burst`` emits thousands of frames for one request: the whole history is this app's
+# to fill (the default share is a quarter of it per client: ``Recovery.client_share``).
+@WebSocketGateway("/recover", recovery=Recovery(window=60, client_share=1.0))
 class RecoveringGateway:
     @SubscribeMessage("node")
     async def node(self, client: Any = ConnectedSocket()) -> Any:

@@ -131,14 +131,17 @@ async def test_a_cut_client_resumes_with_its_id_rooms_state_and_every_missed_fra
 
 @pytest.mark.parametrize("server", SERVERS)
 async def test_a_failed_resume_says_why_and_starts_a_new_session(server: str) -> None:
-    gateway = chat_gateway(Recovery(window=30, max_frames=50))
+    gateway = chat_gateway(Recovery(window=30, max_frames=50, client_share=1.0))
     async with run_server(GatewayMiddleware(gateways=[gateway]), server) as address:
-        member, sender = Session(address), Session(address)
+        member, sender, other = Session(address), Session(address), Session(address)
         old = await member.open()
         await member.request("join", "r")
         await sender.open()
+        await other.open()
         member.cut()
-        await sender.request("burst", {"room": "r", "count": 60})  # past max_frames
+        # Past max_frames: two clients, since one may fill at most its share of it.
+        await sender.request("burst", {"room": "r", "count": 30})
+        await other.request("burst", {"room": "r", "count": 30})
         trimmed = await member.open(resume=True)
         assert trimmed["recovered"] is False and trimmed["reason"] == "trimmed"
         assert trimmed["id"] != old["id"]
