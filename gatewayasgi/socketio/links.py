@@ -73,8 +73,12 @@ class Link:
             await self.runner.run(scope, self.receive, self.send, path_params)
         except Exception:
             # The connection's other namespaces (and its heartbeat) share its task group:
-            # what ends this namespace ends it alone.
+            # what ends this namespace ends it alone, and the client is told.
             logger.exception("socket.io namespace %s failed; it is closed", self.namespace)
+            try:
+                await self._end("Internal server error")
+            except Exception:
+                logger.debug("telling the client its namespace ended failed", exc_info=True)
         finally:
             self.closed = True
             self._queue.clear()
