@@ -184,3 +184,30 @@ async def test_an_emitter_given_the_recovery_feeds_the_history_and_one_without_s
         resumed = await _open(member, resume=True)
         assert resumed["recovered"] is True and resumed["id"] == first["id"]
         assert [(await member.recv())["data"] for _ in range(100)] == list(range(100))
+
+
+async def test_a_takeover_on_another_worker_closes_the_live_holder(workers: Workers) -> None:
+    """Alice is connected to worker A; her credential resumes the session on worker B:
+    A closes her old socket (4409) and only the new one gets the room's frames."""
+    a, b = Workers.address(workers.a), Workers.address(workers.b)
+    holder, sender = Session(a, PATH), Session(b, PATH)
+    first = await _open(holder)
+    assert await holder.request("join", "r") == {"joined": "r", "node": "A"}
+    await _open(sender)
+    await sender.request("say", {"room": "r", "n": "hello"})
+    assert (await holder.recv())["data"] == "hello"
+
+    taker = Session(b, PATH)
+    taker.session, taker.offset = dict(first), holder.offset
+    resumed = await _open(taker, resume=True)
+    assert resumed["recovered"] is True and resumed["id"] == first["id"]
+    assert resumed["token"] != first["token"]  # rotated
+    with anyio.fail_after(TIMEOUT):
+        try:
+            while True:
+                await holder.ws.recv()
+        except Exception as closed:  # websockets.ConnectionClosed
+            assert getattr(getattr(closed, "rcvd", None), "code", None) == 4409, closed
+    await sender.request("say", {"room": "r", "n": "after"}, frame_id=2)
+    assert (await taker.recv())["data"] == "after"
+    assert (await taker.request("node", None, frame_id=3))["rooms"] == ["r"]
