@@ -16,8 +16,9 @@ message is dropped with a warning and never raises into a node.
 
 Request keys: ``o`` op, ``n`` sender node, ``q`` request id (0: no reply wanted), ``r``/
 ``c``/``xr``/``xc`` targets as in ``envelope``, ``room`` (join, leave), ``code``/``why``
-(disconnect), ``e``/``d``/``t`` (call: event, data, timeout), ``hi`` (a heartbeat that
-asks peers to announce themselves at once). Reply keys: ``n``, ``q``, ``p``/``of``
+(disconnect), ``e``/``d``/``t`` (call: event, data, timeout; a fetch may carry ``t``
+too: how long its asker waits), ``hi`` (a heartbeat that asks peers to announce
+themselves at once). Reply keys: ``n``, ``q``, ``p``/``of``
 (part number and count: a long answer is cut in parts under ``MAX_PART_BYTES``) and
 ``i`` (the items: client ids, or call outcomes ``[client_id, "ok"|"error"|"timeout", x]``).
 """
@@ -65,7 +66,10 @@ MAX_NAME_LENGTH = 1024
 MAX_EVENT_LENGTH = 256
 """Longest event name of a call request."""
 MAX_CALL_TIMEOUT = 300.0
-"""Longest timeout a call request may ask a node to wait for its clients."""
+"""Longest timeout a call (or fetch) request may ask a node to wait for its clients."""
+REPLY_GRACE = 1.0
+"""Seconds a room call's asker waits for the other nodes beyond the call's timeout (their
+replies travel after their clients' timeouts); an answering node gives up then too."""
 MAX_REASON_LENGTH = 123
 """Longest close reason (the WebSocket protocol's limit, in bytes)."""
 
@@ -155,6 +159,8 @@ def pack_request(request: Request) -> bytes:
             body["why"] = request.reason
     if request.op == CALL:
         body.update(e=request.event, d=request.data, t=request.timeout)
+    elif request.op == FETCH and request.timeout > 0:
+        body["t"] = min(request.timeout, MAX_CALL_TIMEOUT)
     if request.hello:
         body["hi"] = True
     return dumps(body)
@@ -186,6 +192,13 @@ def _names(body: dict[str, Any], key: str) -> tuple[str, ...]:
     ):
         raise RpcError(f"request field {key!r} must be a list of names")
     return tuple(value)
+
+
+def _timeout(body: dict[str, Any]) -> float:
+    timeout = body.get("t")
+    if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_CALL_TIMEOUT:
+        raise RpcError(f"request timeout must be in (0, {MAX_CALL_TIMEOUT:g}] seconds")
+    return float(timeout)
 
 
 def _request_id(body: dict[str, Any]) -> int:
@@ -220,14 +233,15 @@ def unpack_request(message: bytes, max_size: int) -> Request:
             raise RpcError("disconnect reason must be a short string")
         return Request(op, node, request.id, targets, exclude, code=code, reason=reason)
     if op == CALL:
-        event, timeout = body.get("e"), body.get("t")
+        event = body.get("e")
         if type(event) is not str or not 0 < len(event) <= MAX_EVENT_LENGTH:
             raise RpcError("call request needs an event name")
-        if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_CALL_TIMEOUT:
-            raise RpcError(f"call timeout must be in (0, {MAX_CALL_TIMEOUT:g}] seconds")
+        timeout = _timeout(body)
         return Request(
             op, node, request.id, targets, exclude, event=event, data=body.get("d"), timeout=timeout
         )
+    if op == FETCH and "t" in body:
+        return Request(op, node, request.id, targets, exclude, timeout=_timeout(body))
     return request
 
 

@@ -11,6 +11,12 @@ broker, this node is the whole cluster.
 Join, leave and disconnect are orders: applied here at once, published to the others,
 never answered (at-most-once, like emits). Fetches and calls gather the answers of
 every live node; a node that does not answer in time is counted in ``missing_nodes``.
+
+A call waits for its clients at most its timeout, the sending of the call frames
+included (a client that does not read cannot hold it longer). Whichever node asks, a
+client has at most ``MAX_PENDING_CALLS`` (256) calls in flight: past it the client is
+reported as not answering at once, without being called, so a client that never
+answers holds a bounded share of the calls a node serves (``MAX_SERVING_CALLS``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ logger = logging.getLogger("gatewayasgi")
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
 """Seconds ``presence`` and ``fetch_ids`` wait for the other nodes (socket.io's too)."""
-REPLY_GRACE = 1.0
+REPLY_GRACE = rpc.REPLY_GRACE
 """Seconds a room call waits for the other nodes beyond its own timeout (their replies
 travel after their clients' timeouts)."""
 TOO_LARGE = "answer too large to cross the backplane"
@@ -73,7 +79,8 @@ class CallResults:
     errors: dict[str, str]
     """Client id -> the error message it answered with."""
     timed_out: tuple[str, ...]
-    """Clients that did not answer within the timeout, or closed first (sorted)."""
+    """Clients that did not answer within the timeout, closed first, or had too many
+    calls in flight to be called (sorted)."""
     missing_nodes: int = 0
     """Live nodes that did not report in time: their clients are in none of the above."""
 
@@ -158,8 +165,13 @@ class ClusterOperations:
     async def local_call(
         self, targets: Targets, exclude: Targets, event: str, data: JSONValue, within: float
     ) -> list[JSONValue]:
-        """Call local clients at once; their outcomes as ``[id, kind, value]`` items."""
-        outcomes: list[JSONValue] = []
+        """Call local clients at once; their outcomes as ``[id, kind, value]`` items.
+
+        Returns within ``within`` seconds: a client not settled by then (its call frame
+        not even sent, say) is timed out.
+        """
+        ids = self.local_ids(targets, exclude)
+        outcomes: dict[str, JSONValue] = {}
 
         async def one(client_id: str) -> None:
             client = self._server.clients.get(client_id)
@@ -169,22 +181,29 @@ class ClusterOperations:
             else:
                 try:
                     result = await client.call(event, data, timeout=within)
-                except CallError as exc:
+                except CallError as exc:  # CallLimitError: 256 in flight, not called
                     result = exc
-            outcomes.append(_outcome(client_id, result))
+            outcomes[client_id] = _outcome(client_id, result)
 
-        async with anyio.create_task_group() as tasks:
-            for client_id in self.local_ids(targets, exclude):
-                tasks.start_soon(one, client_id)
-        return outcomes
+        with anyio.move_on_after(within):
+            async with anyio.create_task_group() as tasks:
+                for client_id in ids:
+                    tasks.start_soon(one, client_id)
+        return [outcomes.get(client_id) or [client_id, "timeout", None] for client_id in ids]
 
-    async def respond(self, request: rpc.Request) -> list[JSONValue]:
-        """Carry out another node's request here; the reply items (``ClusterNode``)."""
+    async def respond(self, request: rpc.Request, *, busy: bool = False) -> list[JSONValue]:
+        """Carry out another node's request here; the reply items (``ClusterNode``).
+
+        ``busy``: a call this node has no room for; its clients are reported as not
+        answering, without being called.
+        """
         targets, exclude = request.targets, request.exclude
         if request.op == rpc.FETCH:
             return list(self.local_ids(targets, exclude))
         if request.op == rpc.CALL:
             assert request.event is not None
+            if busy:
+                return [[cid, "timeout", None] for cid in self.local_ids(targets, exclude)]
             return await self.local_call(
                 targets, exclude, request.event, request.data, request.timeout
             )
@@ -213,7 +232,7 @@ class ClusterOperations:
         self, targets: Targets, exclude: Targets, within: float
     ) -> tuple[list[str], int]:
         """Ids of the targeted clients on every node (sorted), and the nodes missing."""
-        request = rpc.Request(rpc.FETCH, "", targets=targets, exclude=exclude)
+        request = rpc.Request(rpc.FETCH, "", targets=targets, exclude=exclude, timeout=within)
         gathered = await self._ask(request, within)
         ids = set(self.local_ids(targets, exclude))
         ids.update(item for item in gathered.items if type(item) is str)
