@@ -167,22 +167,62 @@ def join_frame(head: str, attachments: list[bytes]) -> str:
     return SEPARATOR.join(parts)
 
 
+def pack(head: str, attachments: list[bytes]) -> bytes:
+    """A client's binary packet as its namespace's session reads it: the packet and each
+    attachment, each after its length (4 bytes, big-endian). Its size is what the client
+    sent, not base64's 4/3 of it, so ``max_message_size`` counts the attachments' bytes
+    (a packet within ``max_payload`` is not refused for its encoding)."""
+    encoded = head.encode()
+    parts = [len(encoded).to_bytes(4, "big"), encoded]
+    for attachment in attachments:
+        parts.append(len(attachment).to_bytes(4, "big"))
+        parts.append(attachment)
+    return b"".join(parts)
+
+
+def unpack(raw: bytes) -> tuple[str, list[bytes]]:
+    """The inverse of ``pack``; ``FrameError`` for anything else."""
+    parts: list[bytes] = []
+    index, end = 0, len(raw)
+    while index < end:
+        if index + 4 > end:
+            raise FrameError("Invalid binary packet")
+        size = int.from_bytes(raw[index : index + 4], "big")
+        index += 4
+        if index + size > end:
+            raise FrameError("Invalid binary packet")
+        parts.append(raw[index : index + size])
+        index += size
+    if not parts:
+        raise FrameError("Invalid binary packet")
+    try:
+        head = parts[0].decode()
+    except UnicodeDecodeError:
+        raise FrameError("Invalid binary packet") from None
+    return head, parts[1:]
+
+
 class SocketIOProtocol(WireProtocol):
     """Socket.IO v5 packets in Engine.IO v4 message frames (namespace left out)."""
 
     name = "socketio"
 
     def decode(self, raw: str | bytes) -> Frame:
-        if type(raw) is not str:
-            raise FrameError("Socket.IO packets are text")
         attachments: list[bytes] = []
+        if type(raw) is bytes:  # a binary packet from a Link (``pack``)
+            raw, attachments = unpack(raw)
+            if raw[1:2] not in (BINARY_EVENT, BINARY_ACK):
+                raise FrameError("Invalid binary packet")
+        elif type(raw) is not str:
+            raise FrameError("Socket.IO packets are text")
         kind = raw[1:2]
         start = 2
         if kind in (BINARY_EVENT, BINARY_ACK):  # only these carry attachments
-            try:
-                raw, attachments = split_frame(raw)
-            except ValueError:  # bad base64
-                raise FrameError("Invalid binary attachment") from None
+            if not attachments:
+                try:
+                    raw, attachments = split_frame(raw)
+                except ValueError:  # bad base64
+                    raise FrameError("Invalid binary attachment") from None
             start = raw.find("-", 2) + 1
             if start == 0:
                 raise FrameError("Invalid binary packet")

@@ -26,7 +26,7 @@ from gatewayasgi.protocol.socketio import (
     CONNECT,
     DISCONNECT,
     SEPARATOR,
-    join_frame,
+    pack,
     split_frame,
 )
 from gatewayasgi.protocol.targets import new_client_id
@@ -328,7 +328,7 @@ class EngineSocket:
             self._attaching = (link, head, count, parts, size)
             return
         self._attaching = None
-        await link.feed(join_frame(head, parts))
+        await link.feed(pack(head, parts))
 
     async def _connect(self, namespace: str, auth: dict[str, Any]) -> None:
         if namespace in self.links:

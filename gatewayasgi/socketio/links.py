@@ -58,7 +58,7 @@ class Link:
         """Characters of packets waiting for the session: beyond ``max_payload`` (and
         ``INBOX`` packets) the connection's reader waits, so what one client makes the
         server hold is bounded."""
-        self._queue: deque[str] = deque()
+        self._queue: deque[str | bytes] = deque()
         # Made when a task waits: an idle namespace holds as little as it can.
         self._taken: anyio.Event | None = None
         """Set when the session takes a queued packet (the reader may wait for room)."""
@@ -88,9 +88,10 @@ class Link:
 
     # -- the client's side ------------------------------------------------------------
 
-    async def feed(self, frame: str) -> None:
+    async def feed(self, frame: str | bytes) -> None:
         """A packet of this namespace (without it), for the session; waits while
-        ``INBOX`` packets or ``max_payload`` characters wait already."""
+        ``INBOX`` packets or ``max_payload`` characters wait already. A binary packet
+        comes packed with its attachments (``protocol.socketio.pack``)."""
         limit = self.socket.options.max_payload
         while (len(self._queue) >= INBOX or self._waiting > limit) and not self.closed:
             self._taken = anyio.Event()
@@ -124,6 +125,8 @@ class Link:
                 self._waiting -= len(frame)
                 if self._taken is not None:
                     self._taken.set()
+                if type(frame) is bytes:
+                    return {"type": "websocket.receive", "bytes": frame}
                 return {"type": "websocket.receive", "text": frame}
             if self._gone:
                 return {"type": "websocket.disconnect", "code": self.close_code}

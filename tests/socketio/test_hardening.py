@@ -54,6 +54,10 @@ class Open:
     async def echo(self, data=MessageBody(), client=ConnectedSocket()):
         await client.emit("echo", data)
 
+    @SubscribeMessage("sizes")
+    def sizes(self, data=MessageBody()):
+        return [[len(part), part[:1].hex()] for part in data]
+
 
 @WebSocketGateway("/guarded", handshake_guards=[CountingGuard])
 class Guarded:
@@ -373,3 +377,26 @@ async def test_connects_past_the_burst_close_the_connection(server: str) -> None
         with anyio.fail_after(WAIT), pytest.raises(ConnectionClosed):
             while True:
                 await ws.recv()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_attachments_within_max_payload_are_not_refused_for_their_base64(
+    server: str,
+) -> None:
+    """64 attachments of 15,000 bytes (960 KB, within max_payload) reach the handler:
+    the session measures them by their bytes (their base64 would be 1.28 MB, over the
+    gateway's 1 MiB max_message_size)."""
+    async with run_server(app(), server) as address:
+        ws = await opened_ws(address)
+        placeholders = ",".join(f'{{"_placeholder":true,"num":{n}}}' for n in range(64))
+        await ws.send(f'4564-/open,7["sizes",[{placeholders}]]')
+        for number in range(64):
+            await ws.send(bytes([number]) * 15_000)
+        answer = str(await recv(ws))
+        assert answer.startswith("43/open,7[")
+        assert orjson.loads(answer[len("43/open,7") :]) == [
+            [[15_000, f"{number:02x}"] for number in range(64)]
+        ]
+        await ws.send('42/open,["echo","after"]')  # the namespace is still joined
+        assert await recv(ws) == '42/open,["echo","after"]'
+        await ws.close()

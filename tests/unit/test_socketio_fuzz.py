@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gatewayasgi.protocol import engineio
 from gatewayasgi.protocol.codec import FrameError
 from gatewayasgi.protocol.engineio import Malformed
-from gatewayasgi.protocol.socketio import SEPARATOR, SOCKETIO, join_frame
+from gatewayasgi.protocol.socketio import SEPARATOR, SOCKETIO, Arguments, join_frame, pack
 
 FUZZ = settings(max_examples=400, deadline=None)
 
@@ -69,6 +69,23 @@ def test_socketio_decode_of_binary_frames(
 ) -> None:
     decode(join_frame(f"45{len(attachments)}-" + body, attachments))
     decode(SEPARATOR.join(["451-" + body, *("b" + part for part in raw_parts)]))
+
+
+@FUZZ
+@given(st.binary(max_size=300), TEXT, st.lists(st.binary(max_size=8), max_size=3))
+def test_socketio_decode_of_packed_frames(raw: bytes, body: str, attachments: list[bytes]) -> None:
+    decode(raw)
+    decode(pack(f"45{len(attachments)}-" + body, attachments))
+    decode(pack("42" + body, attachments))
+    decode(pack("451-" + body, attachments)[:-1])
+
+
+def test_packed_frames_decode_as_joined_ones() -> None:
+    head = '452-3["up",{"_placeholder":true,"num":1},[{"_placeholder":true,"num":0}]]'
+    parts = [b"\x00\x1e\x01", b"\xff" * 1000]
+    assert SOCKETIO.decode(pack(head, parts)) == SOCKETIO.decode(join_frame(head, parts))
+    assert SOCKETIO.decode(pack(head, parts)) == ("up", Arguments((parts[1], [parts[0]])), 3)
+    assert len(pack(head, parts)) == len(head) + 4 + sum(len(part) + 4 for part in parts)
 
 
 @FUZZ
