@@ -16,6 +16,9 @@ from typing import Any
 
 from gatewayasgi.exceptions import ConfigurationError
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
@@ -26,6 +29,14 @@ class Recovery:
     max_frames: int = 10_000
     """Frames of history kept per gateway (the oldest go first); a client that missed
     more than this gets ``recovered: false`` (``"trimmed"``)."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    """Total frame bytes (UTF-8) of history kept per gateway, in memory or in Redis; the
+    oldest frames go first while the history holds more, so a client that missed them
+    gets ``recovered: false`` (``"trimmed"``)."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """A frame larger than this (UTF-8 bytes) is delivered live but kept out of the
+    history: a marker of a few bytes keeps its place, and a client it was addressed to
+    that missed it gets ``recovered: false`` (``"trimmed"``); other clients recover."""
     max_sessions: int = 10_000
     """Sessions one process keeps waiting per gateway; past it, the oldest ends early
     (its ``on_disconnect`` runs): memory has a ceiling whatever the number of clients."""
@@ -37,7 +48,7 @@ class Recovery:
     """Sessions waiting per client address (``scope["client"]``; behind a proxy, use the
     server's proxy-headers option so that it is the real client's). One address past it
     ends its own oldest waiting session, never another address's."""
-    client_share: float = 0.1
+    client_share: float = 0.25
     """Share of the history (``max_frames``, and bytes) that emits made while one
     client's handlers run may fill per ``window``: a token bucket holding that share,
     refilled over ``window``. Past it, the emit raises ``WsException`` (the client gets
@@ -55,6 +66,8 @@ class Recovery:
             raise ConfigurationError(f"Recovery window must be positive, got {self.window!r}")
         for name in (
             "max_frames",
+            "max_bytes",
+            "max_frame_bytes",
             "max_sessions",
             "max_session_bytes",
             "max_sessions_per_address",

@@ -17,6 +17,10 @@ An entry's fields (short names keep every entry small):
        (orjson), absent when all four are empty
 ``g``  a gap marker instead of a frame: how many appends this process dropped (its
        queue overflowed while Redis was away); readers treat it like a trimmed range
+``o``  a marker instead of a frame too large for the history (over ``max_frame_bytes``):
+       the frame's size in bytes. The frame itself waits a few seconds, for the readers
+       to deliver it live, in the entry of the same id in ``<stream key>:live``; a
+       replay yields the marker (an ``Entry`` whose frame is empty)
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class Decoded:
     entry: Entry | None
     """``None`` for a gap marker or an entry that could not be decoded."""
     gap: bool = False
+    oversized: bool = False
+    """An ``o`` marker: ``entry.frame`` is empty, the frame is in the live stream."""
 
 
 def _names(value: object) -> tuple[str, ...]:
@@ -89,7 +95,10 @@ def decode(stream_id: bytes, fields: dict[bytes, bytes]) -> Decoded:
     if b"g" in fields:
         return Decoded(sid, previous, None, gap=True)
     frame = fields.get(b"f")
-    if frame is None:
+    oversized = frame is None and b"o" in fields
+    if oversized:
+        frame = b""
+    elif frame is None:
         raise ValueError(f"stream entry {sid} has no frame")
     targets = exclude = NOBODY
     packed = fields.get(b"t")
@@ -99,4 +108,5 @@ def decode(stream_id: bytes, fields: dict[bytes, bytes]) -> Decoded:
             raise ValueError(f"stream entry {sid} has malformed targets")
         rooms, clients, ex_rooms, ex_clients = (_names(item) for item in lists)
         targets, exclude = Targets(rooms, clients), Targets(ex_rooms, ex_clients)
-    return Decoded(sid, previous, Entry(offset, frame.decode(), targets, exclude))
+    entry = Entry(offset, frame.decode(), targets, exclude)
+    return Decoded(sid, previous, entry, oversized=oversized)

@@ -15,6 +15,8 @@ from itertools import islice
 # A gap marker is a few bytes; it is not counted against the byte bound.
 FRAME = b"f"
 GAP = b"g"
+OVERSIZED = b"o"
+"""A frame over the history's ``max_frame_bytes``: delivered live, kept as a marker."""
 
 
 @dataclass(slots=True)
@@ -58,10 +60,11 @@ class Outbox:
         """Bytes of frames and targets held."""
         return self._bytes
 
-    def put(self, frame: bytes, targets: bytes) -> int:
-        """Queue one frame; returns how many older ones were dropped to make room."""
+    def put(self, frame: bytes, targets: bytes, kind: bytes = FRAME) -> int:
+        """Queue one frame (``FRAME`` or ``OVERSIZED``); returns how many older ones were
+        dropped to make room."""
         self._seq += 1
-        item = Pending(self._seq, FRAME, frame, targets)
+        item = Pending(self._seq, kind, frame, targets)
         self._items.append(item)
         self._count += 1
         self._bytes += item.size

@@ -15,6 +15,10 @@ order and delivers to its own clients from there, its own appends included.
   jitter) and reading goes on from that id: nothing lost, nothing doubled, in order.
 * Every entry names the one before it; a reader that finds a different one (entries
   trimmed before it read them, the stream lost) calls ``reset(epoch)`` and goes on.
+* The stream is bounded by count (``max_frames``), bytes (``max_bytes``: a running total
+  next to it) and age; a frame over ``max_frame_bytes`` is a marker in the stream, its
+  frame kept a few seconds in ``<stream key>:live`` for the readers to deliver live (a
+  reader that comes too late for it calls ``reset``). See ``_redis_scripts``.
 * The epoch (``<stream key>:epoch``) is made with ``SET NX`` and read again on every
   reconnect: when it changed (Redis restarted without persistence) the reader calls
   ``reset(new_epoch)`` and reads the new stream from its start. Keep the keys from being
@@ -36,6 +40,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from gatewayasgi.protocol.targets import Targets
+from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 from gatewayasgi.recovery import _redis_scripts as scripts
 from gatewayasgi.recovery._redis_entries import (
     ZERO_ID,
@@ -45,7 +50,7 @@ from gatewayasgi.recovery._redis_entries import (
     id_of,
     offset_of,
 )
-from gatewayasgi.recovery._redis_outbox import Outbox, Pending
+from gatewayasgi.recovery._redis_outbox import FRAME, GAP, OVERSIZED, Outbox, Pending
 from gatewayasgi.recovery._redis_sessions import RedisSessionStore
 from gatewayasgi.recovery.base import Deliver, EmissionLog, Entry, HistoryGap, Reset
 
@@ -72,6 +77,9 @@ BATCH_BYTES = 1024 * 1024
 # timeout) for the writer: a burst of emits without a checkpoint cannot fill the queue.
 PRESSURE = 4 * BATCH_FRAMES
 DROP_LOG_INTERVAL = 60.0
+# An oversized frame's live copy is kept at least this long (and longer when readers
+# may be reconnecting: twice their longest reconnect), unless ``max_bytes`` of them wait.
+MIN_LIVE = 10.0
 _IO_ERRORS = (RedisError, OSError, TimeoutError)
 # Stream entries as redis-py returns them with RESP2 and bytes responses.
 Raw = list[tuple[bytes, dict[bytes, bytes]]]
@@ -119,8 +127,10 @@ class RedisLog(EmissionLog):
     """One namespace's history in a Redis Stream; see the module docstring.
 
     Usually made by ``RedisBroker.history(namespace, ...)``. ``max_frames`` bounds the
-    stream (``MAXLEN ~``, so a little more may be kept) and ``max_age`` (seconds) its
-    age (``MINID ~`` on Redis's clock). ``read_block`` is the ``XREAD BLOCK`` time,
+    stream's entries, ``max_bytes`` their frames' bytes (with their targets) and
+    ``max_age`` (seconds) their age (on Redis's clock); a frame over ``max_frame_bytes``
+    is kept as a marker (its live copy waits in ``<stream key>:live`` a few seconds, at
+    most ``max_bytes`` of them). ``read_block`` is the ``XREAD BLOCK`` time,
     ``read_count`` its ``COUNT``. ``epoch`` is ``""`` until Redis was first reached.
     """
 
@@ -133,6 +143,8 @@ class RedisLog(EmissionLog):
         *,
         max_frames: int,
         max_age: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         key_prefix: str = KEY_PREFIX,
         reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
@@ -144,14 +156,21 @@ class RedisLog(EmissionLog):
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         max_connections: int = 4,
     ) -> None:
-        if max_frames <= 0 or max_age <= 0:
-            raise ValueError("max_frames and max_age must be positive")
+        if max_frames <= 0 or max_age <= 0 or max_bytes <= 0 or max_frame_bytes <= 0:
+            raise ValueError("max_frames, max_age, max_bytes and max_frame_bytes must be positive")
         self.url = url
         self.namespace = namespace
         self.max_frames = max_frames
         self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.max_frame_bytes = min(max_frame_bytes, max_bytes)
         self.key = f"{key_prefix}history:{namespace}"
         self.epoch_key = self.key + ":epoch"
+        self.bytes_key = self.key + ":bytes"
+        """A hash: ``history``, the stream's bytes; ``live``, the live copies' bytes."""
+        self.live_key = self.key + ":live"
+        """Oversized frames, by their marker's id, until the readers delivered them."""
+        self._live_ms = int(1000 * max(MIN_LIVE, 2 * (max_reconnect_delay + connect_timeout)))
         self.epoch = ""
         # Appends are numbered per producer so that Redis can skip a batch sent twice.
         self._producer_key = f"{self.key}:producer:{uuid.uuid4().hex}"
@@ -216,7 +235,9 @@ class RedisLog(EmissionLog):
         if self._closed:
             self._count(dropped=1)
             return
-        dropped = self._outbox.put(frame.encode(), encode_targets(targets, exclude))
+        payload = frame.encode()
+        kind = OVERSIZED if len(payload) > self.max_frame_bytes else FRAME
+        dropped = self._outbox.put(payload, encode_targets(targets, exclude), kind)
         if dropped:
             self._count(dropped=dropped)
             self._warn("drop", "history %s: Redis unreachable, dropped %d queued frame(s)", dropped)
@@ -332,11 +353,14 @@ class RedisLog(EmissionLog):
             self.max_frames,
             int(self.max_age * 1000),
             max(60_000, int(self.max_age * 2000)),
+            self.max_bytes,
+            self._live_ms,
         ]
         for item in batch:
             args += [item.seq, item.kind, item.payload, item.targets]
-        await self._append_script(keys=[self.key, self._producer_key], args=args)
-        self._count(appended=sum(1 for item in batch if item.kind == b"f"))
+        keys = [self.key, self._producer_key, self.bytes_key, self.live_key]
+        await self._append_script(keys=keys, args=args)
+        self._count(appended=sum(1 for item in batch if item.kind != GAP))
 
     async def _write_loop(self) -> None:
         assert self._done is not None
@@ -451,11 +475,27 @@ class RedisLog(EmissionLog):
                 )
                 self._signal(self.epoch)
             self._last_id = item.stream_id
-            if item.entry is not None:
-                self._hand_over(item.entry)
+            entry = item.entry
+            if entry is not None and item.oversized:
+                entry = await self._live_copy(reader, entry)
+            if entry is not None:
+                self._hand_over(entry)
             else:
                 self._head = offset_of(item.stream_id) or 0
         return True
+
+    async def _live_copy(self, reader: Redis, marker: Entry) -> Entry | None:
+        """The frame of an oversized entry's marker, from the live stream; ``None`` (and
+        ``reset``: the clients it was for missed it) when it is gone already."""
+        sid = id_of(marker.offset)
+        reply = cast(Raw, await reader.xrange(self.live_key, sid, sid, count=1))
+        frame = reply[0][1].get(b"f") if reply else None
+        if frame is None:
+            self._head = marker.offset
+            logger.warning("history %s: the oversized frame %s was gone", self.namespace, sid)
+            self._signal(self.epoch)
+            return None
+        return replace(marker, frame=frame.decode())
 
     def _hand_over(self, entry: Entry) -> None:
         self._head = entry.offset
