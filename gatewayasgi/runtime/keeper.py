@@ -398,22 +398,17 @@ class SessionKeeper:
             marks={room: marks.get(room, ticket.start) for room in rooms},
         )
 
-    async def rooms_changed(self, client: Connection) -> None:
+    async def rooms_changed(self, client: Connection, room: str, joined: bool) -> None:
         """Note the history's offset at each join (a room's earlier frames are never
         replayed to this session), and write a connected session's rooms through to a
         shared store (a worker that dies cannot save them at the end)."""
         ticket = client.ticket
         if ticket is None or client.superseded:
             return
-        rooms = self.server.rooms.rooms_of(client.id)
-        marks = ticket.marks
-        head = self.log.head
-        for room in rooms:
-            if room not in marks:
-                marks[room] = head
-        if len(marks) > len(rooms):
-            for room in [room for room in marks if room not in rooms]:
-                del marks[room]
+        if joined:
+            ticket.marks.setdefault(room, self.log.head)
+        else:
+            ticket.marks.pop(room, None)
         if not self.store.shared:
             return
         record = self._record(client, ticket, detached=False)
@@ -433,7 +428,7 @@ class SessionKeeper:
         recovery = self.recovery
         window = recovery.window
         record = self._record(client, ticket, detached=True)
-        cost = session_cost(record.rooms, record.state)
+        cost = session_cost(record.rooms, record.state, client.scope.get("headers", ()))
         if cost > recovery.max_session_bytes:
             self._evicted("a session over max_session_bytes (%d bytes)", cost)
             await self._expire(_Waiting(client, ticket.owner, 0.0, record.rooms))
@@ -443,8 +438,12 @@ class SessionKeeper:
                 return  # resumed elsewhere already
         except Exception:
             logger.exception("gateway %s: keeping a session failed", self.server.namespace)
-        # What the session no longer needs while it waits.
+        # What the session no longer needs while it waits: nothing of the socket's
+        # transport or task stays reachable from it (hundreds of KB under hypercorn).
         client.resume_buffer = None
+        client.outbox.release()
+        client.cancel_scope = None
+        client.reader = None
         waiting = _Waiting(
             client, ticket.owner, monotonic() + window, record.rooms, cost, _address(client)
         )

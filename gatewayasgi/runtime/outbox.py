@@ -383,6 +383,16 @@ class Outbox:
         """Refuse further frames but send what is queued (a close frame is last)."""
         self.closed = True
 
+    def release(self) -> None:
+        """``close``, and let go of the transport and the task group: the connection's
+        object outlives its socket (a session waiting for its client) and must not keep
+        the server's stream, its buffers and the ended task alive."""
+        self.close()
+        self._send = _gone
+        self._spawn = None
+        self._event = self._flushed = None
+        self._waiter = None
+
     def close(self) -> None:
         """Refuse further frames and forget queued ones."""
         self.closed = True
@@ -395,3 +405,7 @@ class Outbox:
         if queue:
             self._release(sum(size for _, size in queue))
             queue.clear()
+
+
+async def _gone(message: Message) -> None:
+    """The ``send`` of a released outbox: the transport is gone."""

@@ -129,7 +129,7 @@ class WebSocketServer:
             namespace, protocol, self.deliver_local, backplane=backplane, metrics=metrics
         )
         """Where every emit goes (history, local fan-out, backplane)."""
-        self.on_rooms_changed: Callable[[Connection], Awaitable[None]] | None = None
+        self.on_rooms_changed: Callable[[Connection, str, bool], Awaitable[None]] | None = None
         """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
@@ -198,7 +198,7 @@ class WebSocketServer:
         if room not in current:
             self.rooms.join(client_id, room)
             if self.on_rooms_changed is not None:
-                await self.on_rooms_changed(self.clients[client_id])
+                await self.on_rooms_changed(self.clients[client_id], room, True)
 
     async def leave(self, client: Target, room: str) -> None:
         """Remove a client (connection or id) from ``room``; same name rules as ``join``."""
@@ -208,7 +208,7 @@ class WebSocketServer:
             self.rooms.leave(client_id, room)
             connection = self.clients.get(client_id)
             if self.on_rooms_changed is not None and connection is not None:
-                await self.on_rooms_changed(connection)
+                await self.on_rooms_changed(connection, room, False)
 
     def rooms_of(self, client: Target) -> set[str]:
         """The rooms a local client is in."""

@@ -23,17 +23,26 @@ from typing import Any
 
 import orjson
 
-SESSION_COST = 3_000
-"""Bytes a waiting session holds beyond its rooms and state: its connection object,
-scope, headers and records (measured with tracemalloc: ``docs/recovery.md``)."""
-ROOM_COST = 120
+SESSION_COST = 12_000
+"""Bytes a waiting session costs beyond its rooms, state and handshake headers: about
+5 KB live (its connection object, scope and records: tracemalloc under hypercorn), about
+14 KB of the process's RSS once the allocator's leftovers of its socket are counted
+(``docs/recovery.md``)."""
+HEADER_COST = 100
+"""Bytes per handshake header beyond its name and value (the scope keeps them)."""
+ROOM_COST = 200
 """Bytes a waiting session holds per room beyond the name itself (its slot in the
 session's rooms and join marks)."""
 
 
-def session_cost(rooms: Iterable[str], state: dict[str, Any]) -> int:
-    """An estimate of the bytes a waiting session with ``rooms`` and ``state`` holds."""
+def session_cost(
+    rooms: Iterable[str], state: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
+) -> int:
+    """An estimate of the bytes a waiting session with ``rooms``, ``state`` and the
+    handshake's ``headers`` holds."""
     size = SESSION_COST
+    for name, value in headers:
+        size += len(name) + len(value) + HEADER_COST
     for room in rooms:
         size += sys.getsizeof(room) + ROOM_COST
     return size + _state_size(state)
