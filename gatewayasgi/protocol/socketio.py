@@ -206,6 +206,7 @@ class SocketIOProtocol(WireProtocol):
     """Socket.IO v5 packets in Engine.IO v4 message frames (namespace left out)."""
 
     name = "socketio"
+    rotates_token = False
 
     def decode(self, raw: str | bytes) -> Frame:
         attachments: list[bytes] = []
