@@ -47,7 +47,12 @@ class WorkersGateway(OnGatewayConnection):
 KEPT = "/kept"
 
 
-@WebSocketGateway(namespace=KEPT, recovery=Recovery(window=30))
+def who(client: Any) -> Any:
+    """The session's identity: the CONNECT auth's ``user`` (a real app checks a token)."""
+    return client.auth.get("user")
+
+
+@WebSocketGateway(namespace=KEPT, recovery=Recovery(window=30, identity=who))
 class KeptGateway:
     """Session recovery on the Redis history: a Socket.IO client resumes on either worker."""
 

@@ -192,3 +192,24 @@ async def test_a_socketio_session_resumes_on_the_other_worker_from_the_redis_his
         pytest.fail(f"one more packet: {extra}")
     await ws.close()
     await speaker.close()
+
+
+async def test_a_socketio_pid_resumes_only_for_its_identity_and_closes_the_old_holder(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    """bob's CONNECT offers alice's ``pid``: he gets a session of his own and alice keeps
+    hers; alice's own second connection on the other worker takes her session over, and
+    the first one's namespace is closed (DISCONNECT) on its worker."""
+    _redis, node_a, node_b = cluster
+    alice, first = await kept_connection(node_a.address, {"user": "alice"})
+    bob, taken = await kept_connection(node_b.address, {"user": "bob", "pid": first["pid"]})
+    assert taken["sid"] != first["sid"] and taken["pid"] != first["pid"]
+    await alice.send(f'42{KEPT},1["whoami"]')
+    who = await sio_packet(alice)
+    assert json.loads(who[len(f"43{KEPT},1") :])[0]["id"] == first["sid"]
+
+    again, resumed = await kept_connection(node_b.address, {"user": "alice", "pid": first["pid"]})
+    assert resumed == {"sid": first["sid"], "pid": first["pid"]}
+    assert await sio_packet(alice) == f"41{KEPT},"  # the old holder's namespace ends
+    for ws in (alice, bob, again):
+        await ws.close()
