@@ -73,8 +73,9 @@ DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 BATCH_FRAMES = 256
 BATCH_BYTES = 1024 * 1024
-# Past this many queued frames while Redis answers, ``append`` waits (at most the command
-# timeout) for the writer: a burst of emits without a checkpoint cannot fill the queue.
+# Past this many queued frames (or half the queue's bytes) while Redis answers, ``append``
+# waits (at most the command timeout) for the writer: a burst of emits without a
+# checkpoint, or of large frames, cannot fill the queue.
 PRESSURE = 4 * BATCH_FRAMES
 DROP_LOG_INTERVAL = 60.0
 # An oversized frame's live copy is kept at least this long (and longer when readers
@@ -228,9 +229,10 @@ class RedisLog(EmissionLog):
     async def append(self, frame: str, targets: Targets, exclude: Targets) -> None:
         """Queue ``frame`` for the stream; never raises, waits at most the command timeout.
 
-        It returns at once, unless ``PRESSURE`` frames are queued while Redis answers
-        (then it waits for the writer). Without ``follow`` (a write-only use) the append
-        is flushed here; what fails stays queued for the next call.
+        It returns at once, unless ``PRESSURE`` frames (or half of ``max_pending_bytes``)
+        are queued while Redis answers (then it waits for the writer). Without ``follow``
+        (a write-only use) the append is flushed here; what fails stays queued for the
+        next call.
         """
         if self._closed:
             self._count(dropped=1)
@@ -244,7 +246,7 @@ class RedisLog(EmissionLog):
         if self._writer_running:
             if self._wake is not None:
                 self._wake.set()
-            if len(self._outbox) >= PRESSURE and not self._failing:
+            if self._pressed() and not self._failing:
                 await self._drain()
         elif not self._flushing.locked():
             await self._flush()
@@ -316,11 +318,15 @@ class RedisLog(EmissionLog):
 
     # -- writing ---------------------------------------------------------------------
 
+    def _pressed(self) -> bool:
+        outbox = self._outbox
+        return len(outbox) >= PRESSURE or outbox.size >= outbox.max_bytes // 2
+
     async def _drain(self) -> None:
         """Wait until the writer brought the queue under ``PRESSURE`` (or fails, or the
         command timeout passes)."""
         with anyio.move_on_after(self._command_timeout):
-            while len(self._outbox) >= PRESSURE and not self._failing and not self._closed:
+            while self._pressed() and not self._failing and not self._closed:
                 if self._progress is None:
                     self._progress = anyio.Event()
                 await self._progress.wait()
@@ -454,7 +460,8 @@ class RedisLog(EmissionLog):
 
     async def _consume(self, reader: Redis, raw: Raw) -> bool:
         """Deliver ``raw`` in order; False when the epoch changed (read again from 0-0)."""
-        for stream_id, fields in raw:
+        live: dict[str, bytes] = {}  # live copies of oversized frames, fetched together
+        for index, (stream_id, fields) in enumerate(raw):
             try:
                 item = decode(stream_id, fields)
             except ValueError as exc:
@@ -477,20 +484,26 @@ class RedisLog(EmissionLog):
             self._last_id = item.stream_id
             entry = item.entry
             if entry is not None and item.oversized:
-                entry = await self._live_copy(reader, entry)
+                entry = await self._live_copy(reader, entry, live, len(raw) - index)
             if entry is not None:
                 self._hand_over(entry)
             else:
                 self._head = offset_of(item.stream_id) or 0
         return True
 
-    async def _live_copy(self, reader: Redis, marker: Entry) -> Entry | None:
-        """The frame of an oversized entry's marker, from the live stream; ``None`` (and
-        ``reset``: the clients it was for missed it) when it is gone already."""
+    async def _live_copy(
+        self, reader: Redis, marker: Entry, live: dict[str, bytes], ahead: int
+    ) -> Entry | None:
+        """The frame of an oversized entry's marker, from the live stream (with those of
+        the next ``ahead`` entries, into ``live``); ``None`` (and ``reset``: the clients
+        it was for missed it) when it is gone already."""
         sid = id_of(marker.offset)
-        reply = cast(Raw, await reader.xrange(self.live_key, sid, sid, count=1))
-        frame = reply[0][1].get(b"f") if reply else None
-        if frame is None:
+        if sid not in live:
+            reply = cast(Raw, await reader.xrange(self.live_key, sid, "+", count=ahead))
+            for live_id, fields in reply:
+                live[live_id.decode(errors="replace")] = fields.get(b"f", b"")
+        frame = live.pop(sid, None)
+        if not frame:
             self._head = marker.offset
             logger.warning("history %s: the oversized frame %s was gone", self.namespace, sid)
             self._signal(self.epoch)
