@@ -142,7 +142,11 @@ class Emitter:
         to it (they carry offsets and are replayed to sessions that missed them)."""
         if recovery is not None:
             self.history = broker.history(
-                self.namespace, max_frames=recovery.max_frames, max_age=recovery.window
+                self.namespace,
+                max_frames=recovery.max_frames,
+                max_age=recovery.window,
+                max_bytes=recovery.max_bytes,
+                max_frame_bytes=recovery.max_frame_bytes,
             )
             if self.history is None:
                 raise ValueError(

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from anyio.abc import TaskGroup
 
+from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
+
 if TYPE_CHECKING:
     from gatewayasgi.recovery.base import EmissionLog, SessionStore
 
@@ -58,8 +60,17 @@ class Broker(ABC):
 
     # -- session recovery (optional) ----------------------------------------------------
 
-    def history(self, namespace: str, *, max_frames: int, max_age: float) -> EmissionLog | None:
-        """A history of ``namespace``'s frames shared by every process on this broker.
+    def history(
+        self,
+        namespace: str,
+        *,
+        max_frames: int,
+        max_age: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> EmissionLog | None:
+        """A history of ``namespace``'s frames shared by every process on this broker,
+        bounded as ``Recovery`` says (entries, age, bytes, the largest frame kept).
 
         ``None``: this broker keeps no history; recovery then uses process memory.
         """

@@ -38,6 +38,7 @@ from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber, describe
 from gatewayasgi.brokers.base import Broker, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
+from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
     from gatewayasgi.recovery.redis import RedisLog, RedisSessionStore
@@ -263,7 +264,15 @@ class RedisBroker(Broker):
         """Remove ``channel`` from the subscription set and tell Redis when connected."""
         await self._subscriber.unsubscribe(channel)
 
-    def history(self, namespace: str, *, max_frames: int, max_age: float) -> RedisLog:
+    def history(
+        self,
+        namespace: str,
+        *,
+        max_frames: int,
+        max_age: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> RedisLog:
         """A ``RedisLog`` (one Redis Stream) for ``namespace``, on this broker's Redis.
 
         It has its own connections (a reader and a small pool), with this broker's
@@ -277,6 +286,8 @@ class RedisBroker(Broker):
             namespace,
             max_frames=max_frames,
             max_age=max_age,
+            max_bytes=max_bytes,
+            max_frame_bytes=max_frame_bytes,
             reconnect_delay=sub._reconnect_delay,
             max_reconnect_delay=sub._max_reconnect_delay,
             connect_timeout=sub._connect_timeout,

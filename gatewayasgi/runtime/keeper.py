@@ -518,9 +518,11 @@ class SessionKeeper:
         if quota is None:
             recovery = self.recovery
             share = recovery.client_share
-            max_bytes = getattr(recovery, "max_bytes", 64 * 1024 * 1024)
             quota = ticket.quota = QuotaBucket(
-                max(1.0, recovery.max_frames * share), max_bytes * share, recovery.window, now
+                max(1.0, recovery.max_frames * share),
+                recovery.max_bytes * share,
+                recovery.window,
+                now,
             )
         if not quota.take(size, now):
             raise WsException("History quota exceeded: emits made for this client are limited")

@@ -268,13 +268,25 @@ class GatewayMiddleware:
         broker = self.broker
         log = store = None
         if broker is not None:
-            log = broker.history(namespace, max_frames=recovery.max_frames, max_age=recovery.window)
+            log = broker.history(
+                namespace,
+                max_frames=recovery.max_frames,
+                max_age=recovery.window,
+                max_bytes=recovery.max_bytes,
+                max_frame_bytes=recovery.max_frame_bytes,
+            )
             store = broker.session_store(namespace)
         keeper = SessionKeeper(
             server,
             self.protocol,
             recovery,
-            log or MemoryLog(recovery.max_frames, recovery.window),
+            log
+            or MemoryLog(
+                recovery.max_frames,
+                recovery.window,
+                max_bytes=recovery.max_bytes,
+                max_frame_bytes=recovery.max_frame_bytes,
+            ),
             store or MemorySessionStore(),
             runner.on_disconnect,
             self.waiting,

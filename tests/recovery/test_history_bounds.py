@@ -26,7 +26,6 @@ from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.protocol.targets import NOBODY, Targets
 from gatewayasgi.recovery.base import HistoryGap
 from gatewayasgi.recovery.memory import MemoryLog
-from gatewayasgi.runtime import middleware
 from tests.recovery.redis_workers import wait_until, workers
 from tests.recovery.test_runtime_memory import chat_gateway
 from tests.recovery.wire import Session
@@ -144,27 +143,13 @@ async def publish(sender: Session, room: str, count: int, size: int, first_id: i
         assert await sender.request("say", data, first_id + n) == "ok"
 
 
-async def test_a_server_emitting_large_frames_keeps_its_rss_under_the_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_server_emitting_large_frames_keeps_its_rss_under_the_bound() -> None:
     """100 frames of 256 KiB to an empty room: the history keeps at most 4 MiB of them.
 
     The app emits them itself (as a background job would): a client's own emits are
-    also limited by ``client_share``. The middleware's ``MemoryLog`` is given the
-    gateway's byte bounds here (the middleware builds it from ``max_frames`` and
-    ``window``).
+    also limited by ``client_share``.
     """
     recovery = Recovery(window=30, max_bytes=BOUND, max_frame_bytes=MiB)
-    monkeypatch.setattr(
-        middleware,
-        "MemoryLog",
-        lambda max_frames, max_age: MemoryLog(
-            max_frames,
-            max_age,
-            max_bytes=recovery.max_bytes,
-            max_frame_bytes=recovery.max_frame_bytes,
-        ),
-    )
     gateway = shout_gateway(recovery)
     app = GatewayMiddleware(gateways=[gateway])
 
