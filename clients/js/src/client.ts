@@ -9,8 +9,20 @@ import { PendingAcks } from "./acks.js";
 import { backoffDelay } from "./backoff.js";
 import { type OutboundFrame, SendBuffer } from "./buffer.js";
 import { answerCall } from "./calls.js";
-import { handshakeUrl, isTerminalClose, resolveWebSocket } from "./handshake.js";
-import { AckError, DisconnectedError, GatewayClientError, ReconnectFailedError } from "./errors.js";
+import {
+  handshakeUrl,
+  isTerminalClose,
+  isTerminalStatus,
+  refusedStatus,
+  resolveWebSocket,
+} from "./handshake.js";
+import {
+  AckError,
+  ConnectError,
+  DisconnectedError,
+  GatewayClientError,
+  ReconnectFailedError,
+} from "./errors.js";
 import { ERROR_EVENT, type InboundFrame, decodeFrame, encodeEvent, errorData } from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { type SessionRecovery, SessionTracker } from "./recovery.js";
@@ -146,8 +158,13 @@ export class GatewayClient<
   }
 
   /**
-   * Start connecting (from `idle` or `closed`) and resolve once connected. Rejects with a
-   * `DisconnectedError` on a terminal close or `close()`, or `ReconnectFailedError` when
+   * Start connecting (from `idle` or `closed`) and resolve once connected. Failed attempts are
+   * retried with backoff, but a refusal is final, as in the Python client: `connect()` rejects
+   * at once with `ConnectError` (the handshake refused with HTTP 4xx but 408 and 429, where the
+   * WebSocket implementation shows the status) or a terminal `DisconnectedError` (a 1008 or
+   * 4000-4999 close before the connection was ready), and the client is `closed`. Call
+   * `connect()` again to retry: an `auth` function then supplies fresh credentials. It also
+   * rejects with a `DisconnectedError` on `close()`, or `ReconnectFailedError` when
    * `maxReconnectAttempts` attempts failed. Ignoring the promise is safe: it never goes unhandled.
    */
   connect(): Promise<void> {
@@ -339,11 +356,7 @@ export class GatewayClient<
       const code = typeof event?.code === "number" ? event.code : ABNORMAL_CLOSURE;
       const reason = typeof event?.reason === "string" ? event.reason : "";
       if (this.currentState === "connected") this.closed(code, reason);
-      else
-        this.attemptFailed(
-          lastError ?? new DisconnectedError(code, reason, false),
-          isTerminalClose(code),
-        );
+      else this.refusedOrFailed(code, reason, lastError);
     };
   }
 
@@ -393,6 +406,22 @@ export class GatewayClient<
     }
     this.lifecycle.emit("disconnect", { code, reason, willReconnect, error });
     if (willReconnect) this.scheduleReconnect();
+  }
+
+  /**
+   * An attempt's socket closed before the connection was ready. A refusal (HTTP 4xx but 408 and
+   * 429 where the implementation shows the status; a 1008 or 4000-4999 close) is final: the
+   * client closes and `connect()` rejects. Anything else is retried with backoff.
+   */
+  private refusedOrFailed(code: number, reason: string, lastError: Error | undefined): void {
+    const status = refusedStatus(lastError);
+    if (status !== undefined) {
+      const terminal = isTerminalStatus(status);
+      this.attemptFailed(new ConnectError(status, terminal, lastError), terminal);
+      return;
+    }
+    const terminal = isTerminalClose(code);
+    this.attemptFailed(lastError ?? new DisconnectedError(code, reason, terminal), terminal);
   }
 
   /** An attempt failed before its socket opened. */

@@ -60,6 +60,28 @@ export class DisconnectedError extends GatewayClientError {
   }
 }
 
+/**
+ * The gateway refused the opening handshake with an HTTP status (403 from a handshake guard or
+ * an origin check, 503 at capacity). Only WebSocket implementations that expose the status
+ * produce it (`ws` on Node); browsers and Node 22's built-in `WebSocket` hide it, and a refusal
+ * there looks like a lost connection (1006). `terminal` follows the Python client's rule: a 4xx
+ * other than 408 and 429 is final (`connect()` rejects, no automatic retry), anything else is
+ * retried with backoff.
+ */
+export class ConnectError extends GatewayClientError {
+  override name = "ConnectError";
+  /** The HTTP status of the refusal. */
+  readonly status: number;
+  /** True when the client does not retry on its own: call `connect()` again. */
+  readonly terminal: boolean;
+
+  constructor(status: number, terminal: boolean, cause?: Error) {
+    super(`Handshake refused with HTTP ${status}`, cause === undefined ? undefined : { cause });
+    this.status = status;
+    this.terminal = terminal;
+  }
+}
+
 /** A frame emitted while offline did not fit in the send buffer (`maxBufferedMessages`). */
 export class BufferFullError extends GatewayClientError {
   override name = "BufferFullError";

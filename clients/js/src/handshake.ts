@@ -9,6 +9,26 @@ export function isTerminalClose(code: number): boolean {
   return code === POLICY_VIOLATION || (code >= 4000 && code <= 4999);
 }
 
+const RETRIED_STATUSES = new Set([408, 429]);
+
+/**
+ * Whether a handshake refused with HTTP `status` is final: 4xx (a guard, an origin check, no such
+ * path) but 408 and 429. 5xx (503 at capacity) is retried. The Python client's rule too.
+ */
+export function isTerminalStatus(status: number): boolean {
+  return status >= 400 && status <= 499 && !RETRIED_STATUSES.has(status);
+}
+
+/**
+ * The HTTP status of a refused handshake, from the error its socket reported, where the
+ * implementation says it: `ws` errors with "Unexpected server response: 403". Browsers and
+ * Node 22's `WebSocket` never expose it (`undefined`).
+ */
+export function refusedStatus(error: Error | undefined): number | undefined {
+  const match = error && /Unexpected server response: (\d{3})\b/.exec(error.message);
+  return match ? Number(match[1]) : undefined;
+}
+
 /** The given constructor, else the host's global `WebSocket`, else a clear error. */
 export function resolveWebSocket(given: WebSocketConstructor | undefined): WebSocketConstructor {
   const found = given ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;

@@ -15,13 +15,14 @@ export {
   AckError,
   AckTimeoutError,
   BufferFullError,
+  ConnectError,
   DisconnectedError,
   type ErrorFrameData,
   GatewayClientError,
   ReconnectFailedError,
 } from "./errors.js";
 export type { FrameId, InboundFrame } from "./frames.js";
-export { isTerminalClose } from "./handshake.js";
+export { isTerminalClose, isTerminalStatus } from "./handshake.js";
 export type { Lifecycle } from "./listeners.js";
 export type {
   AckArgs,

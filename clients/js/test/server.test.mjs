@@ -2,7 +2,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { AckError, AckTimeoutError, DisconnectedError, GatewayClient } from "../dist/index.js";
+import {
+  AckError,
+  AckTimeoutError,
+  ConnectError,
+  DisconnectedError,
+  GatewayClient,
+} from "../dist/index.js";
 import {
   WebSocket,
   nextEvent,
@@ -123,13 +129,64 @@ describe("against a gatewayasgi server", () => {
     assert.deepEqual([code, reason, willReconnect, error.terminal], [4001, "kicked", false, true]);
   });
 
-  it("retries a refused handshake with fresh auth from the auth function", async () => {
+  it("rejects connect() on a refused handshake (HTTP 403) without retrying", async () => {
     const tokens = ["bad", "good-2"];
-    const gateway = client({ auth: () => ({ token: tokens.shift() ?? "good-n" }) });
+    let attempts = 0;
+    const gateway = client({
+      auth: () => {
+        attempts += 1;
+        return { token: tokens.shift() ?? "good-n" };
+      },
+    });
     const refused = nextLifecycle(gateway, "connect_error");
+    const error = await withTimeout(
+      gateway.connect().then(
+        () => null,
+        (e) => e,
+      ),
+      5000,
+      "connect() settles on a refusal",
+    );
+    assert.ok(error instanceof ConnectError, String(error));
+    assert.deepEqual([error.status, error.terminal], [403, true]);
+    assert.equal((await refused).error, error);
+    assert.equal(gateway.state, "closed");
+    assert.throws(() => gateway.emit("echo", 1), ConnectError);
+    await sleep(300); // reconnectDelay is 50 ms: a retry would have happened by now
+    assert.equal(attempts, 1);
+    // Retrying is the app's call: connect() again, and the auth function gives fresh credentials.
     await withTimeout(gateway.connect(), 5000, "connect after a refusal");
-    assert.equal((await refused).attempt, 0);
+    assert.equal(attempts, 2);
     assert.deepEqual(await gateway.emitWithAck("whoami"), { token: "good-2" });
+  });
+
+  it("reconnects after a drop, but stops when the reconnection is refused", async () => {
+    let token = "good-1";
+    const gateway = await connected({ auth: () => ({ token }) });
+    token = "revoked";
+    const disconnected = nextLifecycle(gateway, "disconnect");
+    const errors = [];
+    gateway.lifecycle.on("connect_error", ({ error }) => errors.push(error));
+    await server.stop();
+    assert.equal((await disconnected).willReconnect, true);
+    server = await startServer(server.port);
+    const stopped = withTimeout(
+      (async () => {
+        while (gateway.state !== "closed") await sleep(20);
+      })(),
+      10000,
+      "the client closes on the refused reconnection",
+    );
+    await stopped;
+    const last = errors.at(-1);
+    assert.ok(last instanceof ConnectError, String(last));
+    assert.equal(last.status, 403);
+    // Attempts while the server was down (connection refused) were retried, the 403 was not.
+    assert.ok(errors.slice(0, -1).every((error) => !(error instanceof ConnectError)));
+    const seen = errors.length;
+    await sleep(300);
+    assert.equal(errors.length, seen);
+    await assert.rejects(gateway.emitWithAck("echo", 1), ConnectError);
   });
 
   it("reconnects both clients when the server restarts on the same port", async () => {

@@ -6,6 +6,7 @@ import {
   AckError,
   AckTimeoutError,
   BufferFullError,
+  ConnectError,
   DisconnectedError,
   GatewayClient,
   ReconnectFailedError,
@@ -47,6 +48,12 @@ class FakeSocket {
 
   receive(frame) {
     this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+  }
+
+  /** An implementation that reports why the handshake failed (`ws`: the HTTP status). */
+  fail(message) {
+    this.onerror?.({ message });
+    this.drop(1006, "");
   }
 
   drop(code, reason) {
@@ -320,6 +327,51 @@ describe("acks", () => {
 });
 
 describe("reconnection", () => {
+  it("rejects connect() at once on a refusal: HTTP 4xx (not 408/429), 1008 or 4000-4999 before open", async () => {
+    const refusals = [
+      [(socket) => socket.fail("Unexpected server response: 403"), ConnectError],
+      [(socket) => socket.fail("Unexpected server response: 404"), ConnectError],
+      [(socket) => socket.drop(1008, ""), DisconnectedError],
+      [(socket) => socket.drop(4003, "who are you"), DisconnectedError],
+    ];
+    for (const [refuse, kind] of refusals) {
+      const gateway = client();
+      const connecting = gateway.connect();
+      await tick();
+      refuse(FakeSocket.last());
+      const error = await withTimeout(connecting.catch((e) => e), 1000, "connect() settles");
+      assert.ok(error instanceof kind, String(error));
+      assert.equal(error.terminal, true);
+      await tick();
+      assert.equal(FakeSocket.sockets.length, 1);
+      assert.equal(gateway.state, "closed");
+    }
+  });
+
+  it("retries a handshake refused with 408, 429 or 5xx, and a 1006 without a status", async () => {
+    for (const message of [
+      "Unexpected server response: 503",
+      "Unexpected server response: 429",
+      "connect ECONNREFUSED 127.0.0.1:1",
+    ]) {
+      const gateway = client({ maxReconnectAttempts: 1 });
+      const errors = [];
+      gateway.lifecycle.on("connect_error", ({ error }) => errors.push(error));
+      const connecting = gateway.connect();
+      await tick();
+      FakeSocket.last().fail(message);
+      await tick();
+      assert.equal(FakeSocket.sockets.length, 2, message);
+      FakeSocket.last().open();
+      await withTimeout(connecting, 1000, "connected on the retry");
+      if (message.startsWith("Unexpected")) {
+        assert.ok(errors[0] instanceof ConnectError);
+        assert.equal(errors[0].terminal, false);
+      }
+      gateway.close();
+    }
+  });
+
   it("does not reconnect after 1008 or 4000-4999 and reports code and reason", async () => {
     for (const code of [1008, 4001]) {
       const gateway = client();
