@@ -423,9 +423,13 @@ class GatewayMiddleware:
             finally:
                 services.cancel_scope.cancel()
 
-    async def _own_lifespan(self, receive: Receive, send: Send, services: TaskGroup) -> None:
+    async def _own_lifespan(
+        self, receive: Receive, send: Send, services: TaskGroup, taken: Message | None = None
+    ) -> None:
+        """Answer the server's lifespan messages; ``taken`` is one already received."""
         while True:
-            message = await receive()
+            message = await receive() if taken is None else taken
+            taken = None
             if message["type"] == "lifespan.startup":
                 try:
                     await self._start(services)
@@ -442,9 +446,17 @@ class GatewayMiddleware:
     async def _wrapped_lifespan(
         self, scope: Scope, receive: Receive, send: Send, services: TaskGroup
     ) -> None:
+        """Run the app's lifespan, the gateways' work after its startup; when the app does
+        not answer startup (it raised, as Django's ``get_asgi_application()`` does, or
+        returned), the gateways answer the server themselves."""
         assert self.app is not None
+        taken: Message | None = None
+        """The last message the app received."""
+        answered: str | None = None
+        """The app's answer to ``lifespan.startup``."""
 
         async def wrapped_send(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "lifespan.startup.complete":
                 # The app's own startup succeeded: its resources exist for after_init.
                 try:
@@ -452,15 +464,40 @@ class GatewayMiddleware:
                 except Exception as exc:
                     logger.exception("gateway startup failed")
                     message = {"type": "lifespan.startup.failed", "message": repr(exc)}
+            if message["type"].startswith("lifespan.startup."):
+                answered = message["type"]
             await send(message)
 
         async def wrapped_receive() -> Message:
-            message = await receive()
+            nonlocal taken
+            message = taken = await receive()
             if message["type"] == "lifespan.shutdown":
                 await self._stop()
             return message
 
-        await self.app(scope, wrapped_receive, wrapped_send)
+        try:
+            await self.app(scope, wrapped_receive, wrapped_send)
+        except Exception as exc:
+            if answered is not None:
+                raise
+            why = f"it raised {exc!r}"[:300]
+        else:
+            if answered is None:
+                why = "it returned without answering lifespan.startup"
+            elif answered == "lifespan.startup.complete" and (
+                taken is None or taken["type"] != "lifespan.shutdown"
+            ):
+                # The app left its lifespan early: the gateways' work runs until shutdown.
+                await self._own_lifespan(receive, send, services)
+                return
+            else:
+                return
+        logger.info(
+            "the wrapped app does not run lifespan (%s): the gateways run their own "
+            "startup and shutdown",
+            why,
+        )
+        await self._own_lifespan(receive, send, services, taken)
 
 
 def _log_unserved() -> None:
