@@ -24,14 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+import orjson
 from anyio.abc import TaskGroup, TaskStatus
 
 from gatewayasgi._types import Receive, Scope, Send
 from gatewayasgi.dispatch.routes import Routes
 from gatewayasgi.protocol import engineio
+from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.protocol.resume import RESUME_PREFIX, SUBPROTOCOL
-from gatewayasgi.protocol.socketio import SOCKETIO
+from gatewayasgi.protocol.socketio import EVENT, SOCKETIO, SocketIOProtocol
+from gatewayasgi.protocol.socketio import packet as encode_packet
 from gatewayasgi.runtime.datastructures import Headers, QueryParams
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.runner import GatewayRunner
@@ -54,6 +57,22 @@ UPGRADE_SETTLE = 0.1
 _TEXT = [(b"content-type", b"text/plain; charset=UTF-8")]
 
 
+class PlainSocketIOProtocol(SocketIOProtocol):
+    """Socket.IO without connection state recovery: a gateway with recovery stamps its
+    emits with an offset, which these clients never see (no last argument)."""
+
+    def with_offset(self, frame: str | bytes, offset: str) -> str:
+        return frame if isinstance(frame, str) else frame.decode()
+
+    def transcode(self, frame: Payload) -> str:
+        obj = orjson.loads(frame)
+        return encode_packet(EVENT, [obj["event"], obj.get("data")])
+
+
+PLAIN_SOCKETIO = PlainSocketIOProtocol()
+"""The protocol of Socket.IO clients when ``SocketIO.connection_state_recovery`` is off."""
+
+
 class Endpoint:
     """Serves Engine.IO for one middleware (see the module docstring)."""
 
@@ -64,16 +83,19 @@ class Endpoint:
         # Engine.IO pings: the gateways' own heartbeat frames are not sent here.
         settings = replace(middleware.settings, heartbeat_interval=None)
         entries = []
+        # Without connection_state_recovery a gateway's Socket.IO clients have no session
+        # keeper (a drop ends the session) and their events no offset argument.
+        recovering = options.connection_state_recovery
         for namespace, runner in middleware.runners.items():
             twin = GatewayRunner(
                 runner.table,
                 runner.server,
                 settings,
-                SOCKETIO,
+                SOCKETIO if recovering else PLAIN_SOCKETIO,
                 budget=middleware.budget,
                 metrics=middleware.metrics,
             )
-            twin.keeper = runner.keeper
+            twin.keeper = runner.keeper if recovering else None
             entries.append((namespace, twin, runner.table.name))
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.sockets: dict[str, EngineSocket] = {}

@@ -38,6 +38,13 @@ class SocketIO:
     connection closes."""
     connect_burst: int = 32
     """CONNECT packets one connection may send at once before ``connect_rate`` applies."""
+    connection_state_recovery: bool = False
+    """Socket.IO's connection state recovery (socket.io's ``connectionStateRecovery``)
+    for the gateways with ``recovery=Recovery(...)``. On: the CONNECT answer carries a
+    ``pid`` and every event its offset as a last argument, so socket.io-client resumes
+    (``socket.recovered``). Off (the default): Socket.IO clients get plain events, as
+    python-socketio's handlers expect (it passes every argument on, the offset too), and
+    each connection is a new session; native clients of those gateways keep recovery."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -53,6 +60,11 @@ class SocketIO:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigurationError(f"SocketIO {name} must be a positive int, got {value!r}")
+        if type(self.connection_state_recovery) is not bool:
+            raise ConfigurationError(
+                "SocketIO connection_state_recovery must be True or False, "
+                f"got {self.connection_state_recovery!r}"
+            )
         transports = tuple(self.transports)
         if not transports or any(name not in TRANSPORTS for name in transports):
             raise ConfigurationError(

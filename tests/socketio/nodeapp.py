@@ -186,7 +186,8 @@ GATEWAYS = [MainGateway, AGateway, BGateway, RecoverGateway, MixedGateway]
 
 def make_app(**socketio: Any) -> GatewayMiddleware:
     """A new app; ``socketio`` are ``SocketIO`` options besides ``path``."""
-    return GatewayMiddleware(gateways=GATEWAYS, socketio=SocketIO(path="/socket.io", **socketio))
+    options = {"path": "/socket.io", "connection_state_recovery": True, **socketio}
+    return GatewayMiddleware(gateways=GATEWAYS, socketio=SocketIO(**options))
 
 
 app = make_app()

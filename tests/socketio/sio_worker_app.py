@@ -83,5 +83,5 @@ app = GatewayMiddleware(
         reconnect_delay=0.05,
         max_reconnect_delay=1.0,
     ),
-    socketio=SocketIO(path="/socket.io"),
+    socketio=SocketIO(path="/socket.io", connection_state_recovery=True),
 )

@@ -58,7 +58,8 @@ class Kept:
 
 
 def app(**options: object) -> GatewayMiddleware:
-    socketio = SocketIO(**{"max_payload": 10_000, "connect_timeout": 2.0, **options})  # type: ignore[arg-type]
+    defaults = {"max_payload": 10_000, "connect_timeout": 2.0, "connection_state_recovery": True}
+    socketio = SocketIO(**{**defaults, **options})  # type: ignore[arg-type]
     return GatewayMiddleware(gateways=[Main, Guarded, Kept], socketio=socketio)
 
 
