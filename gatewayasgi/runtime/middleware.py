@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+import os
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -377,6 +378,13 @@ class GatewayMiddleware:
                     )
                 else:
                     await self.backplane.start(task_group)
+            elif self.servers:
+                # Several worker processes without a broker split every room silently.
+                logger.info(
+                    "no broker: rooms and emits are local to this process (pid %d); with "
+                    "several worker processes, pass broker=RedisBroker(url) to share them",
+                    os.getpid(),
+                )
             if self.socketio is not None and task_group is not None:
                 await task_group.start(self.socketio.serve)  # its own group: see serve
             for keeper in self.keepers:
