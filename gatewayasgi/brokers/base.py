@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from anyio.abc import TaskGroup
 
-from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
+from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
-    from gatewayasgi.recovery.base import EmissionLog, SessionStore
+    from gatewayasgi.stores.base import EmissionLog, SessionStore
 
 MessageHandler = Callable[[str, bytes], None]
 

@@ -38,10 +38,10 @@ from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber, describe
 from gatewayasgi.brokers.base import Broker, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
-from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
+from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
-    from gatewayasgi.recovery.redis import RedisLog, RedisSessionStore
+    from gatewayasgi.stores.redis import RedisLog, RedisSessionStore
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -278,7 +278,7 @@ class RedisBroker(Broker):
         It has its own connections (a reader and a small pool), with this broker's
         URL, timeouts and reconnect delays; the runtime follows and closes it.
         """
-        from gatewayasgi.recovery.redis import RedisLog
+        from gatewayasgi.stores.redis import RedisLog
 
         sub = self._subscriber
         return RedisLog(
@@ -298,7 +298,7 @@ class RedisBroker(Broker):
         """A ``RedisSessionStore`` of ``namespace``'s sessions on this broker's Redis,
         sharing its publishing pool (closed with the broker). One key space per
         namespace: a session resumes only on the gateway it was made on."""
-        from gatewayasgi.recovery.redis import KEY_PREFIX, RedisSessionStore
+        from gatewayasgi.stores.redis import KEY_PREFIX, RedisSessionStore
 
         return RedisSessionStore(
             self._get_publisher(), key_prefix=f"{KEY_PREFIX}{namespace}:", owns_client=False

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatewayasgi.exceptions import ConfigurationError
-
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 
 @dataclass(frozen=True, slots=True)

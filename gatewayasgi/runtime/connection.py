@@ -12,7 +12,7 @@ import enum
 import logging
 from functools import cached_property
 from http.cookies import SimpleCookie
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
 from anyio import CancelScope
@@ -25,9 +25,6 @@ from gatewayasgi.protocol.codec import dumps
 from gatewayasgi.runtime.calls import DEFAULT_CALL_TIMEOUT, CallDeadlockError, PendingCalls
 from gatewayasgi.runtime.datastructures import URL, Address, Headers, QueryParams, State
 from gatewayasgi.runtime.outbox import Outbox, frame_cost
-
-if TYPE_CHECKING:
-    from gatewayasgi.runtime.keeper import Ticket
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -84,12 +81,13 @@ class Connection:
         self.cancel_scope: CancelScope | None = None
         """Set by the runtime: cancelling it ends the connection's session."""
         self.outbox: Outbox  # set by the runtime before accept
-        # Session recovery (gateways with ``recovery=``; see ``runtime.keeper``):
+        # Session recovery (gateways with ``recovery=``; see ``gatewayasgi.recovery``):
         self.recovered = False
         """True when this connection resumed a session (same id, rooms, state, and the
         frames it missed replayed)."""
-        self.ticket: Ticket | None = None
-        """The session's token and this connection's ownership of it (recovery only)."""
+        self.ticket: object | None = None
+        """The slot of the capability that keeps this connection's session (its token
+        and ownership, for ``gatewayasgi.recovery``); ``None`` on gateways without one."""
         self.position = 0
         """Offset of the last history frame given to this connection (recovery only)."""
         self.resume_buffer: list[tuple[int, Message, int]] | None = None

@@ -10,7 +10,7 @@
 
 A history that is shared between processes (Redis Streams) is also the transport: it
 returns no offset, and its reader delivers every entry to local clients in the log's
-order (``runtime.keeper``), so steps 3 and 4 happen there.
+order (``gatewayasgi.recovery.keeper``), so steps 3 and 4 happen there.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gatewayasgi.protocol.targets import NOBODY, Targets
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.node import Backplane
-    from gatewayasgi.recovery.base import EmissionLog
+    from gatewayasgi.stores.base import EmissionLog
 
 
 @dataclass(slots=True)
@@ -79,7 +79,7 @@ class Delivery:
         self.history = history
         self.quota: Callable[[int], None] | None = None
         """Charged with each frame's size before the history keeps it (the emitting
-        client's share, ``runtime.keeper``); raises to refuse the emit."""
+        client's share: ``gatewayasgi.recovery``); raises to refuse the emit."""
         self._fan_out = fan_out
         self._backplane = backplane
         self._metrics = metrics

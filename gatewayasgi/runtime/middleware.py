@@ -30,16 +30,16 @@ from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import WireProtocol
 from gatewayasgi.protocol.json import JSON
 from gatewayasgi.recovery import Recovery
-from gatewayasgi.recovery.memory import MemoryLog, MemorySessionStore
+from gatewayasgi.recovery.keeper import SessionKeeper
+from gatewayasgi.recovery.waiting import WaitingBudget
 from gatewayasgi.runtime import eager
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
-from gatewayasgi.runtime.keeper import SessionKeeper
 from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
-from gatewayasgi.runtime.waiting import WaitingBudget
 from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_settings
 from gatewayasgi.socketio.options import SocketIO
+from gatewayasgi.stores.memory import MemoryLog, MemorySessionStore
 
 if TYPE_CHECKING:
     from gatewayasgi.socketio.endpoint import Endpoint

@@ -22,7 +22,7 @@ from gatewayasgi.protocol.targets import new_client_id
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.handshake import FORBIDDEN, UNAVAILABLE, choose_subprotocol, refuse
-from gatewayasgi.runtime.keeper import SessionKeeper
+from gatewayasgi.runtime.hooks import SessionHooks
 from gatewayasgi.runtime.outbox import Outbox, OutboxBudget
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.runtime.session import Session
@@ -53,8 +53,8 @@ class GatewayRunner:
         self.handlers = table.handlers
         self.overflow = Overflow(table.meta.options.get("overflow", settings.overflow))
         self.heartbeat_event = settings.heartbeat_event if settings.heartbeat_interval else None
-        self.keeper: SessionKeeper | None = None
-        """Set by the middleware when the gateway has recovery."""
+        self.keeper: SessionHooks | None = None
+        """Set by the middleware when the gateway keeps sessions (recovery)."""
         self._budget = budget
         self._slots = 0
         """Connections holding a place under ``max_connections``: accepted ones and

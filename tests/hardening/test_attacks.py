@@ -27,9 +27,9 @@ from gatewayasgi import (
     WebSocketGateway,
     WebSocketServer,
 )
-from gatewayasgi.backplane.emitter import Emitter
 from gatewayasgi.brokers import MemoryBroker
 from gatewayasgi.brokers.memory import MemoryHub
+from gatewayasgi.emitter import Emitter
 from gatewayasgi.protocol.codec import MAX_ERROR_FRAME
 from tests.reliability import eventually, gateway_errors, stalled_client
 from tests.servers import TIMEOUT, connect, run_server, server_call, server_read

@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 
 from gatewayasgi.protocol.targets import NOBODY
-from gatewayasgi.recovery.base import Entry
-from gatewayasgi.recovery.redis import RedisLog
+from gatewayasgi.stores.base import Entry
+from gatewayasgi.stores.redis import RedisLog
 
 WAIT = 15.0  # generous: a noisy 2-core machine, Redis restarts
 

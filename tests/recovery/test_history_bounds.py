@@ -24,8 +24,8 @@ from gatewayasgi import GatewayMiddleware, Recovery
 from gatewayasgi.brokers import RedisBroker
 from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.protocol.targets import NOBODY, Targets
-from gatewayasgi.recovery.base import HistoryGap
-from gatewayasgi.recovery.memory import MemoryLog
+from gatewayasgi.stores.base import HistoryGap
+from gatewayasgi.stores.memory import MemoryLog
 from tests.recovery.redis_workers import wait_until, workers
 from tests.recovery.test_runtime_memory import chat_gateway
 from tests.recovery.wire import Session

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gatewayasgi.protocol.targets import NOBODY, Targets
-from gatewayasgi.recovery._redis_entries import decode, encode_targets, id_of, offset_of
-from gatewayasgi.recovery._redis_outbox import GAP, Outbox
+from gatewayasgi.stores._redis_entries import decode, encode_targets, id_of, offset_of
+from gatewayasgi.stores._redis_outbox import GAP, Outbox
 
 
 def test_offsets_round_trip_and_order_like_ids() -> None:

@@ -13,7 +13,7 @@ import anyio.lowlevel
 import pytest
 
 from gatewayasgi.protocol.targets import NOBODY, Targets
-from gatewayasgi.recovery.base import HistoryGap
+from gatewayasgi.stores.base import HistoryGap
 from tests.recovery.redis_workers import WAIT, Worker, fast_log, wait_until, workers
 from tests.redis_server import RedisServer, redis_server_binary, running_redis_server
 

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from gatewayasgi.brokers.redis import RedisBroker
-from gatewayasgi.recovery.base import SessionRecord
-from gatewayasgi.recovery.redis import RedisSessionStore, connect
+from gatewayasgi.stores.base import SessionRecord
+from gatewayasgi.stores.redis import RedisSessionStore, connect
 from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -108,7 +108,7 @@ async def test_state_keeps_only_json_values(
     store = store_for(redis_server)
     try:
         state = {"ok": [1, "two", None], "sock": object(), "fn": print}
-        with caplog.at_level(logging.WARNING, logger="gatewayasgi.recovery.redis"):
+        with caplog.at_level(logging.WARNING, logger="gatewayasgi.stores.redis"):
             assert await store.save(record(state=state), "o", WINDOW)
             assert await store.save(record(state=state), "o", WINDOW)
         claimed = await store.claim(CLIENT, TOKEN, "o2", WINDOW)

@@ -13,8 +13,8 @@ from gatewayasgi import BaseGuard, ConnectedSocket, MessageBody, SubscribeMessag
 from gatewayasgi.dispatch.handler import compile_handler
 from gatewayasgi.protocol.json import JSON
 from gatewayasgi.protocol.targets import Targets, is_client_id, new_client_id, split
-from gatewayasgi.recovery.memory import MemoryLog
 from gatewayasgi.runtime.delivery import Delivery, Emission
+from gatewayasgi.stores.memory import MemoryLog
 
 
 class Message(BaseModel):

@@ -32,6 +32,11 @@ from anyio.abc import TaskGroup
 
 from gatewayasgi.protocol.targets import Targets
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""Bytes of frames a history keeps by default (``Recovery.max_bytes``)."""
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+"""The largest frame a history keeps by default (``Recovery.max_frame_bytes``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import orjson
 
 from gatewayasgi.protocol.targets import NOBODY, Targets
-from gatewayasgi.recovery.base import Entry
+from gatewayasgi.stores.base import Entry
 
 SEQ_BITS = 20
 MAX_SEQ = (1 << SEQ_BITS) - 1

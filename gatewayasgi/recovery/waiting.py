@@ -1,7 +1,7 @@
 """What sessions waiting for their client cost, and the ceilings on it.
 
 A session whose socket went away keeps its id, rooms and ``state`` for the recovery
-window (``runtime.keeper``). Three bounds keep what a client can make the server hold:
+window (``recovery.keeper``). Three bounds keep what a client can make the server hold:
 
 - ``session_cost``: one session's bytes (``Recovery.max_session_bytes``);
 - ``WaitingBudget``: every waiting session of a middleware, all gateways together

@@ -40,9 +40,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from gatewayasgi.protocol.targets import Targets
-from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
-from gatewayasgi.recovery import _redis_scripts as scripts
-from gatewayasgi.recovery._redis_entries import (
+from gatewayasgi.stores import _redis_scripts as scripts
+from gatewayasgi.stores._redis_entries import (
     ZERO_ID,
     Decoded,
     decode,
@@ -50,9 +49,17 @@ from gatewayasgi.recovery._redis_entries import (
     id_of,
     offset_of,
 )
-from gatewayasgi.recovery._redis_outbox import FRAME, GAP, OVERSIZED, Outbox, Pending
-from gatewayasgi.recovery._redis_sessions import RedisSessionStore
-from gatewayasgi.recovery.base import Deliver, EmissionLog, Entry, HistoryGap, Reset
+from gatewayasgi.stores._redis_outbox import FRAME, GAP, OVERSIZED, Outbox, Pending
+from gatewayasgi.stores._redis_sessions import RedisSessionStore
+from gatewayasgi.stores.base import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FRAME_BYTES,
+    Deliver,
+    EmissionLog,
+    Entry,
+    HistoryGap,
+    Reset,
+)
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -66,7 +73,7 @@ except ImportError as exc:  # pragma: no cover - exercised with the broker's imp
 
 __all__ = ["RedisLog", "RedisLogStats", "RedisSessionStore", "connect"]
 
-logger = logging.getLogger("gatewayasgi.recovery.redis")
+logger = logging.getLogger("gatewayasgi.stores.redis")
 
 KEY_PREFIX = "gatewayasgi:"
 DEFAULT_MAX_PENDING = 10_000

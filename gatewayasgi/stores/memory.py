@@ -14,8 +14,9 @@ from collections import deque
 from itertools import islice
 
 from gatewayasgi.protocol.targets import Targets
-from gatewayasgi.recovery import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
-from gatewayasgi.recovery.base import (
+from gatewayasgi.stores.base import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FRAME_BYTES,
     WRONG_IDENTITY,
     EmissionLog,
     Entry,

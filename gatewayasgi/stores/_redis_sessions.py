@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from gatewayasgi.recovery import _redis_scripts as scripts
-from gatewayasgi.recovery.base import WRONG_IDENTITY, SessionRecord, SessionStore, WrongIdentity
+from gatewayasgi.stores import _redis_scripts as scripts
+from gatewayasgi.stores.base import WRONG_IDENTITY, SessionRecord, SessionStore, WrongIdentity
 
 try:
     from redis.asyncio import Redis
@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - the broker's import says the sa
         'RedisSessionStore needs the "redis" package: pip install "gatewayasgi[redis]"'
     ) from exc
 
-logger = logging.getLogger("gatewayasgi.recovery.redis")
+logger = logging.getLogger("gatewayasgi.stores.redis")
 
 _IO_ERRORS = (RedisError, OSError, TimeoutError)
 _MAX_CLIENT_ID = 128

@@ -44,7 +44,9 @@ from gatewayasgi.protocol.resume import (
 )
 from gatewayasgi.protocol.targets import NOBODY, Targets
 from gatewayasgi.recovery import Recovery
-from gatewayasgi.recovery.base import (
+from gatewayasgi.recovery.waiting import LogLimiter, QuotaBucket, WaitingBudget, session_cost
+from gatewayasgi.runtime.outbox import frame_cost
+from gatewayasgi.stores.base import (
     EmissionLog,
     Entry,
     HistoryGap,
@@ -52,9 +54,7 @@ from gatewayasgi.recovery.base import (
     SessionStore,
     WrongIdentity,
 )
-from gatewayasgi.recovery.memory import MemoryLog
-from gatewayasgi.runtime.outbox import frame_cost
-from gatewayasgi.runtime.waiting import LogLimiter, QuotaBucket, WaitingBudget, session_cost
+from gatewayasgi.stores.memory import MemoryLog
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.connection import Connection
@@ -109,6 +109,12 @@ class _Waiting:
 
 
 SESSION_TAKEN_REASON = "session resumed elsewhere"
+
+
+def ticket_of(client: Connection) -> Ticket | None:
+    """The session state this capability keeps in the connection's slot for it."""
+    ticket = client.ticket
+    return ticket if isinstance(ticket, Ticket) else None
 
 
 def matches(entry: Entry, client_id: str, rooms: frozenset[str] | set[str]) -> bool:
@@ -209,9 +215,9 @@ class SessionKeeper:
             reason = resumed
         token = new_token()
         start = self.log.head
-        client.ticket = Ticket(token, token_hash(token), owner, identity, start)
+        ticket = client.ticket = Ticket(token, token_hash(token), owner, identity, start)
         record = SessionRecord(
-            client.id, client.ticket.token_hash, self.log.epoch, identity=identity, start=start
+            client.id, ticket.token_hash, self.log.epoch, identity=identity, start=start
         )
         try:
             await self.store.save(record, owner, window)
@@ -272,8 +278,9 @@ class SessionKeeper:
             zombie.superseded = True
             record.rooms = tuple(self.server.rooms.rooms_of(record.id))
             record.state = zombie.scope.setdefault("state", record.state)
-            if zombie.ticket is not None:
-                record.marks = zombie.ticket.marks
+            held = ticket_of(zombie)
+            if held is not None:
+                record.marks = held.marks
             if zombie.close_code is None:
                 zombie.close_code = CloseCode.SESSION_TAKEN
                 zombie.close_reason = SESSION_TAKEN_REASON
@@ -331,8 +338,9 @@ class SessionKeeper:
 
     async def _replay(self, client: Connection, opening: Opening) -> None:
         log, protocol, outbox = self.log, client.protocol, client.outbox
-        assert client.ticket is not None
-        marks = client.ticket.marks
+        ticket = ticket_of(client)
+        assert ticket is not None
+        marks = ticket.marks
         after = opening.offset
         pace = max(1, outbox.max_messages // 2)
         while True:
@@ -357,7 +365,7 @@ class SessionKeeper:
         """The history lost frames (a new ``epoch``, or this worker fell behind): tell
         every connected client of this gateway with a ``$session`` frame."""
         for client in list(self.server.clients.values()):
-            ticket = client.ticket
+            ticket = ticket_of(client)
             if ticket is None or client.closed:
                 continue
             client.position = 0
@@ -369,7 +377,7 @@ class SessionKeeper:
         self, client: Connection, epoch: str, offset: int, recovered: bool, reason: str | None
     ) -> Payload:
         """The ``$session`` frame telling ``client`` which session it is in, and where."""
-        ticket = client.ticket
+        ticket = ticket_of(client)
         assert ticket is not None
         session = {
             "id": client.id,
@@ -402,7 +410,7 @@ class SessionKeeper:
         """Note the history's offset at each join (a room's earlier frames are never
         replayed to this session), and write a connected session's rooms through to a
         shared store (a worker that dies cannot save them at the end)."""
-        ticket = client.ticket
+        ticket = ticket_of(client)
         if ticket is None or client.superseded:
             return
         if joined:
@@ -421,8 +429,8 @@ class SessionKeeper:
 
     async def detach(self, client: Connection) -> None:
         """Keep the session of a socket that went away, for ``window`` seconds (within
-        the bounds: ``runtime.waiting``)."""
-        ticket = client.ticket
+        the bounds: ``recovery.waiting``)."""
+        ticket = ticket_of(client)
         assert ticket is not None
         self.release(client)
         recovery = self.recovery
@@ -511,9 +519,10 @@ class SessionKeeper:
         if not readers:
             return
         client = readers.get(anyio.get_current_task().id)
-        if client is None or client.ticket is None:
+        ticket = None if client is None else ticket_of(client)
+        if ticket is None:
             return
-        ticket, now = client.ticket, monotonic()
+        now = monotonic()
         quota = ticket.quota
         if quota is None:
             recovery = self.recovery
@@ -530,7 +539,7 @@ class SessionKeeper:
     async def end(self, client: Connection) -> None:
         """The session of ``client`` ends now (a clean close, or the app closed it)."""
         self.release(client)
-        ticket = client.ticket
+        ticket = ticket_of(client)
         if ticket is not None:
             try:
                 await self.store.drop(client.id, ticket.owner)
