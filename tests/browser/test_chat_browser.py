@@ -159,16 +159,25 @@ async def test_two_pages_chat_recover_a_missed_message_and_survive_a_server_rest
                 await say(bob, "hi ann")
                 await ann.wait_for(logged("bob: hi ann"), "bob's message on ann's page")
 
-                # Validation details of an error frame: an empty name.
-                await bob.evaluate("window.chat.join('', 'lobby')")
+                # Validation details of an error frame: the form sent with an empty name.
+                await fill_and_submit(bob, "#join", {"name": "", "room": "lobby"})
                 await bob.wait_for(logged("Invalid payload for WebSocket event"), "the error")
                 await bob.wait_for(logged("name: String should have at least 1"), "its details")
 
-                # Recovery: bob drops his connection (the session waits), ann speaks meanwhile.
+                # Recovery: bob drops his connection (the session waits), ann speaks meanwhile,
+                # and what bob says offline waits in his client's send buffer.
                 await bob.evaluate("document.querySelector('#offline').click(), true")
                 await bob.wait_for("document.body.dataset.state === 'offline'", "bob offline")
                 await say(ann, "while you were away")
+                await say(bob, "written offline")
+                await bob.wait_for(logged("waits in the send buffer (1)"), "bob's buffered line")
+                assert await bob.evaluate("window.chat.client.bufferedCount") == 1
                 await connections(bob, 2, "bob's reconnection after going offline")
+                await ann.wait_for(logged("bob: written offline"), "bob's buffered message")
+                await bob.wait_for(
+                    f"{LOG}.filter((line) => line.includes('ack say:')).length >= 2",
+                    "the ack of bob's buffered message",
+                )
                 await bob.wait_for(
                     "document.body.dataset.recovered === 'true'", "bob's session recovered"
                 )
