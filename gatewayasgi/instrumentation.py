@@ -52,8 +52,8 @@ class Instrumentation:
         uvicorn passes the client's code on, hypercorn (0.18) reports 1006 for each."""
 
     def on_frame_in(self, namespace: str, event: str) -> None:
-        """A frame was received and decoded (``event`` is a handled event or
-        ``UNKNOWN_EVENT``)."""
+        """A frame was received and decoded (``event`` is a handled event, a protocol
+        event the session answers itself, ``$ack`` or ``$end``, or ``UNKNOWN_EVENT``)."""
 
     def on_frame_out(self, namespace: str, count: int) -> None:
         """``count`` frames were handed to client outboxes (a reply, an emit, a fan-out);

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gatewayasgi")
 
+_PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT))
+"""Events the session answers itself, counted under their own names."""
+
 
 class Session:
     """Serves one accepted connection for its gateway's ``GatewayRunner``."""
@@ -161,8 +164,9 @@ class Session:
             return await self._error(exc.message, exc.id, counted=True)
         handler = runner.handlers.get(frame.event)
         if handler is None:
-            # ``$ack`` is a protocol event, never a handler's: counted under its name.
-            event = ACK_EVENT if frame.event == ACK_EVENT else UNKNOWN_EVENT
+            # ``$ack`` and ``$end`` are protocol events, never a handler's: counted under
+            # their names.
+            event = frame.event if frame.event in _PROTOCOL_EVENTS else UNKNOWN_EVENT
             metrics.on_frame_in(runner.namespace, event)
             return await self._unhandled(frame, raw)
         metrics.on_frame_in(runner.namespace, handler.event)

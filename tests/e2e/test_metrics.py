@@ -137,6 +137,22 @@ async def test_received_counts_handled_events_and_unknowns_share_one_label(
         assert label_values(registry, "gatewayasgi_handler_seconds_count", "event") == {"echo"}
 
 
+async def test_protocol_events_are_counted_under_their_names(
+    registry: CollectorRegistry,
+) -> None:
+    """``$ack`` (an answer to a server call) and ``$end`` (the client ends its session)
+    are the session's own events: each has its label, neither is ``<unknown>``."""
+    async with serve(registry) as address:
+        async with connect(address, NS) as client:
+            await client.send("$ack", None, id=7)  # an answer nobody waits for
+            await client.send("$end")
+            assert await client.request("echo", 1) == {"event": "echo", "data": 1}
+        await wait_for_value(registry, 1, "gatewayasgi_messages_received_total", event="$end")
+        assert sample(registry, "gatewayasgi_messages_received_total", event="$ack") == 1
+        events = label_values(registry, "gatewayasgi_messages_received_total", "event")
+        assert events == {"$ack", "$end", "echo"}
+
+
 async def test_messages_sent_counts_replies(registry: CollectorRegistry) -> None:
     async with serve(registry) as address, connect(address, NS) as client:
         before = sample(registry, "gatewayasgi_messages_sent_total")
