@@ -111,15 +111,18 @@ def _keyed(key: str) -> Extractor:
     return extract
 
 
-def _validated(read: Extractor, adapter: TypeAdapter[Any], event: str) -> Extractor:
+def _validated(
+    read: Extractor, adapter: TypeAdapter[Any], event: str, key: str | None = None
+) -> Extractor:
     validate = adapter.validate_python
     message = INVALID_PAYLOAD.format(event=event)
+    within = () if key is None else (key,)
 
     def extract(client: Any, data: Any) -> Any:
         try:
             return validate(read(client, data))
         except ValidationError as exc:
-            raise PayloadValidationError(message, **bounded_errors(exc)) from None
+            raise PayloadValidationError(message, **bounded_errors(exc, within)) from None
 
     return extract
 
@@ -130,18 +133,20 @@ def _loc_item(item: Any) -> Any:
     return item
 
 
-def bounded_errors(exc: ValidationError) -> dict[str, Any]:
+def bounded_errors(exc: ValidationError, within: tuple[str, ...] = ()) -> dict[str, Any]:
     """The details of a validation failure, small whatever the input.
 
     At most ``MAX_VALIDATION_ERRORS`` errors, each with ``type``, ``loc`` (cut to a few
     short items) and ``msg`` only: the client's input is never echoed back, so a large
-    invalid payload cannot be amplified into a larger reply.
+    invalid payload cannot be amplified into a larger reply. ``within`` is the location
+    of the validated value in the frame's data (``("room",)`` for ``MessageBody("room")``):
+    each ``loc`` starts with it.
     """
     total = exc.error_count()
     errors = [
         {
             "type": error["type"],
-            "loc": [_loc_item(item) for item in error["loc"][:MAX_LOC_ITEMS]],
+            "loc": [_loc_item(item) for item in (*within, *error["loc"])[:MAX_LOC_ITEMS]],
             "msg": error["msg"][:200],
         }
         for error in exc.errors(include_url=False, include_context=False, include_input=False)[
@@ -197,7 +202,7 @@ def _extractor(owner: str, event: str, name: str, param: inspect.Parameter, hint
         raise ConfigurationError(
             f"Handler {owner} parameter '{name}': pydantic cannot validate {hint!r}: {exc}"
         ) from exc
-    return _validated(read, adapter, event)
+    return _validated(read, adapter, event, marker.key)
 
 
 def _parameter(name: str, param: inspect.Parameter, hint: Any) -> Parameter:

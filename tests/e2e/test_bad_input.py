@@ -52,6 +52,12 @@ class BadInputGateway:
     def who(self, client: Any = ConnectedSocket()) -> str:
         return str(client.id)
 
+    @SubscribeMessage("seat")
+    async def seat(
+        self, room: str = MessageBody("room"), guest: Payload = MessageBody("guest")
+    ) -> dict:
+        return {"room": room, "guest": guest.model_dump()}
+
 
 def error(message: str, **extra: Any) -> dict:
     return {"event": "error", "data": {"message": message, **extra}}
@@ -157,6 +163,25 @@ async def test_invalid_pydantic_payload_gets_details_and_connection_survives(
             "data": {"n": 3, "label": "none"},
         }
         await assert_still_works(client)
+
+
+async def test_invalid_keyed_body_names_its_key_in_loc() -> None:
+    """``MessageBody("room")``: each error's ``loc`` starts with the key it read."""
+    app = GatewayMiddleware(None, gateways=[BadInputGateway])
+    async with run_server(app) as address, connect(address, "/bad") as client:
+        # parameters are validated in order: the first one that fails is reported
+        for data, expected in [
+            ({"room": 5, "guest": {"n": 1}}, [("string_type", ["room"])]),
+            ({"guest": {"n": 1}}, [("string_type", ["room"])]),  # a missing key reads None
+            ({"room": "r", "guest": {"n": "x"}}, [("int_parsing", ["guest", "n"])]),
+            ({"room": "r", "guest": {}}, [("missing", ["guest", "n"])]),
+            ({"room": "r"}, [("model_type", ["guest"])]),
+        ]:
+            reply = await client.request("seat", data)
+            errors = [(e["type"], e["loc"]) for e in reply["data"]["errors"]]
+            assert errors == expected, data
+        reply = await client.request("seat", {"room": "r", "guest": {"n": 1}})
+        assert reply == {"event": "seat", "data": {"room": "r", "guest": {"n": 1, "label": "none"}}}
 
 
 @pytest.mark.parametrize(
