@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder bench-recovery clean test-js chat-client chromium
+.PHONY: help install run node test lint typecheck unit redis-server soak bench bench-quick bench-ladder bench-recovery clean test-js chat-client chromium docs docs-serve
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,benchmarks]'
+	$(PY) -m pip install --quiet -e '.[dev,benchmarks,docs]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install gatewayasgi with dev and benchmark extras
@@ -57,7 +57,7 @@ node: ## Install Node.js and npm (Debian/apt) when they are missing; the TypeScr
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
 	  else echo "npm not found: install Node.js >= 20 and npm to build and test clients/js"; exit 1; fi; }
 
-SOURCES := gatewayasgi tests examples benchmarks
+SOURCES := gatewayasgi tests examples benchmarks docs
 
 lint: $(STAMP) ## ruff format check + ruff lint
 	$(VENV)/bin/ruff format --check $(SOURCES)
@@ -69,7 +69,7 @@ typecheck: $(STAMP) ## mypy --strict on the package
 unit: $(STAMP) ## Only the fast tests of the pure layers
 	$(PY) -m pytest -q tests/unit
 
-test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck ## Lint, type check, run the Python suite and the TypeScript client's
+test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck docs ## Lint, type check, build the docs strictly, run the Python suite and the TypeScript client's
 	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
 	cd tests/socketio/conformance && npm ci --no-audit --no-fund   # the Socket.IO protocol test suite (mocha)
 	cd tests/socketio/node && npm ci --no-audit --no-fund   # socket.io-client v4 for the real-client tests
@@ -99,8 +99,15 @@ bench-ladder: $(STAMP) ## Echo throughput as the gateway's per-frame layers are 
 bench-recovery: $(STAMP) redis-server ## Session recovery's cost (on vs off, one process and two on Redis) and resume time (about 10 min)
 	$(PY) -m benchmarks.recovery
 
-clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+# The documentation site (mkdocs.yml, docs/): broken links, anchors and references fail.
+docs: $(STAMP) ## Build the documentation site into site/ (mkdocs build --strict)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## Serve the documentation site on http://127.0.0.1:8001, rebuilt on change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
+clean: ## Remove the virtualenv, caches and built artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist
 
 test-js: $(STAMP) ## The TypeScript client's tests (clients/js) against a real gateway; needs node >= 20 and npm
 	cd clients/js && npm ci --no-audit --no-fund && npm test
