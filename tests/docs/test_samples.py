@@ -53,8 +53,20 @@ async def test_first_gateway_in_each_framework(name: str) -> None:
             reply = await client.request("say", {"text": "hello"})
             assert reply == {"event": "said", "data": {"text": "hello", "length": 5}}
             error = await client.request("say", {"txt": "hello"})
-            assert error["event"] == "error"
-            assert error["data"]["errors"][0]["loc"] == ["text"]
+            assert error == {  # as the README and the first-gateway page show it
+                "event": "error",
+                "data": {
+                    "message": "Invalid payload for WebSocket event 'say'",
+                    "errors": [{"type": "missing", "loc": ["text"], "msg": "Field required"}],
+                },
+            }
+
+
+def test_the_readme_example_is_the_tested_sample() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    first = (DOCS / "examples" / "first_fastapi.py").read_text()
+    assert code.strip() == first.strip()
 
 
 async def test_tutorial_step1_validates() -> None:
