@@ -59,9 +59,10 @@ node: ## Install Node.js and npm (Debian/apt) when they are missing; the TypeScr
 
 SOURCES := gatewayasgi tests examples benchmarks docs
 
-lint: $(STAMP) ## ruff format check + ruff lint
+lint: $(STAMP) ## ruff format check, ruff lint, and the import layers (lint-imports)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(VENV)/bin/mypy

@@ -24,6 +24,7 @@ from gatewayasgi.gateway.guards import BaseGuard, ExecutionContext, WsArgumentsH
 from gatewayasgi.gateway.interceptors import CallHandler, NestInterceptor, UseInterceptors
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
 from gatewayasgi.instrumentation import Instrumentation
+from gatewayasgi.middleware import GatewayMiddleware
 from gatewayasgi.protocol.close import CloseCode
 from gatewayasgi.recovery import Recovery
 from gatewayasgi.runtime.calls import (
@@ -35,7 +36,6 @@ from gatewayasgi.runtime.calls import (
     CallTimeoutError,
 )
 from gatewayasgi.runtime.connection import Connection, ConnectionState
-from gatewayasgi.runtime.middleware import GatewayMiddleware
 from gatewayasgi.runtime.operations import CallResults, Presence
 from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
 from gatewayasgi.settings import Overflow, Settings

@@ -99,8 +99,9 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _document(args: argparse.Namespace) -> dict[str, object] | None:
-    from gatewayasgi.asyncapi import asyncapi_document, load_middleware
+    from gatewayasgi.asyncapi import asyncapi_document
     from gatewayasgi.exceptions import ConfigurationError
+    from gatewayasgi.loader import load_middleware
 
     try:
         middleware = load_middleware(args.app, args.app_dir)

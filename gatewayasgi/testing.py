@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from gatewayasgi._types import ASGIApp, Message, Scope
 
 if TYPE_CHECKING:
-    from gatewayasgi.runtime.middleware import GatewayMiddleware
+    from gatewayasgi.middleware import GatewayMiddleware
 
 
 class WebSocketDenied(Exception):
@@ -150,7 +150,7 @@ def _target(path: str, query_string: str) -> tuple[str, str, bytes, bytes]:
 def _gateway_middlewares(app: Any) -> list[GatewayMiddleware]:
     """Every ``GatewayMiddleware`` reachable from ``app`` through ``.app`` links (and
     Starlette's built ``middleware_stack``)."""
-    from gatewayasgi.runtime.middleware import GatewayMiddleware
+    from gatewayasgi.middleware import GatewayMiddleware
 
     found: list[GatewayMiddleware] = []
     seen: set[int] = set()

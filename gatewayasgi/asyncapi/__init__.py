@@ -8,13 +8,10 @@ the document over HTTP.
 """
 
 from gatewayasgi.asyncapi.document import ASYNCAPI_VERSION, asyncapi_document
-from gatewayasgi.asyncapi.loader import find_middleware, load_middleware
 from gatewayasgi.asyncapi.typescript import client_types
 
 __all__ = [
     "ASYNCAPI_VERSION",
     "asyncapi_document",
     "client_types",
-    "find_middleware",
-    "load_middleware",
 ]

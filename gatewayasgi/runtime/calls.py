@@ -17,7 +17,7 @@ and the client answers ``{"event": "$ack", "id": N, "data": R}``, or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -25,7 +25,22 @@ from gatewayasgi._types import JSONValue
 from gatewayasgi.exceptions import GatewayError
 
 if TYPE_CHECKING:
-    from gatewayasgi.runtime.connection import Connection
+    from gatewayasgi.protocol.base import Payload, WireProtocol
+
+
+class Callee(Protocol):
+    """What a call needs of the connection it calls (``runtime.connection.Connection``)."""
+
+    id: str
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def protocol(self) -> WireProtocol: ...
+
+    async def send_payload(self, payload: Payload) -> None: ...
+
 
 MAX_PENDING_CALLS = 256
 """Calls one connection may have in flight; one more raises ``CallLimitError``."""
@@ -92,9 +107,7 @@ class PendingCalls:
     def __len__(self) -> int:
         return len(self._calls)
 
-    async def call(
-        self, client: Connection, event: str, data: JSONValue, within: float
-    ) -> JSONValue:
+    async def call(self, client: Callee, event: str, data: JSONValue, within: float) -> JSONValue:
         """Send the call frame through ``client``'s outbox and wait for its outcome."""
         if within <= 0:
             raise ValueError("timeout must be positive")

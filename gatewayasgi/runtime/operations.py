@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -34,10 +34,27 @@ from gatewayasgi.backplane.rpc import check_close as check_close
 from gatewayasgi.exceptions import WsException
 from gatewayasgi.protocol.targets import Targets
 from gatewayasgi.runtime.calls import CallError, CallRejectedError, CallTimeoutError
+from gatewayasgi.runtime.connection import Connection
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.cluster import ClusterNode
-    from gatewayasgi.runtime.server import WebSocketServer
+
+
+class LocalServer(Protocol):
+    """What cluster operations need of this process's server of the gateway
+    (``runtime.server.WebSocketServer``)."""
+
+    namespace: str
+    clients: dict[str, Connection]
+
+    def _recipients(self, targets: Targets, exclude: Targets) -> Iterable[str]: ...
+
+    def _check_room(self, room: object) -> str: ...
+
+    async def join(self, client: str, room: str) -> None: ...
+
+    async def leave(self, client: str, room: str) -> None: ...
+
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -127,7 +144,7 @@ def _results(items: Iterable[JSONValue], missing: int) -> CallResults:
 class ClusterOperations:
     """One gateway server's cluster-wide operations (see the module docstring)."""
 
-    def __init__(self, server: WebSocketServer, node: ClusterNode | None) -> None:
+    def __init__(self, server: LocalServer, node: ClusterNode | None) -> None:
         self._server = server
         self._node = node
         if node is not None:

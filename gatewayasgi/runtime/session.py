@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -39,7 +39,30 @@ from gatewayasgi.runtime.outbox import frame_cost
 from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
 
 if TYPE_CHECKING:
-    from gatewayasgi.runtime.runner import GatewayRunner
+    from gatewayasgi.dispatch.table import GatewayTable
+    from gatewayasgi.instrumentation import Instrumentation
+    from gatewayasgi.protocol.base import WireProtocol
+    from gatewayasgi.runtime.hooks import SessionHooks
+    from gatewayasgi.runtime.server import WebSocketServer
+    from gatewayasgi.settings import Settings
+
+
+class SessionHost(Protocol):
+    """What a session runs on: its gateway's compiled table and shared parts
+    (``runtime.runner.GatewayRunner`` builds them once per gateway and protocol)."""
+
+    namespace: str
+    table: GatewayTable
+    handlers: Mapping[str, Handler]
+    server: WebSocketServer
+    settings: Settings
+    protocol: WireProtocol
+    metrics: Instrumentation | None
+    heartbeat_event: str | None
+    keeper: SessionHooks | None
+
+    async def on_disconnect(self, client: Connection) -> None: ...
+
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -52,7 +75,7 @@ class Session:
 
     __slots__ = ("client", "runner", "throttle")
 
-    def __init__(self, runner: GatewayRunner, client: Connection) -> None:
+    def __init__(self, runner: SessionHost, client: Connection) -> None:
         self.runner = runner
         self.client = client
         self.throttle: Throttle | None = None

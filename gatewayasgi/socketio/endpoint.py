@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -29,6 +29,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from gatewayasgi._types import Receive, Scope, Send
 from gatewayasgi.dispatch.routes import Routes
+from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol import engineio
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
@@ -37,15 +38,13 @@ from gatewayasgi.protocol.socketio import EVENT, SOCKETIO, SocketIOProtocol
 from gatewayasgi.protocol.socketio import packet as encode_packet
 from gatewayasgi.runtime.datastructures import Headers, QueryParams
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
+from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
-from gatewayasgi.settings import origin_allowed
+from gatewayasgi.settings import Settings, origin_allowed
 from gatewayasgi.socketio.engine import EngineSocket, close_websocket
+from gatewayasgi.socketio.links import Link
 from gatewayasgi.socketio.options import SocketIO
 from gatewayasgi.socketio.polling import PollBudget
-
-if TYPE_CHECKING:
-    from gatewayasgi.runtime.middleware import GatewayMiddleware
-    from gatewayasgi.socketio.links import Link
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -76,32 +75,42 @@ PLAIN_SOCKETIO = PlainSocketIOProtocol()
 class Endpoint:
     """Serves Engine.IO for one middleware (see the module docstring)."""
 
-    def __init__(self, options: SocketIO, middleware: GatewayMiddleware) -> None:
+    def __init__(
+        self,
+        options: SocketIO,
+        runners: Mapping[str, GatewayRunner],
+        settings: Settings,
+        *,
+        budget: OutboxBudget | None = None,
+        metrics: Instrumentation | None = None,
+    ) -> None:
+        """Serve ``runners``' gateways (namespace -> the gateway's own runner) to
+        Socket.IO clients, each through a twin runner speaking Socket.IO."""
         self.options = options
-        self.settings = middleware.settings
+        self.settings = settings
         self.path = options.path
         # Engine.IO pings: the gateways' own heartbeat frames are not sent here.
-        settings = replace(middleware.settings, heartbeat_interval=None)
+        twin_settings = replace(settings, heartbeat_interval=None)
         entries = []
         # Without connection_state_recovery a gateway's Socket.IO clients have no session
         # keeper (a drop ends the session) and their events no offset argument.
         recovering = options.connection_state_recovery
-        for namespace, runner in middleware.runners.items():
+        for namespace, runner in runners.items():
             twin = GatewayRunner(
                 runner.table,
                 runner.server,
-                settings,
+                twin_settings,
                 SOCKETIO if recovering else PLAIN_SOCKETIO,
-                budget=middleware.budget,
-                metrics=middleware.metrics,
+                budget=budget,
+                metrics=metrics,
             )
             twin.keeper = runner.keeper if recovering else None
             entries.append((namespace, twin, runner.table.name))
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.sockets: dict[str, EngineSocket] = {}
         """Connections that began on polling (upgraded ones too, to refuse their sid)."""
-        budget = middleware.settings.outbox_budget
-        self.poll_budget = PollBudget(None if budget is None else max(budget // 4, 1 << 20))
+        total = settings.outbox_budget
+        self.poll_budget = PollBudget(None if total is None else max(total // 4, 1 << 20))
         """What polling connections hold for their next GET, together (a quarter of the
         outbox budget)."""
         self.task_group: TaskGroup | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -35,17 +35,37 @@ from gatewayasgi.socketio.links import Link
 from gatewayasgi.socketio.polling import PollQueue
 
 if TYPE_CHECKING:
-    from gatewayasgi.socketio.endpoint import Endpoint
+    from gatewayasgi.runtime.runner import GatewayRunner
+    from gatewayasgi.settings import Settings
+    from gatewayasgi.socketio.options import SocketIO
+    from gatewayasgi.socketio.polling import PollBudget
 
 logger = logging.getLogger("gatewayasgi")
 
 _BINARY = (BINARY_EVENT, BINARY_ACK)
 
 
+class Namespaces(Protocol):
+    """What a connection needs of the endpoint it belongs to
+    (``socketio.endpoint.Endpoint``): its options and limits, and its namespaces."""
+
+    options: SocketIO
+    settings: Settings
+    poll_budget: PollBudget
+
+    def route(self, namespace: str) -> tuple[GatewayRunner, dict[str, str]] | None:
+        """The runner serving ``namespace`` and its path parameters, if any."""
+
+    def namespace_scope(
+        self, socket: EngineSocket, link: Link, auth: dict[str, Any], path_params: dict[str, str]
+    ) -> Scope:
+        """The scope a namespace's connection is served with."""
+
+
 class EngineSocket:
     """One Engine.IO connection (see the module docstring)."""
 
-    def __init__(self, endpoint: Endpoint, sid: str, scope: Scope, transport: str):
+    def __init__(self, endpoint: Namespaces, sid: str, scope: Scope, transport: str):
         self.endpoint = endpoint
         self.options = endpoint.options
         self.sid = sid

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import orjson
@@ -25,7 +25,7 @@ from gatewayasgi.runtime.handshake import FORBIDDEN, REASONS
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.runner import GatewayRunner
-    from gatewayasgi.socketio.engine import EngineSocket
+    from gatewayasgi.socketio.options import SocketIO
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -34,11 +34,33 @@ INBOX = 16
 _CONNECT = {"type": "websocket.connect"}
 
 
+class Carrier(Protocol):
+    """What a link needs of the Engine.IO connection that carries it
+    (``socketio.engine.EngineSocket``)."""
+
+    options: SocketIO
+
+    def forget(self, link: Link) -> None:
+        """The namespace's connection ended: a new CONNECT may open it again."""
+
+    def joined(self) -> None:
+        """A namespace's handshake succeeded."""
+
+    def may_read(self, link: Link) -> bool:
+        """Whether ``link``'s session may read the transport itself now."""
+
+    async def read_one(self, link: Link | None) -> str | None:
+        """Read one message; the frame when it is a packet of ``link``."""
+
+    async def send(self, frame: str, *, control: bool = False) -> None:
+        """Send one frame to the client."""
+
+
 class Link:
     """A namespace's virtual ASGI websocket (see the module docstring)."""
 
     def __init__(
-        self, socket: EngineSocket, namespace: str, runner: GatewayRunner, client_id: str
+        self, socket: Carrier, namespace: str, runner: GatewayRunner, client_id: str
     ) -> None:
         self.socket = socket
         self.client_id = client_id

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from gatewayasgi import GatewayMiddleware, SubscribeMessage, WebSocketGateway
-from gatewayasgi.asyncapi import asyncapi_document, client_types, load_middleware
+from gatewayasgi.asyncapi import asyncapi_document, client_types
 from gatewayasgi.cli import main
+from gatewayasgi.loader import load_middleware
 from tests.asyncapi import rich_app
 
 HERE = Path(__file__).parent

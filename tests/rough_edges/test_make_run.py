@@ -39,7 +39,7 @@ def test_make_run_installs_neither_dev_nor_benchmark_extras(tmp_path: Path) -> N
 
 
 def test_make_test_still_installs_the_dev_extras(tmp_path: Path) -> None:
-    assert "-e '.[dev,benchmarks]'" in dry_run("test", tmp_path)
+    assert "-e '.[dev,benchmarks" in dry_run("test", tmp_path)
 
 
 def test_the_chat_example_imports_only_what_make_run_installs() -> None:

@@ -6,9 +6,8 @@ import logging
 
 import pytest
 
-from gatewayasgi import BaseGuard, GatewayMiddleware, WebSocketGateway
+from gatewayasgi import BaseGuard, GatewayMiddleware, WebSocketGateway, middleware
 from gatewayasgi._types import Receive, Scope, Send
-from gatewayasgi.runtime import middleware
 from gatewayasgi.testing import GatewayTestClient, WebSocketDenied
 
 pytestmark = pytest.mark.anyio

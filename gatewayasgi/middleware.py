@@ -220,7 +220,9 @@ class GatewayMiddleware:
             )
         from gatewayasgi.socketio.endpoint import Endpoint
 
-        return Endpoint(options, self)
+        return Endpoint(
+            options, self.runners, self.settings, budget=self.budget, metrics=self.metrics
+        )
 
     def _runner(self, table: GatewayTable) -> GatewayRunner:
         settings = self.settings

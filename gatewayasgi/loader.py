@@ -17,7 +17,7 @@ def find_middleware(app: Any) -> Any:
     Follows ``.app`` links (how ASGI middlewares hold what they wrap) and builds a
     Starlette app's middleware stack when ``add_middleware`` left it unbuilt.
     """
-    from gatewayasgi.runtime.middleware import GatewayMiddleware
+    from gatewayasgi.middleware import GatewayMiddleware
 
     current = app
     for _ in range(MAX_DEPTH):
