@@ -12,6 +12,7 @@ ASGI ``websocket.send`` (``str`` for a text frame, ``bytes`` for a binary one).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 from gatewayasgi._types import JSONValue, Message
@@ -27,6 +28,11 @@ class WireProtocol(ABC):
 
     name: str
     """Short identifier (``"json"``), used in logs and to cache one encoding per protocol."""
+
+    subprotocol: str | None = None
+    """The WebSocket subprotocol a client offers to speak this protocol (selected in the
+    accept), for protocols served beside JSON on the same path: ``GatewayMiddleware(...,
+    protocols=[...])`` routes a client that offers it to this protocol."""
 
     rotates_token: bool = True
     """Whether a resumed session gets a new token in its ``$session`` frame (the old one
@@ -59,6 +65,12 @@ class WireProtocol(ABC):
     def answer_error(self, raw: str | bytes) -> JSONValue:
         """The error a client's answer to a call carries (``None``: it answered data)."""
         return codec.answer_error(raw)
+
+    def carrier(self, raw: str | bytes) -> Mapping[str, str] | None:
+        """The propagation fields a frame carries for tracing (its ``trace`` member in
+        the JSON protocol), bounded by ``protocol.carrier``; ``None`` when it has none.
+        Asked only when an instrument wraps handlers (``Instrumentation.wrap_handler``)."""
+        return None
 
     def transcode(self, frame: Payload) -> Payload:
         """This protocol's form of an emit frame of the canonical (JSON) protocol, with
