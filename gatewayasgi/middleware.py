@@ -26,7 +26,7 @@ from gatewayasgi.dispatch.routes import Routes, route_path
 from gatewayasgi.dispatch.table import GatewayTable, compile_gateway
 from gatewayasgi.exceptions import ConfigurationError
 from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
-from gatewayasgi.instrumentation import Instrumentation
+from gatewayasgi.instrumentation import Instrumentation, combine
 from gatewayasgi.protocol.base import WireProtocol
 from gatewayasgi.protocol.json import JSON
 from gatewayasgi.recovery import Recovery
@@ -53,6 +53,7 @@ _OWN_PARAMETERS = (
     "providers",
     "broker",
     "metrics",
+    "instrumentation",
     "recovery",
     "asyncapi_url",
     "socketio",
@@ -80,8 +81,10 @@ class GatewayMiddleware:
     (built once, constructor hints resolved from other providers) or ready instances
     (shared with the app). ``app=None`` serves gateways alone: HTTP gets 404 and an
     unmatched websocket is refused before accept. ``broker`` carries emits to other
-    processes (see ``gatewayasgi.brokers``); ``metrics`` receives the runtime's
-    instrumentation hooks (e.g. ``gatewayasgi.metrics.PrometheusMetrics``).
+    processes (see ``gatewayasgi.brokers``); ``instrumentation`` receives the runtime's
+    instrumentation hooks: one instrument or a list (``[PrometheusMetrics(),
+    OpenTelemetryTracing()]``), every one called at each step; ``metrics`` is one more
+    (it joins the list).
     ``asyncapi_url="/asyncapi.json"`` answers ``GET`` on that path with the gateways'
     AsyncAPI document (off by default; every other request passes through).
     ``socketio=SocketIO()`` serves the same gateways to Socket.IO clients at
@@ -98,6 +101,7 @@ class GatewayMiddleware:
         providers: Sequence[Any] = (),
         broker: Broker | None = None,
         metrics: Instrumentation | None = None,
+        instrumentation: Instrumentation | Sequence[Instrumentation] | None = None,
         recovery: Recovery | None = None,
         asyncapi_url: str | None = None,
         socketio: SocketIO | None = None,
@@ -156,6 +160,7 @@ class GatewayMiddleware:
             raise ConfigurationError(
                 f"metrics must be an Instrumentation (e.g. PrometheusMetrics()), got {metrics!r}"
             )
+        metrics = _instruments(metrics, instrumentation)
         if broker is not None and not isinstance(broker, Broker):
             raise ConfigurationError(
                 f"broker must be a Broker (e.g. RedisBroker(url)), got {broker!r}"
@@ -508,6 +513,26 @@ class GatewayMiddleware:
             why,
         )
         await self._own_lifespan(receive, send, services, taken)
+
+
+def _instruments(
+    metrics: Instrumentation | None,
+    instrumentation: Instrumentation | Sequence[Instrumentation] | None,
+) -> Instrumentation | None:
+    """``metrics`` and ``instrumentation`` as the one object the runtime holds."""
+    if instrumentation is None or isinstance(instrumentation, Instrumentation):
+        listed: list[Any] = [instrumentation]
+    elif isinstance(instrumentation, Iterable) and not isinstance(instrumentation, (str, bytes)):
+        listed = list(instrumentation)
+    else:
+        listed = [instrumentation]  # refused by combine, with the message below
+    try:
+        return combine([metrics, *listed])
+    except TypeError:
+        raise ConfigurationError(
+            "instrumentation must be an Instrumentation or a list of them (e.g. "
+            f"[PrometheusMetrics(), OpenTelemetryTracing()]), got {instrumentation!r}"
+        ) from None
 
 
 def _log_unserved() -> None:

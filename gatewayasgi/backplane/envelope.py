@@ -12,6 +12,10 @@ Header keys:
   ``c``   client ids to deliver to
   ``xr``  rooms whose members are skipped
   ``xc``  client ids that are skipped
+  ``t``   trace context of the emit, when an instrument traces it: a small object of
+          strings (``traceparent``...), bounded by ``protocol.carrier``; a receiving
+          node ignores one out of bounds. Absent otherwise: without tracing the
+          envelope is the same bytes as before.
 
 Rooms and clients travel in separate fields: a receiving node never looks a room name
 up as a client id or the other way round, so a room named like a client cannot pull
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from gatewayasgi.protocol.carrier import Carrier, bounded, fitted
 from gatewayasgi.protocol.targets import NOBODY, Targets
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -44,6 +49,8 @@ class Envelope:
     frame: str
     targets: Targets = NOBODY
     exclude: Targets = NOBODY
+    trace: Carrier | None = None
+    """Propagation fields of the emit (``Instrumentation.wrap_publish``)."""
 
     @property
     def kind(self) -> str:
@@ -67,6 +74,10 @@ def pack(envelope: Envelope) -> bytes:
     ):
         if names:
             header[key] = list(names)
+    if envelope.trace:
+        trace = fitted(envelope.trace)
+        if trace is not None:
+            header["t"] = trace
     return orjson.dumps(header) + b"\n" + envelope.frame.encode()
 
 
@@ -101,4 +112,5 @@ def unpack(message: bytes, max_size: int) -> Envelope:
     if kind == KIND_ALL and targets:
         raise EnvelopeError("an 'all' envelope cannot name rooms or clients")
     exclude = Targets(_strings(header.get("xr"), "xr"), _strings(header.get("xc"), "xc"))
-    return Envelope(node, text, targets, exclude)
+    trace = header.get("t")
+    return Envelope(node, text, targets, exclude, None if trace is None else bounded(trace))

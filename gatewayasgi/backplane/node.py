@@ -77,13 +77,23 @@ class Backplane:
         if not self._live:
             return
         text = frame if isinstance(frame, str) else frame.decode()
-        data = pack(Envelope(self.node_id, text, targets, exclude))
         metrics = self._metrics
+        watch = trace = None
+        if metrics is not None:
+            carrier: dict[str, str] = {}
+            watch = metrics.wrap_publish(namespace, carrier)
+            trace = carrier or None
+        data = pack(Envelope(self.node_id, text, targets, exclude, trace))
+        published: bool | None = False
+        error: BaseException | None = None
         try:
             published = await self.broker.publish(channel_for(namespace), data)
-        except Exception:
-            published = False
+        except Exception as exc:
+            error = exc
             logger.exception("gateway %s: publish to broker failed", namespace)
+        finally:
+            if watch is not None:
+                watch.end("error" if published is False else "ok", error)
         if published is False:
             self.publish_failures += 1
             if metrics is not None:
@@ -104,6 +114,18 @@ class Backplane:
             return
         if envelope.node == self.node_id:
             return
-        if self._metrics is not None:
-            self._metrics.on_broker_receive(namespace)
-        deliver(envelope.frame, envelope.targets, envelope.exclude)
+        metrics = self._metrics
+        if metrics is None:
+            deliver(envelope.frame, envelope.targets, envelope.exclude)
+            return
+        metrics.on_broker_receive(namespace)
+        watch = metrics.wrap_receive(namespace, envelope.trace)
+        if watch is None:
+            deliver(envelope.frame, envelope.targets, envelope.exclude)
+            return
+        try:
+            deliver(envelope.frame, envelope.targets, envelope.exclude)
+        except BaseException as exc:
+            watch.end("error", exc)
+            raise
+        watch.end("ok")

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from gatewayasgi._types import JSONValue
+from gatewayasgi.protocol.carrier import Carrier, bounded
 
 INVALID_JSON = "Invalid JSON payload"
 NOT_AN_OBJECT = "WebSocket message must be a JSON object"
@@ -191,6 +192,30 @@ def encode_error(message: str, frame_id: str | int | None = None, **details: JSO
 def is_reply_message(value: Any) -> bool:
     """True when a handler's return value is a complete ``{"event", "data"}`` message."""
     return type(value) is dict and "event" in value and "data" in value
+
+
+TRACE_MEMBER = "trace"
+"""The frame member a client puts propagation fields in: ``{"event": "say", "data": ..,
+"trace": {"traceparent": "00-...-01"}}`` (``protocol.carrier`` bounds it)."""
+
+
+def trace_carrier(raw: str | bytes) -> Carrier | None:
+    """The ``trace`` member of a frame that ``decode`` accepted, or ``None`` when it has
+    none or it is not a small object of strings (ignored: the frame is handled anyway).
+
+    Only a frame whose text holds ``"trace"`` is parsed again (a scan in C): the others,
+    and every frame while no instrument wraps handlers, pay nothing for it.
+    """
+    if type(raw) is str:
+        if '"trace"' not in raw:
+            return None
+    elif b'"trace"' not in raw:
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return bounded(obj.get(TRACE_MEMBER)) if type(obj) is dict else None
 
 
 def answer_error(raw: str | bytes) -> JSONValue:

@@ -32,6 +32,9 @@ class JsonProtocol(WireProtocol):
     def encode_emit(self, event: str, data: JSONValue) -> str:
         return codec.encode(event, data)
 
+    def carrier(self, raw: str | bytes) -> dict[str, str] | None:
+        return codec.trace_carrier(raw)
+
     def with_offset(self, frame: str | bytes, offset: str) -> str:
         # ``{"event":..,"data":..}`` -> ``{"event":..,"data":..,"offset":"<offset>"}``:
         # one concatenation per process, whatever the number of recipients.

@@ -27,7 +27,7 @@ from gatewayasgi.exceptions import PayloadValidationError, WsException
 from gatewayasgi.gateway.filters import catches
 from gatewayasgi.gateway.guards import ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler
-from gatewayasgi.instrumentation import UNKNOWN_EVENT
+from gatewayasgi.instrumentation import UNKNOWN_EVENT, Outcome
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
@@ -73,13 +73,16 @@ _PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT))
 class Session:
     """Serves one accepted connection for its gateway's ``GatewayRunner``."""
 
-    __slots__ = ("client", "runner", "throttle")
+    __slots__ = ("client", "fault", "runner", "throttle")
 
     def __init__(self, runner: SessionHost, client: Connection) -> None:
         self.runner = runner
         self.client = client
         self.throttle: Throttle | None = None
         """Made on the first frame: idle clients never pay for it."""
+        self.fault: BaseException | None = None
+        """What the handler being wrapped raised (instrumented sessions only): its
+        ``Watch`` ends with it."""
 
     async def serve(self, receive: Receive, credential: Credential | Invalid | None) -> None:
         """Register the client, run ``on_connection`` and the receive loop until the end.
@@ -91,6 +94,8 @@ class Session:
         keeper = runner.keeper
         opening = None if keeper is None else await keeper.open(client, credential)
         runner.server.register(client)
+        if runner.metrics is not None:
+            runner.metrics.on_open(runner.namespace, client)
         client.last_seen = monotonic()
         client.reader = anyio.get_current_task().id  # handlers run here (runtime.calls)
         async with anyio.create_task_group() as tasks:
@@ -193,11 +198,34 @@ class Session:
             metrics.on_frame_in(runner.namespace, event)
             return await self._unhandled(frame, raw)
         metrics.on_frame_in(runner.namespace, handler.event)
+        if metrics.wraps_handlers:
+            return await self._wrapped(handler, frame, raw)
         started = perf_counter()
         try:
             return await self._dispatch(handler, frame)
         finally:
             metrics.on_handler(runner.namespace, handler.event, perf_counter() - started)
+
+    async def _wrapped(self, handler: Handler, frame: Frame, raw: str | bytes) -> bool:
+        """``_measured`` for instruments that wrap handlers: what they open (a span)
+        stays open while the handler runs, and ends with its outcome."""
+        runner, client = self.runner, self.client
+        metrics = runner.metrics
+        assert metrics is not None
+        carrier = runner.protocol.carrier(raw)
+        watch = metrics.wrap_handler(runner.namespace, handler.event, client, carrier)
+        self.fault = None
+        outcome: Outcome = "closed"  # unless the dispatch returns: cancelled
+        started = perf_counter()
+        try:
+            stays_open = await self._dispatch(handler, frame)
+            outcome = ("ok" if self.fault is None else "error") if stays_open else "closed"
+            return stays_open
+        finally:
+            metrics.on_handler(runner.namespace, handler.event, perf_counter() - started)
+            if watch is not None:
+                watch.end(outcome, self.fault)
+            self.fault = None
 
     async def _unhandled(self, frame: Frame, raw: str | bytes) -> bool:
         """A frame no handler takes: the protocol's own events (``$`` ones can never be
@@ -227,6 +255,8 @@ class Session:
                 denial = await check_guards(handler.guards, context)
                 if denial is not None:
                     if denial.failure is not None:
+                        if runner.metrics is not None:
+                            self.fault = denial.failure
                         self._log_failure(f"guard of {handler.qualname}", denial.failure)
                         return await self._close(
                             CloseCode.INTERNAL_ERROR, codec.INTERNAL_ERROR, frame.id
@@ -285,6 +315,8 @@ class Session:
         self, handler: Handler, frame: Frame, context: ExecutionContext | None, exc: Exception
     ) -> bool:
         """A handler (or interceptor) raised: filters first, then the default treatment."""
+        if self.runner.metrics is not None:
+            self.fault = exc
         for filter_ in handler.filters:
             if isinstance(exc, catches(filter_)):
                 try:
@@ -419,8 +451,11 @@ class Session:
                 keeper.release(client)
             runner.server.unregister(client)
         await self._close_transport(send)
-        if runner.metrics is not None:
-            runner.metrics.on_close(runner.namespace, client.close_code or CloseCode.NORMAL)
+        metrics = runner.metrics
+        if metrics is not None:
+            code = client.close_code or CloseCode.NORMAL
+            metrics.on_close(runner.namespace, code)
+            metrics.on_end(runner.namespace, client, code)
 
     async def _close_transport(self, send: Send) -> None:
         client = self.client
