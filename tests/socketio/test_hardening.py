@@ -30,7 +30,7 @@ from gatewayasgi import (
     WebSocketGateway,
 )
 from gatewayasgi.protocol import engineio
-from gatewayasgi.protocol.socketio import SOCKETIO
+from gatewayasgi.protocol.socketio import SocketIOProtocol
 from gatewayasgi.socketio import SocketIO
 from tests.servers import run_server
 
@@ -223,20 +223,21 @@ async def test_any_exception_a_packet_causes_ends_its_connection_only(
 ) -> None:
     """Whatever the next decoder bug is: an exception in the Engine.IO layer (header
     parsing) or in a namespace's session (Socket.IO decoding) closes that connection."""
-    parse_header, decode = engineio.parse_header, SOCKETIO.decode
+    parse_header, decode = engineio.parse_header, SocketIOProtocol.decode
 
     def bad_header(text: str) -> engineio.Header:
         if "boom-header" in text:
             raise RuntimeError("boom-header")
         return parse_header(text)
 
-    def bad_decode(raw: str | bytes) -> Any:
+    def bad_decode(self: SocketIOProtocol, raw: str | bytes) -> Any:
         if isinstance(raw, str) and "boom-decode" in raw:
             raise RuntimeError("boom-decode")
-        return decode(raw)
+        return decode(self, raw)
 
     monkeypatch.setattr(engineio, "parse_header", bad_header)
-    monkeypatch.setattr(SOCKETIO, "decode", bad_decode)
+    # On the class: every Socket.IO protocol instance (with recovery offsets or without).
+    monkeypatch.setattr(SocketIOProtocol, "decode", bad_decode)
     caplog.set_level(logging.ERROR, "gatewayasgi")
     ticker = Ticker()
     async with run_server(app(ticker), server) as address:
