@@ -48,3 +48,40 @@ def test_every_sample_line_is_an_include_that_renders_the_file(page: Path) -> No
             first = next(line for line in sample.splitlines() if line.strip())
         assert first in rendered, f"{page.name}: {found.group(0).strip()} renders no code"
         assert "--8<--" not in rendered, f"{page.name}: an include was left as text"
+
+
+# Pages whose every block is a tested sample or plainly not a program: shell sessions and
+# commands (bash, console), wire frames and headers (json, text). A block of another
+# language must be an include of a sample that a test runs.
+CHECKED = [
+    DOCS / "scaling.md",
+    DOCS / "recovery.md",
+    *sorted((DOCS / "clients").glob("*.md")),
+]
+NOT_PROGRAMS = {"bash", "console", "json", "text"}
+_FENCE = re.compile(r"^(\s*)```(\S*)\n(.*?)^\1```\s*$", re.DOTALL | re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", CHECKED, ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_every_block_is_a_tested_sample_or_not_a_program(page: Path) -> None:
+    blocks = _FENCE.findall(page.read_text(encoding="utf-8"))
+    assert blocks or page.name in ("typescript.md",), f"{page.name}: no block found"
+    for _indent, language, body in blocks:
+        assert language, f"{page.name}: a block without a language: {body[:60]!r}"
+        if language in NOT_PROGRAMS:
+            continue
+        assert INCLUDE.match(body.strip("\n")), (
+            f"{page.name}: a {language} block that is not a tested sample: {body[:80]!r}"
+        )
+
+
+def test_the_typescript_page_is_the_client_readme_whose_blocks_are_compiled() -> None:
+    """docs/clients/typescript.md shows clients/js/README.md (docs/hooks.py). Its ts blocks
+    compile against the packed client in tests/packaging/test_js_package.py; the rest are
+    shell commands and tables."""
+    assert "<!-- clients/js/README.md -->" in (DOCS / "clients" / "typescript.md").read_text()
+    readme = (ROOT / "clients" / "js" / "README.md").read_text(encoding="utf-8")
+    languages = [language for _i, language, _b in _FENCE.findall(readme)]
+    assert set(languages) <= {"ts", "bash"}, languages
+    compiled = (ROOT / "tests" / "packaging" / "test_js_package.py").read_text()
+    assert "readme_blocks()" in compiled and "README_PRELUDES" in compiled

@@ -30,12 +30,15 @@ def sample(name: str) -> ModuleType:
 def test_every_sample_is_included_in_a_page_and_tested_here() -> None:
     """No sample file is left out of the site, and no page includes a missing one."""
     pages = "\n".join(p.read_text() for p in DOCS.rglob("*.md"))
-    tested = Path(__file__).read_text()
-    for path in (DOCS / "examples").rglob("*.py"):
-        if path.name == "__init__.py":
+    tested = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    for path in (DOCS / "examples").rglob("*.*"):
+        if path.name == "__init__.py" or "__pycache__" in path.parts:
             continue
         relative = path.relative_to(DOCS.parent).as_posix()
         assert relative in pages, f"{relative} is in no page"
+        if path.suffix != ".py":  # a Node or tsc sample: the test names the file
+            assert f'"{path.name}"' in tested, f"{relative} is not run by a test"
+            continue
         module = path.relative_to(DOCS / "examples").with_suffix("").as_posix().replace("/", ".")
         assert f'"{module}"' in tested, f"{relative} is not served by a test"
 
