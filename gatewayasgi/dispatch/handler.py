@@ -2,6 +2,15 @@
 
 All ``inspect`` and pydantic ``TypeAdapter`` work happens in ``compile_handler``;
 ``Handler.invoke`` only runs the prepared extractors.
+
+A ``def`` handler runs in anyio's worker thread pool, as FastAPI runs ``def`` endpoints: a
+handler that blocks (a sync database driver, ``time.sleep``) holds its own connection,
+whose frames are still handled in arrival order, not the event loop and every other
+client (on the loop, a ``time.sleep(1.5)`` held another client's ping 1.4 s). The hop
+costs a trivial ``def`` echo 55-90 us a frame instead of 2.7 us on the loop
+(``python -m benchmarks.sync_handlers``, 2 cores); ``async def`` handlers run on the loop
+and pay nothing, so write ``async def`` for handlers that do not block, and for those that
+need the loop (a thread has none: the error raised there names the handler and says so).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio.to_thread
 from pydantic import TypeAdapter, ValidationError
 
 from gatewayasgi.exceptions import ConfigurationError, PayloadValidationError
@@ -83,7 +93,9 @@ class HandlerDescription:
 @dataclass(frozen=True, slots=True)
 class Handler:
     """A gateway method ready to call: ``invoke(client, data)`` returns its result
-    (an awaitable for async handlers, see ``is_async``)."""
+    (an awaitable for async handlers, see ``is_async``). A ``def`` method's ``invoke``
+    runs it in anyio's worker thread pool and returns an awaitable: ``is_async`` is true
+    and ``threaded`` says so."""
 
     event: str
     qualname: str
@@ -94,6 +106,8 @@ class Handler:
     filters: tuple[ExceptionFilter, ...] = ()
     interceptors: tuple[Interceptor, ...] = ()
     description: HandlerDescription | None = field(default=None, compare=False)
+    threaded: bool = False
+    """True for a ``def`` method: it runs in anyio's worker thread pool."""
 
 
 def _socket(client: Any, data: Any) -> Any:
@@ -178,6 +192,38 @@ def _invoker(
         first, second = funcs
         return lambda client, data: func(first(client, data), second(client, data))
     return lambda client, data: func(*[ex(client, data) for ex in funcs])
+
+
+NO_LOOP_IN_THREAD = (
+    "{qualname} is a def handler: it runs in a worker thread, which has no event loop; "
+    "write it as async def to use the loop"
+)
+_NO_LOOP = (
+    "no running event loop",
+    "no current event loop",
+    "not currently running on any asynchronous event loop",
+    "must be called from async context",
+)
+"""What asyncio, anyio and trio say when called from a thread without a loop."""
+
+
+def _in_thread(qualname: str, invoke: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``invoke`` run in anyio's worker thread pool (extractors included). What the
+    handler returns is awaited on the loop when it is awaitable."""
+    run_sync = anyio.to_thread.run_sync
+
+    async def threaded(client: Any, data: Any) -> Any:
+        try:
+            result = await run_sync(invoke, client, data)
+        except RuntimeError as exc:
+            if any(words in str(exc).lower() for words in _NO_LOOP):
+                raise RuntimeError(NO_LOOP_IN_THREAD.format(qualname=qualname)) from exc
+            raise
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return threaded
 
 
 def _needs_validation(hint: Any) -> bool:
@@ -273,12 +319,15 @@ def compile_handler(
         guards=tuple(type(guard).__name__ for guard in guards),
         doc=inspect.getdoc(func),
     )
+    invoke = _invoker(func, extractors, positional)
+    threaded = not inspect.iscoroutinefunction(func)
     return Handler(
         event=event,
         qualname=qualname,
         func=func,
-        is_async=inspect.iscoroutinefunction(func),
-        invoke=_invoker(func, extractors, positional),
+        is_async=True,
+        invoke=_in_thread(qualname, invoke) if threaded else invoke,
+        threaded=threaded,
         guards=guards,
         filters=filters,
         interceptors=interceptors,

@@ -114,8 +114,9 @@ class MainGateway:
         return Arguments(reversed(items))
 
     @SubscribeMessage("ask")
-    def ask(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
-        """Calls the client back (in a task: a handler must not await its own client)."""
+    async def ask(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        """Calls the client back (in a task: a handler must not await its own client;
+        ``async def``: a ``def`` handler runs in a worker thread, with no event loop)."""
 
         async def call() -> None:
             answer = await client.call("question", data, timeout=5)

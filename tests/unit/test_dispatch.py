@@ -70,13 +70,16 @@ def test_every_subscribed_method_is_in_the_table() -> None:
 
 def test_sync_and_async_are_known_at_compile_time() -> None:
     handlers = table().handlers
-    assert handlers["whole"].is_async and not handlers["keyed"].is_async
+    assert handlers["whole"].is_async and not handlers["whole"].threaded
+    # a ``def`` handler runs in the thread pool: its invoker is awaited too
+    assert handlers["keyed"].is_async and handlers["keyed"].threaded
 
 
-def test_extractors_read_body_key_and_socket() -> None:
+@pytest.mark.anyio
+async def test_extractors_read_body_key_and_socket() -> None:
     handlers = table().handlers
-    assert handlers["keyed"].invoke("c", {"room": "r"}) == ("r", "c")
-    assert handlers["keyed"].invoke("c", "not a dict") == (None, "c")
+    assert await handlers["keyed"].invoke("c", {"room": "r"}) == ("r", "c")
+    assert await handlers["keyed"].invoke("c", "not a dict") == (None, "c")
 
 
 @pytest.mark.anyio
@@ -122,7 +125,8 @@ def test_parameter_without_marker_is_a_startup_error() -> None:
         compile_gateway(Bad, Container())
 
 
-def test_parameters_left_to_defaults_are_passed_by_name() -> None:
+@pytest.mark.anyio
+async def test_parameters_left_to_defaults_are_passed_by_name() -> None:
     @WebSocketGateway("/defaults")
     class Defaults:
         @SubscribeMessage("x")
@@ -130,7 +134,7 @@ def test_parameters_left_to_defaults_are_passed_by_name() -> None:
             return flag, data, tail
 
     handler = compile_gateway(Defaults, Container()).handlers["x"]
-    assert handler.invoke("c", 1) == (True, 1, "c")
+    assert await handler.invoke("c", 1) == (True, 1, "c")
 
 
 def test_subclass_overrides_handlers_by_name() -> None:
