@@ -29,6 +29,7 @@ from gatewayasgi.gateway.decorators import gateway_meta, registered_gateways
 from gatewayasgi.instrumentation import Instrumentation, combine
 from gatewayasgi.protocol.base import WireProtocol
 from gatewayasgi.protocol.json import JSON
+from gatewayasgi.protocol.resume import RESUME_PREFIX, SUBPROTOCOL
 from gatewayasgi.recovery import Recovery
 from gatewayasgi.recovery.keeper import SessionKeeper
 from gatewayasgi.recovery.waiting import WaitingBudget
@@ -57,6 +58,7 @@ _OWN_PARAMETERS = (
     "recovery",
     "asyncapi_url",
     "socketio",
+    "protocols",
 )
 _SERVED: weakref.WeakSet[type] = weakref.WeakSet()
 """Gateway classes some middleware of this process serves."""
@@ -88,9 +90,11 @@ class GatewayMiddleware:
     ``asyncapi_url="/asyncapi.json"`` answers ``GET`` on that path with the gateways'
     AsyncAPI document (off by default; every other request passes through).
     ``socketio=SocketIO()`` serves the same gateways to Socket.IO clients at
-    ``/socket.io`` (``docs/socketio.md``). Every other keyword is a limit or policy
-    documented on ``gatewayasgi.Settings``; each is checked here, and an error names
-    the setting at fault.
+    ``/socket.io`` (``docs/socketio.md``). ``protocols=[MessagePack()]`` serves other wire
+    protocols beside JSON at the gateways' own paths, each to the clients that offer its
+    subprotocol (``gatewayasgi.msgpack``: ``docs/guide/protocols.md``). Every other
+    keyword is a limit or policy documented on ``gatewayasgi.Settings``; each is checked
+    here, and an error names the setting at fault.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class GatewayMiddleware:
         recovery: Recovery | None = None,
         asyncapi_url: str | None = None,
         socketio: SocketIO | None = None,
+        protocols: Sequence[WireProtocol] = (),
         outbox_max_messages: int = _DEFAULTS.outbox_max_messages,
         outbox_max_bytes: int = _DEFAULTS.outbox_max_bytes,
         outbox_budget: int | None = _DEFAULTS.outbox_budget,
@@ -174,6 +179,11 @@ class GatewayMiddleware:
         self.broker = broker
         self.metrics = metrics
         self.protocol: WireProtocol = JSON
+        self.protocols = _other_protocols(protocols)
+        self.speakers: dict[str, dict[str, GatewayRunner]] = {
+            protocol.subprotocol: {} for protocol in self.protocols if protocol.subprotocol
+        }
+        """Subprotocol -> namespace -> the gateway's runner for that wire protocol."""
         self.budget = OutboxBudget(self.settings.outbox_budget)
         self.backplane = (
             Backplane(
@@ -197,6 +207,7 @@ class GatewayMiddleware:
             self.tables.append(table)
             self.servers[table.meta.namespace] = runner.server
             self.runners[table.meta.namespace] = runner
+            self._speakers(runner)
             entries.append((table.meta.namespace, runner, cls.__name__))
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.socketio = None if socketio is None else self._socketio_endpoint(socketio)
@@ -217,6 +228,29 @@ class GatewayMiddleware:
         from gatewayasgi.asyncapi.http import document_endpoint
 
         return document_endpoint(self)
+
+    def _speakers(self, runner: GatewayRunner) -> None:
+        """A runner per other wire protocol: the gateway's own table, server and session
+        keeper (rooms, emits and history are shared), another protocol."""
+        for protocol in self.protocols:
+            speaker = GatewayRunner(
+                runner.table,
+                runner.server,
+                self.settings,
+                protocol,
+                budget=self.budget,
+                metrics=self.metrics,
+            )
+            speaker.keeper = runner.keeper
+            self.speakers[str(protocol.subprotocol)][runner.namespace] = speaker
+
+    def _speaker(self, scope: Scope, runner: GatewayRunner) -> GatewayRunner:
+        """The runner for the first registered protocol the client offers, else ``runner``."""
+        for offered in scope.get("subprotocols") or ():
+            speakers = self.speakers.get(offered)
+            if speakers is not None:
+                return speakers[runner.namespace]
+        return runner
 
     def _socketio_endpoint(self, options: SocketIO) -> Endpoint:
         if not isinstance(options, SocketIO):
@@ -349,6 +383,8 @@ class GatewayMiddleware:
                 if not self._started:
                     await self._start(None)
                 runner, path_params = found
+                if self.speakers:
+                    runner = self._speaker(scope, runner)
                 if path_params:
                     scope["path_params"] = {**scope.get("path_params", {}), **path_params}
                 await runner.run(scope, receive, send, path_params)
@@ -533,6 +569,34 @@ def _instruments(
             "instrumentation must be an Instrumentation or a list of them (e.g. "
             f"[PrometheusMetrics(), OpenTelemetryTracing()]), got {instrumentation!r}"
         ) from None
+
+
+def _other_protocols(protocols: Sequence[WireProtocol]) -> tuple[WireProtocol, ...]:
+    """``protocols`` checked: wire protocols each with a subprotocol of its own."""
+    if isinstance(protocols, (str, bytes, WireProtocol)) or not isinstance(protocols, Iterable):
+        raise ConfigurationError(
+            f"protocols must be a list of wire protocols (e.g. [MessagePack()]), got {protocols!r}"
+        )
+    chosen = tuple(protocols)
+    seen: set[str] = set()
+    for protocol in chosen:
+        if not isinstance(protocol, WireProtocol):
+            raise ConfigurationError(
+                f"protocols must hold WireProtocol instances (e.g. MessagePack()), got {protocol!r}"
+            )
+        name = protocol.subprotocol
+        if (
+            not isinstance(name, str)
+            or name in (SUBPROTOCOL, "")
+            or name.startswith(RESUME_PREFIX)
+            or name in seen
+        ):
+            raise ConfigurationError(
+                f"{protocol!r} needs a subprotocol of its own to be chosen by (its "
+                f"subprotocol attribute), got {name!r}"
+            )
+        seen.add(name)
+    return chosen
 
 
 def _log_unserved() -> None:

@@ -8,14 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gatewayasgi.client.codecs import JSON_CODEC, Codec, Encoded
 from gatewayasgi.client.errors import CallError, ConnectionClosed, GatewayClientError
-from gatewayasgi.client.frames import (
-    ERROR_EVENT,
-    InboundFrame,
-    encode_ack_error,
-    encode_ack_result,
-    error_parts,
-)
+from gatewayasgi.client.frames import ERROR_EVENT, InboundFrame, error_parts
 
 Handler = Callable[[Any], Any]
 """``handler(data)``, sync or async; for a server call its (awaited) result is the answer."""
@@ -95,15 +90,17 @@ class _Waiting:
             self.future.set_exception(error)
 
 
-async def answer_call(handler: Handler | None, frame: InboundFrame, ack: int) -> str:
+async def answer_call(
+    handler: Handler | None, frame: InboundFrame, ack: int, codec: Codec = JSON_CODEC
+) -> Encoded:
     """Run ``handler`` for a server call and encode its outcome as the ``$ack`` answer: its
     (awaited) result, its exception's message, or "No handler" when there is none."""
     if handler is None:
-        return encode_ack_error(ack, f"No handler for server event {frame.event!r}")
+        return codec.encode_ack_error(ack, f"No handler for server event {frame.event!r}")
     try:
         result = handler(frame.data)
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
-        return encode_ack_error(ack, str(exc) or type(exc).__name__)
-    return encode_ack_result(ack, result)
+        return codec.encode_ack_error(ack, str(exc) or type(exc).__name__)
+    return codec.encode_ack_result(ack, result)

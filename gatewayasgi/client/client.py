@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed as WebSocketClosed
 
 from gatewayasgi.client.backoff import backoff_delay
 from gatewayasgi.client.calls import Handler, PendingCalls
+from gatewayasgi.client.codecs import Encoded, ProtocolName, codec_for
 from gatewayasgi.client.connector import Connector
 from gatewayasgi.client.dispatch import Dispatcher
 from gatewayasgi.client.errors import (
@@ -31,7 +32,7 @@ from gatewayasgi.client.errors import (
     GatewayClientError,
     NotConnected,
 )
-from gatewayasgi.client.frames import END_FRAME, SESSION_EVENT, Message, decode, encode_event
+from gatewayasgi.client.frames import SESSION_EVENT, Message
 from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
@@ -75,6 +76,8 @@ class GatewayClient:
     - ``max_handler_tasks``: async handlers running at once; past it the reader waits.
     - ``heartbeat_event``: the gateway's ``heartbeat_event``, answered at once; ``None``
       turns the answer off.
+    - ``protocol``: ``"json"`` (text frames) or ``"msgpack"`` (the same frames in
+      MessagePack, ``bytes`` as ``bin``; the server registers ``MessagePack()``).
     """
 
     def __init__(
@@ -95,8 +98,10 @@ class GatewayClient:
         max_handler_tasks: int = 64,
         max_message_size: int | None = 2**20,
         heartbeat_event: str | None = "heartbeat",
+        protocol: ProtocolName = "json",
     ) -> None:
         self.url = url
+        self._codec = codec = codec_for(protocol)
         self._reconnect = reconnect
         self._reconnect_delay = reconnect_delay
         self._reconnect_delay_max = reconnect_delay_max
@@ -107,11 +112,17 @@ class GatewayClient:
         self._heartbeat_event = heartbeat_event
         self._recovery = SessionRecovery(recover)
         self._connector = Connector(
-            url, headers, tuple(subprotocols), self._recovery, connect_timeout, max_message_size
+            url,
+            headers,
+            tuple(subprotocols),
+            self._recovery,
+            connect_timeout,
+            max_message_size,
+            codec,
         )
         self._calls = PendingCalls()
         self._inbox = Inbox(receive_buffer)
-        self._dispatch = Dispatcher(max_handler_tasks)
+        self._dispatch = Dispatcher(max_handler_tasks, codec)
         self._state: State = "idle"
         self._link: _Link | None = None
         self._generation = 0
@@ -267,7 +278,8 @@ class GatewayClient:
             if link is not None and self._recovery.session is not None:
                 # Ends the session on every server (hypercorn reports our 1000 as 1006).
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(link.ws.send(END_FRAME), self._send_timeout)
+                    end = self._codec.end_frame
+                    await asyncio.wait_for(link.ws.send(end), self._send_timeout)
             self._recovery.forget()
         if link is not None:
             await link.ws.close(code, reason)
@@ -293,7 +305,7 @@ class GatewayClient:
         """Send ``{"event", "data"}``. While reconnecting it waits for the next connection,
         at most ``timeout`` (``send_timeout``) seconds, then raises ``NotConnected``; a
         frame never goes out twice. Once closed it raises the close reason."""
-        text = encode_event(event, data)
+        text = self._codec.encode_event(event, data)
         limit = self._send_timeout if timeout is None else timeout
         try:
             await asyncio.wait_for(self._send(text), limit)
@@ -330,12 +342,12 @@ class GatewayClient:
     async def _call(self, event: str, data: Any) -> Any:
         call_id, reply = self._calls.open(event)
         try:
-            await self._send(encode_event(event, data, call_id), call_id)
+            await self._send(self._codec.encode_event(event, data, call_id), call_id)
             return await reply
         finally:
             self._calls.close(call_id)
 
-    async def _send(self, text: str, call_id: int | None = None) -> None:
+    async def _send(self, text: Encoded, call_id: int | None = None) -> None:
         while True:
             link = await self._current_link()
             if call_id is not None:
@@ -403,9 +415,11 @@ class GatewayClient:
             return ConnectionClosed(code, reason, terminal=terminal)
 
     async def _handle(self, link: _Link, raw: str | bytes) -> None:
-        frame = decode(raw)
+        frame = self._codec.decode(raw)
         if frame is None:
-            logger.warning("ignored a server message that is not a JSON object with an event")
+            logger.warning(
+                "ignored a server message that is not a %s map with an event", self._codec.name
+            )
             return
         if frame.event == SESSION_EVENT:
             self._take_session(frame.data)

@@ -8,8 +8,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as WebSocketClosed
 
+from gatewayasgi.client.codecs import JSON_CODEC, Codec
 from gatewayasgi.client.errors import ConnectError
-from gatewayasgi.client.frames import SESSION_EVENT, decode
+from gatewayasgi.client.frames import SESSION_EVENT
 from gatewayasgi.client.handshake import (
     HeadersSource,
     is_terminal_close,
@@ -33,9 +34,13 @@ class Connector:
         recovery: SessionRecovery,
         timeout: float,
         max_message_size: int | None,
+        codec: Codec = JSON_CODEC,
     ) -> None:
         self.url = url
         self.headers = headers
+        self.codec = codec
+        if codec.subprotocol is not None:  # offered first, whatever else is
+            subprotocols = (codec.subprotocol, *subprotocols)
         self.subprotocols = subprotocols
         self.recovery = recovery
         self.timeout = timeout
@@ -51,6 +56,14 @@ class Connector:
             open_timeout=self.timeout,
             max_size=self.max_message_size,
         )
+        spoken = self.codec.subprotocol
+        if spoken is not None and ws.subprotocol != spoken:
+            await asyncio.shield(ws.close())
+            raise ConnectError(
+                f"{self.url} does not speak {self.codec.name} (the handshake did not select "
+                f"{spoken}): the server needs GatewayMiddleware(..., protocols=[MessagePack()])",
+                terminal=True,
+            )
         if not self.recovery.enabled:
             return ws, None
         try:
@@ -73,7 +86,7 @@ class Connector:
                 f"closed before its $session frame (code {code}{': ' if reason else ''}{reason})",
                 terminal=is_terminal_close(code),
             ) from exc
-        frame = decode(raw)
+        frame = self.codec.decode(raw)
         if frame is None or frame.event != SESSION_EVENT:
             raise ConnectError(
                 f"the gateway's first frame was not $session: {_NEEDS_RECOVERY}", terminal=True

@@ -20,7 +20,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as WebSocketClosed
 
 from gatewayasgi.client.calls import Handler, answer_call
-from gatewayasgi.client.frames import InboundFrame, encode_event
+from gatewayasgi.client.codecs import JSON_CODEC, Codec
+from gatewayasgi.client.frames import InboundFrame
 
 logger = logging.getLogger("gatewayasgi.client")
 
@@ -30,9 +31,10 @@ LifecycleEvent = Literal["connect", "disconnect", "session"]
 class Dispatcher:
     """Handlers per server event, lifecycle callbacks, and the tasks running them."""
 
-    def __init__(self, max_tasks: int) -> None:
+    def __init__(self, max_tasks: int, codec: Codec = JSON_CODEC) -> None:
         if max_tasks < 1:
             raise ValueError(f"max_handler_tasks must be >= 1, got {max_tasks}")
+        self.codec = codec
         self.handlers: dict[str, Handler] = {}
         self.lifecycle: dict[LifecycleEvent, list[Callable[..., Any]]] = {
             "connect": [],
@@ -69,7 +71,7 @@ class Dispatcher:
         handler = self.handlers.get(frame.event)
 
         async def reply() -> None:
-            text = await answer_call(handler, frame, ack)
+            text = await answer_call(handler, frame, ack, self.codec)
             if current():
                 with suppress(WebSocketClosed):
                     await ws.send(text)
@@ -80,7 +82,7 @@ class Dispatcher:
         """Answer the server's heartbeat with a frame of the same event (any frame keeps the
         connection, per the README); a handler for it runs too. Never reaches ``receive()``."""
         with suppress(WebSocketClosed):
-            await ws.send(encode_event(frame.event, None))
+            await ws.send(self.codec.encode_event(frame.event, None))
         await self.deliver(frame)
 
     def fire(self, name: LifecycleEvent, *args: Any) -> None:

@@ -49,6 +49,11 @@ def decode(raw: str | bytes) -> InboundFrame | None:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    return frame_of(value)
+
+
+def frame_of(value: Any) -> InboundFrame | None:
+    """A parsed message as a frame; ``None`` for anything but a ``{"event": str}`` map."""
     if not isinstance(value, dict):
         return None
     event = value.get("event")

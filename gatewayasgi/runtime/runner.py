@@ -53,6 +53,11 @@ class GatewayRunner:
         self.handlers = table.handlers
         self.overflow = Overflow(table.meta.options.get("overflow", settings.overflow))
         self.heartbeat_event = settings.heartbeat_event if settings.heartbeat_interval else None
+        spoken = tuple(table.meta.subprotocols)
+        if protocol.subprotocol is not None:
+            spoken = (protocol.subprotocol, *spoken)
+        self.subprotocols = spoken
+        """What the accept may select: the wire protocol's own subprotocol first."""
         self.keeper: SessionHooks | None = None
         """Set by the middleware when the gateway keeps sessions (recovery)."""
         self._budget = budget
@@ -175,9 +180,7 @@ class GatewayRunner:
 
     async def _accept(self, scope: Scope, send: Send, client: Connection) -> None:
         accept: Message = {"type": "websocket.accept"}
-        subprotocol = choose_subprotocol(
-            scope.get("subprotocols") or (), self.table.meta.subprotocols
-        )
+        subprotocol = choose_subprotocol(scope.get("subprotocols") or (), self.subprotocols)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
         await send(accept)
