@@ -12,3 +12,6 @@ declare class URL {
   readonly href: string;
   readonly searchParams: { set(name: string, value: string): void };
 }
+// Named by @msgpack/msgpack's declarations (its decodeAsync / stream helpers, unused here).
+type BufferSource = ArrayBufferView | ArrayBuffer;
+interface ReadableStream<R = unknown> {}

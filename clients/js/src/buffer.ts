@@ -1,11 +1,12 @@
 /** The bounded buffer of frames emitted while offline, sent in order on the next connection. */
+import type { Encoded } from "./codec.js";
 import { BufferFullError } from "./errors.js";
 import type { BufferOverflow } from "./types.js";
 
 export interface OutboundFrame {
   readonly event: string;
   /** The encoded frame, ready for `socket.send`. */
-  readonly text: string;
+  readonly text: Encoded;
   /** The `emitWithAck` id the frame carries, if any. */
   readonly ackId: number | undefined;
 }

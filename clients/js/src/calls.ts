@@ -1,16 +1,18 @@
 /** Server -> client calls: run the listener, encode its outcome as the `$ack` answer. */
-import { type InboundFrame, encodeAckError, encodeAckResult } from "./frames.js";
+import { type Codec, type Encoded, codecFor } from "./codec.js";
+import type { InboundFrame } from "./frames.js";
 import type { Listener } from "./listeners.js";
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function encodeResult(ack: number, result: unknown): string {
+function encodeResult(codec: Codec, ack: number, result: unknown): Encoded {
   try {
-    return encodeAckResult(ack, result);
+    return codec.encodeAckResult(ack, result);
   } catch (error) {
-    return encodeAckError(ack, `Answer is not JSON-serialisable: ${messageOf(error)}`);
+    const format = codec.name === "json" ? "JSON" : "MessagePack";
+    return codec.encodeAckError(ack, `Answer is not ${format}-serialisable: ${messageOf(error)}`);
   }
 }
 
@@ -22,18 +24,21 @@ export function answerCall(
   listener: Listener | undefined,
   frame: InboundFrame,
   ack: number,
-): Promise<string> {
+  codec: Codec = codecFor("json"),
+): Promise<Encoded> {
   if (listener === undefined) {
-    return Promise.resolve(encodeAckError(ack, `No handler for server event '${frame.event}'`));
+    return Promise.resolve(
+      codec.encodeAckError(ack, `No handler for server event '${frame.event}'`),
+    );
   }
   let result: unknown;
   try {
     result = (listener as (data: unknown) => unknown)(frame.data);
   } catch (error) {
-    return Promise.resolve(encodeAckError(ack, messageOf(error)));
+    return Promise.resolve(codec.encodeAckError(ack, messageOf(error)));
   }
   return Promise.resolve(result).then(
-    (value) => encodeResult(ack, value),
-    (error: unknown) => encodeAckError(ack, messageOf(error)),
+    (value) => encodeResult(codec, ack, value),
+    (error: unknown) => codec.encodeAckError(ack, messageOf(error)),
   );
 }

@@ -9,6 +9,7 @@ import { PendingAcks } from "./acks.js";
 import { backoffDelay } from "./backoff.js";
 import { type OutboundFrame, SendBuffer } from "./buffer.js";
 import { answerCall } from "./calls.js";
+import { type Codec, codecFor } from "./codec.js";
 import {
   handshakeUrl,
   isTerminalClose,
@@ -23,7 +24,7 @@ import {
   GatewayClientError,
   ReconnectFailedError,
 } from "./errors.js";
-import { ERROR_EVENT, type InboundFrame, decodeFrame, encodeEvent, errorData } from "./frames.js";
+import { ERROR_EVENT, type InboundFrame, errorData } from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { type SessionRecovery, SessionTracker } from "./recovery.js";
 import type {
@@ -44,8 +45,6 @@ import type {
 } from "./types.js";
 
 const OPEN = 1;
-/** Sent before a deliberate close: the server ends the session (docs/recovery.md). */
-const END_FRAME = '{"event":"$end"}';
 const NORMAL_CLOSURE = 1000;
 /** Closes a socket the client gives up on without ending its session on the server. */
 const GOING_AWAY = 1001;
@@ -85,6 +84,8 @@ export class GatewayClient<
   private readonly connectTimeout: number;
   private readonly ackTimeout: number;
   private readonly heartbeatEvent: string | null;
+  /** How frames look on the wire (the `wireProtocol` option). */
+  private readonly codec: Codec;
 
   private currentState: ConnectionState = "idle";
   /** The socket of the current attempt or connection; `undefined` between them. */
@@ -109,6 +110,7 @@ export class GatewayClient<
     this.url = typeof url === "string" ? url : url.href;
     this.WebSocketImpl = resolveWebSocket(options.WebSocket);
     this.auth = options.auth;
+    this.codec = codecFor(options.wireProtocol);
     this.protocols =
       typeof options.protocols === "string" ? [options.protocols] : options.protocols;
     this.recovery = new SessionTracker(options.recover ?? true);
@@ -193,7 +195,8 @@ export class GatewayClient<
     // `$end` first: some servers (hypercorn) report every client-initiated close as 1006.
     if (code === NORMAL_CLOSURE) {
       if (socket && socket.readyState === OPEN && this.recovery.id !== undefined) {
-        socket.send(END_FRAME);
+        // Sent before a deliberate close: the server ends the session (docs/recovery.md).
+        socket.send(this.codec.endFrame);
       }
       this.recovery.forget();
     }
@@ -212,7 +215,7 @@ export class GatewayClient<
     event: E,
     ...args: DataArgs<EventData<ClientEvents, E>>
   ): void {
-    this.send({ event, text: encodeEvent(event, args[0]), ackId: undefined });
+    this.send({ event, text: this.codec.encodeEvent(event, args[0]), ackId: undefined });
   }
 
   /**
@@ -232,7 +235,7 @@ export class GatewayClient<
         this.buffer.remove(expired),
       );
       try {
-        this.send({ event, text: encodeEvent(event, data, id), ackId: id });
+        this.send({ event, text: this.codec.encodeEvent(event, data, id), ackId: id });
       } catch (error) {
         this.acks.settle(id);
         reject(toError(error));
@@ -297,7 +300,8 @@ export class GatewayClient<
     // close() (and maybe connect() again) may have run while the auth function was pending.
     if (attempt !== this.attemptSeq) return;
     // The resume credential travels as a subprotocol, never in the URL.
-    const offer = this.recovery.begin();
+    const spoken = this.codec.subprotocol;
+    const offer = spoken === undefined ? this.recovery.begin() : [spoken, ...this.recovery.begin()];
     const protocols =
       offer.length === 0
         ? this.protocols
@@ -339,6 +343,13 @@ export class GatewayClient<
     );
     socket.onopen = () => {
       if (this.socket !== socket) return;
+      const spoken = this.codec.subprotocol;
+      if (spoken !== undefined && socket.protocol !== undefined && socket.protocol !== spoken) {
+        // The server does not speak it (it selected another subprotocol, or none): final.
+        this.detach(socket);
+        this.attemptFailed(this.unspoken(), true);
+        return;
+      }
       // A gateway that keeps sessions opens with `$session`: the connection is ready then.
       if (!this.recovery.awaitsSession) this.opened(socket);
     };
@@ -414,6 +425,12 @@ export class GatewayClient<
    * client closes and `connect()` rejects. Anything else is retried with backoff.
    */
   private refusedOrFailed(code: number, reason: string, lastError: Error | undefined): void {
+    const unselected = /sent (no|an invalid) subprotocol/i.test(String(lastError?.message));
+    if (this.codec.subprotocol !== undefined && unselected) {
+      // `ws` fails a handshake that selected no subprotocol (browsers open it: see onopen).
+      this.attemptFailed(this.unspoken(), true);
+      return;
+    }
     const status = refusedStatus(lastError);
     if (status !== undefined) {
       const terminal = isTerminalStatus(status);
@@ -422,6 +439,14 @@ export class GatewayClient<
     }
     const terminal = isTerminalClose(code);
     this.attemptFailed(lastError ?? new DisconnectedError(code, reason, terminal), terminal);
+  }
+
+  /** The error of a handshake whose server does not speak the client's wire protocol. */
+  private unspoken(): GatewayClientError {
+    return new GatewayClientError(
+      `The server does not speak ${this.codec.name} (the handshake did not select ` +
+        `${this.codec.subprotocol}): it needs GatewayMiddleware(..., protocols=[MessagePack()])`,
+    );
   }
 
   /** An attempt failed before its socket opened. */
@@ -491,10 +516,12 @@ export class GatewayClient<
   // -- receiving --------------------------------------------------------------------------------
 
   private receive(socket: WebSocketLike, raw: unknown): void {
-    const frame = decodeFrame(raw);
+    const frame = this.codec.decode(raw);
     if (!frame) {
       this.report(
-        new GatewayClientError("Ignored a server message that is not a JSON object with an event"),
+        new GatewayClientError(
+          `Ignored a server message that is not a ${this.codec.name} map with an event`,
+        ),
       );
       return;
     }
@@ -527,7 +554,7 @@ export class GatewayClient<
       return;
     }
     if (frame.event === this.heartbeatEvent && socket.readyState === OPEN) {
-      socket.send(encodeEvent(frame.event, null));
+      socket.send(this.codec.encodeEvent(frame.event, null));
     }
     this.dispatch(this.listeners.take(frame.event), frame);
   }
@@ -555,7 +582,7 @@ export class GatewayClient<
   /** A server call: the first listener's (awaited) result answers it, on the socket it came on. */
   private answer(socket: WebSocketLike, frame: InboundFrame, ack: number): void {
     const [first, ...rest] = this.listeners.take(frame.event);
-    const answered = answerCall(first, frame, ack);
+    const answered = answerCall(first, frame, ack, this.codec);
     this.dispatch(rest, frame);
     void answered.then((reply) => {
       // The ack number belongs to that connection: after a reconnect the answer has nowhere to go.

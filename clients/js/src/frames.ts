@@ -43,6 +43,11 @@ export function decodeFrame(raw: unknown): InboundFrame | undefined {
   } catch {
     return undefined;
   }
+  return frameOf(value);
+}
+
+/** A parsed message as a frame; `undefined` for anything but a `{"event": str}` map. */
+export function frameOf(value: unknown): InboundFrame | undefined {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
   const frame = value as Record<string, unknown>;
   if (typeof frame.event !== "string" || frame.event === "") return undefined;

@@ -11,6 +11,7 @@
  */
 export { backoffDelay } from "./backoff.js";
 export { GatewayClient } from "./client.js";
+export type { Encoded, WireProtocolName } from "./codec.js";
 export {
   AckError,
   AckTimeoutError,

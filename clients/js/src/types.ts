@@ -57,7 +57,9 @@ export type ConnectionState = "idle" | "connecting" | "connected" | "reconnectin
 export interface WebSocketLike {
   readonly readyState: number;
   binaryType: string;
-  send(data: string): void;
+  /** The subprotocol the server selected (`""` for none), once open. */
+  readonly protocol?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   // Handler parameters are `any` so that implementations with richer event types fit.
   onopen: ((event: any) => void) | null;
@@ -87,6 +89,14 @@ export interface GatewayClientOptions {
    * client offers `gatewayasgi` and its resume credential before these.
    */
   protocols?: string | string[];
+  /**
+   * How frames look on the wire: `"json"` (text frames, the default) or `"msgpack"` (the same
+   * frames in MessagePack, `Uint8Array` data as `bin` both ways; the client offers the
+   * `gatewayasgi.msgpack` subprotocol, which the server must select: it registers
+   * `MessagePack()`). A `Date` is not sent as text in MessagePack (it is a timestamp extension,
+   * which the server refuses): send `date.toISOString()`.
+   */
+  wireProtocol?: "json" | "msgpack";
   /**
    * Resume the session after a reconnection (gateways with `recovery=Recovery(...)`): the client
    * offers its resume credential as a subprotocol, and the server replays the frames it missed.
