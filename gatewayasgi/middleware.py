@@ -372,13 +372,8 @@ class GatewayMiddleware:
             return
         if kind == "websocket":
             found = self.routes.match(path)
-            if found is None and logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "websocket %s: no gateway serves this path (namespaces: %s); %s",
-                    scope["path"],
-                    ", ".join(self.servers) or "none",
-                    "refused with 403" if self.app is None else "passed to the wrapped app",
-                )
+            if found is None:
+                self._log_unrouted(scope["path"], path)
             if found is not None:
                 if not self._started:
                     await self._start(None)
@@ -401,6 +396,25 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
         else:
             await _refuse(scope, receive, send)
+
+    def _log_unrouted(self, full_path: str, path: str) -> None:
+        """Say why no gateway took a websocket: at info when this middleware refuses it
+        or a forgotten gateway would have served it, else (the wrapped app's own
+        websockets) at debug. The path only, never the query string."""
+        forgotten = _forgotten_gateway(path)
+        if forgotten is None and self.app is not None:
+            if not logger.isEnabledFor(logging.DEBUG):
+                return
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        logger.log(
+            level,
+            "websocket %s %s: %s",
+            full_path[:200],
+            "refused with 403" if self.app is None else "passed to the wrapped app",
+            unrouted_reason(path, self.servers, forgotten),
+        )
 
     # -- startup and shutdown -------------------------------------------------
 
@@ -610,6 +624,31 @@ def _log_unserved() -> None:
                 f"{cls.__module__}.{cls.__qualname__} ({_namespace(cls)})" for cls in unserved
             ),
         )
+
+
+def _forgotten_gateway(path: str) -> type | None:
+    """A declared gateway that no middleware serves and whose namespace owns ``path``."""
+    for cls in registered_gateways():
+        if cls not in _SERVED and Routes([(_namespace(cls), cls, "")]).match(path):
+            return cls
+    return None
+
+
+def unrouted_reason(path: str, namespaces: Iterable[str], forgotten: type | None = None) -> str:
+    """Why no gateway took a websocket to route path ``path``, in the words the server's
+    log and the test client's ``WebSocketDenied`` share. ``forgotten``: the declared
+    gateway that owns ``path`` but is served by no middleware, when already known."""
+    if forgotten is None:
+        forgotten = _forgotten_gateway(path)
+    served = ", ".join(namespaces) or "none"
+    if forgotten is None:
+        hint = "is the gateway passed to GatewayMiddleware(gateways=[...])?"
+    else:
+        hint = (
+            f"gateway {forgotten.__module__}.{forgotten.__qualname__} declares it but was "
+            "passed to no GatewayMiddleware: add it to gateways=[...]"
+        )
+    return f"no gateway serves this path (namespaces served: {served}); {hint}"
 
 
 def _namespace(cls: type) -> str:

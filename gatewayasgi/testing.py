@@ -169,6 +169,7 @@ def _gateway_middlewares(app: Any) -> list[GatewayMiddleware]:
 def _explain(app: Any, scope: Scope) -> tuple[tuple[str, ...], str]:
     """The namespaces served and why a handshake to ``scope``'s path was refused."""
     from gatewayasgi.dispatch.routes import route_path
+    from gatewayasgi.middleware import unrouted_reason
 
     middlewares = _gateway_middlewares(app)
     if not middlewares:
@@ -182,11 +183,7 @@ def _explain(app: Any, scope: Scope) -> tuple[tuple[str, ...], str]:
                 f"gateway {found[0].namespace} refused it (a handshake guard, "
                 "allowed_origins or max_connections; the 'gatewayasgi' logger says which)"
             )
-    served = ", ".join(namespaces) or "none"
-    return namespaces, (
-        f"no gateway serves this path (namespaces served: {served}); is the gateway "
-        "passed to GatewayMiddleware(gateways=[...])?"
-    )
+    return namespaces, unrouted_reason(path, namespaces)
 
 
 class GatewayTestClient:

@@ -20,6 +20,8 @@ class Denial:
     details: dict[str, Any] = field(default_factory=dict)
     failure: Exception | None = None
     """An unexpected exception a guard raised (logged, never shown to the client)."""
+    guard: str = ""
+    """The class name of the guard that refused (for the log)."""
 
 
 async def check_guards(guards: Sequence[Guard], context: ExecutionContext) -> Denial | None:
@@ -28,15 +30,17 @@ async def check_guards(guards: Sequence[Guard], context: ExecutionContext) -> De
     A guard denies by returning a falsy value (``ACCESS_DENIED``) or raising
     ``WsException`` (its message and data); any other exception is a failure.
     """
+    name = ""
     try:
         for guard in guards:
+            name = type(guard).__name__
             allowed = guard.can_activate(context)
             if inspect.isawaitable(allowed):
                 allowed = await allowed
             if not allowed:
-                return Denial(codec.ACCESS_DENIED)
+                return Denial(codec.ACCESS_DENIED, guard=name)
     except WsException as exc:
-        return Denial(exc.message, exc.data)
+        return Denial(exc.message, exc.data, guard=name)
     except Exception as exc:
-        return Denial(codec.INTERNAL_ERROR, failure=exc)
+        return Denial(codec.INTERNAL_ERROR, failure=exc, guard=name)
     return None

@@ -90,7 +90,6 @@ class GatewayRunner:
         self._slots += 1
         try:
             if self.table.handshake_guards and not await self._handshake_allowed(client):
-                logger.debug("gateway %s: a handshake guard refused a client", self.namespace)
                 await refuse(scope, send, FORBIDDEN)
                 return
             credential = None
@@ -168,6 +167,14 @@ class GatewayRunner:
                 "handshake guard of %s failed",
                 self.table.name,
                 exc_info=(type(denial.failure), denial.failure, denial.failure.__traceback__),
+            )
+        else:
+            # The path only: no query string, no header, nor what the guard said.
+            logger.info(
+                "gateway %s: websocket %s refused with 403: handshake guard %s said no",
+                self.namespace,
+                client.scope["path"][:200],
+                denial.guard,
             )
         if self.metrics is not None:
             self.metrics.on_refuse(self.namespace, "guard" if denial.failure is None else "error")

@@ -84,16 +84,34 @@ async def test_nothing_is_reported_when_every_declared_gateway_is_served(
     assert unserved_warnings(caplog) == []
 
 
-async def test_an_unmatched_path_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, "gatewayasgi")
+async def test_a_forgotten_gateway_path_is_logged_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gatewayasgi")
+    app = GatewayMiddleware(gateways=[ServedGateway])
+    async with GatewayTestClient(app) as client:
+        with pytest.raises(WebSocketDenied, match="ForgottenGateway declares it"):
+            async with client.websocket_connect("/forgotten?token=secret"):
+                pass
+    assert (
+        "websocket /forgotten refused with 403: no gateway serves this path (namespaces "
+        f"served: /served); gateway {__name__}.ForgottenGateway declares it but was passed "
+        "to no GatewayMiddleware: add it to gateways=[...]" in caplog.messages
+    )
+    assert not any("secret" in message for message in caplog.messages)
+
+
+async def test_an_unmatched_path_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gatewayasgi")
     app = GatewayMiddleware(gateways=[ServedGateway])
     async with GatewayTestClient(app) as client:
         with pytest.raises(WebSocketDenied, match="namespaces served: /served"):
-            async with client.websocket_connect("/forgotten"):
+            async with client.websocket_connect("/nowhere"):
                 pass
     assert (
-        "websocket /forgotten: no gateway serves this path (namespaces: /served); "
-        "refused with 403" in caplog.messages
+        "websocket /nowhere refused with 403: no gateway serves this path (namespaces "
+        "served: /served); is the gateway passed to GatewayMiddleware(gateways=[...])?"
+        in caplog.messages
     )
 
 
@@ -111,20 +129,23 @@ async def test_an_unmatched_path_passed_to_the_app_is_logged_at_debug(
         with pytest.raises(WebSocketDenied, match="no gateway serves this path"):
             async with client.websocket_connect("/elsewhere"):
                 pass
-    assert any(
-        message.startswith("websocket /elsewhere: no gateway serves this path")
-        and message.endswith("passed to the wrapped app")
-        for message in caplog.messages
+    [record] = [r for r in caplog.records if r.getMessage().startswith("websocket /elsewhere")]
+    assert record.levelno == logging.DEBUG  # the app's own websockets are not news
+    assert record.getMessage().startswith(
+        "websocket /elsewhere passed to the wrapped app: no gateway serves this path"
     )
 
 
-async def test_a_handshake_guard_refusal_is_logged_at_debug(
+async def test_a_handshake_guard_refusal_is_logged_at_info(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, "gatewayasgi")
+    caplog.set_level(logging.INFO, "gatewayasgi")
     app = GatewayMiddleware(gateways=[ClosedDoorGateway])
     async with GatewayTestClient(app) as client:
         with pytest.raises(WebSocketDenied, match="gateway /closed-door refused it"):
             async with client.websocket_connect("/closed-door"):
                 pass
-    assert "gateway /closed-door: a handshake guard refused a client" in caplog.messages
+    assert (
+        "gateway /closed-door: websocket /closed-door refused with 403: handshake guard "
+        "Nobody said no" in caplog.messages
+    )
