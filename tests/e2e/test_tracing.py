@@ -1,8 +1,10 @@
-"""``OpenTelemetryTracing`` beside ``PrometheusMetrics`` under real hypercorn and uvicorn.
+"""``OpenTelemetryTracing`` beside ``PrometheusMetrics`` under real hypercorn and uvicorn,
+and hypercorn's trio worker (contextvars-based span activation on trio too).
 
 Each test has its own SDK ``TracerProvider`` with the in-memory exporter (a simple span
 processor: a span is exported as it ends) and its own Prometheus registry, both read
-directly: the server runs in the test's event loop. Every wait is bounded. The backplane
+directly (the exporter locks; under ``hypercorn-trio`` the server runs in another
+thread). Every wait is bounded. The backplane
 (two worker processes on one redis-server) is ``tests/e2e/test_tracing_workers.py``.
 """
 
@@ -147,7 +149,7 @@ def one(spans: Sequence[ReadableSpan], where: Callable[[ReadableSpan], bool]) ->
     return chosen[0]
 
 
-SERVERS = pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+SERVERS = pytest.mark.parametrize("server", ["hypercorn", "uvicorn", "hypercorn-trio"])
 
 
 @SERVERS
@@ -176,7 +178,7 @@ async def test_a_frame_span_is_a_child_of_the_connection_the_handshake_traced(
         "gatewayasgi.outcome": "ok",
     }
     # The client closed: hypercorn (0.18) reports 1006 for every close a client starts.
-    code = 1006 if server == "hypercorn" else 1000
+    code = 1000 if server == "uvicorn" else 1006
     assert connection.attributes["gatewayasgi.close_code"] == code  # type: ignore[index]
     assert connection.attributes["url.path"] == NS  # type: ignore[index]
     assert connection.status.status_code is StatusCode.UNSET
