@@ -255,7 +255,7 @@ class Session:
                 denial = await check_guards(handler.guards, context)
                 if denial is not None:
                     if denial.failure is not None:
-                        if runner.metrics is not None:
+                        if runner.metrics is not None and runner.metrics.wraps_handlers:
                             self.fault = denial.failure
                         self._log_failure(f"guard of {handler.qualname}", denial.failure)
                         return await self._close(
@@ -315,8 +315,9 @@ class Session:
         self, handler: Handler, frame: Frame, context: ExecutionContext | None, exc: Exception
     ) -> bool:
         """A handler (or interceptor) raised: filters first, then the default treatment."""
-        if self.runner.metrics is not None:
-            self.fault = exc
+        metrics = self.runner.metrics
+        if metrics is not None and metrics.wraps_handlers:
+            self.fault = exc  # the wrapping instrument's watch ends with it (_wrapped)
         for filter_ in handler.filters:
             if isinstance(exc, catches(filter_)):
                 try:
