@@ -27,6 +27,7 @@ import orjson
 from gatewayasgi._types import JSONValue
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload, WireProtocol
+from gatewayasgi.protocol.carrier import Carrier, bounded
 from gatewayasgi.protocol.codec import (
     ACK_EVENT,
     ERROR_EVENT,
@@ -61,6 +62,7 @@ _CONTAINERS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
 """The first bytes of MessagePack maps and arrays: every level of nesting takes one."""
 _NOT_CONTAINERS = bytes(byte for byte in range(256) if byte not in _CONTAINERS)
 _OFFSET_KEY = ormsgpack.packb("offset")
+_TRACE_KEY = ormsgpack.packb(codec.TRACE_MEMBER)
 
 
 def _default(obj: Any) -> Any:
@@ -198,6 +200,16 @@ class MessagePack(WireProtocol):
         except ormsgpack.MsgpackDecodeError:
             return None
         return obj.get("error") if type(obj) is dict else None
+
+    def carrier(self, raw: str | bytes) -> Carrier | None:
+        # As JSON's: only a frame holding the key is parsed again (a scan in C).
+        if type(raw) is not bytes or _TRACE_KEY not in raw:
+            return None
+        try:
+            obj = ormsgpack.unpackb(raw)
+        except ormsgpack.MsgpackDecodeError:
+            return None
+        return bounded(obj.get(codec.TRACE_MEMBER)) if type(obj) is dict else None
 
     def with_offset(self, frame: str | bytes, offset: str) -> bytes:
         # ``encode_emit`` writes a fixmap of two entries: one more entry is one more in

@@ -238,6 +238,16 @@ def test_transcode_from_the_canonical_frame() -> None:
     }
 
 
+def test_trace_carrier() -> None:
+    fields = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    assert MSGPACK.carrier(pack({"event": "x", "trace": fields})) == fields
+    assert MSGPACK.carrier(pack({"event": "x", "data": "trace"})) is None
+    assert MSGPACK.carrier(pack({"event": "x", "trace": {"a": 1}})) is None  # not strings
+    assert MSGPACK.carrier(pack({"event": "x", "trace": {"a": "b" * 10_000}})) is None
+    assert MSGPACK.carrier(pack({"event": "x"})) is None
+    assert MSGPACK.carrier('{"event":"x","trace":{"a":"b"}}') is None
+
+
 def test_answer_error() -> None:
     assert MSGPACK.answer_error(pack({"event": ACK_EVENT, "id": 1, "error": "e"})) == "e"
     assert MSGPACK.answer_error(pack({"event": ACK_EVENT, "id": 1, "data": 2})) is None
