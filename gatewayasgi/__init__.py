@@ -23,6 +23,7 @@ from gatewayasgi.gateway.filters import BaseWsExceptionFilter, Catch, UseFilters
 from gatewayasgi.gateway.guards import BaseGuard, ExecutionContext, WsArgumentsHost
 from gatewayasgi.gateway.interceptors import CallHandler, NestInterceptor, UseInterceptors
 from gatewayasgi.gateway.params import ConnectedSocket, MessageBody
+from gatewayasgi.gateway.streams import StreamEnd
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.middleware import GatewayMiddleware
 from gatewayasgi.protocol.close import CloseCode
@@ -77,6 +78,7 @@ __all__ = [
     "Presence",
     "Recovery",
     "Settings",
+    "StreamEnd",
     "SubscribeMessage",
     "UseFilters",
     "UseGuards",

@@ -131,6 +131,8 @@ class GatewayMiddleware:
         heartbeat_event: str = _DEFAULTS.heartbeat_event,
         close_timeout: float = _DEFAULTS.close_timeout,
         hook_timeout: float = _DEFAULTS.hook_timeout,
+        max_streams: int = _DEFAULTS.max_streams,
+        stream_timeout: float | None = _DEFAULTS.stream_timeout,
         gc_freeze: bool = _DEFAULTS.gc_freeze,
         **unknown: NoReturn,
     ) -> None:
@@ -159,6 +161,8 @@ class GatewayMiddleware:
             heartbeat_event=heartbeat_event,
             close_timeout=close_timeout,
             hook_timeout=hook_timeout,
+            max_streams=max_streams,
+            stream_timeout=stream_timeout,
             gc_freeze=gc_freeze,
         )
         if metrics is not None and not isinstance(metrics, Instrumentation):

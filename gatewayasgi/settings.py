@@ -95,6 +95,12 @@ class Settings:
     """Seconds to wait for a close frame to be written before giving up."""
     hook_timeout: Positive = 30.0
     """Seconds ``on_disconnect`` may run before it is abandoned."""
+    max_streams: AtLeastOne = 8
+    """Streams (generator handlers) one connection may run at once; one more request is
+    answered with an error frame."""
+    stream_timeout: Positive | None = 600.0
+    """Seconds a stream may run; past it the generator is closed and the stream ends
+    with an error frame. A reader that stops for good ends here, not in memory."""
     gc_freeze: bool = True
     """At startup, collect garbage once and move every object alive then (imports, the
     app, providers) out of the collector's reach with ``gc.freeze()``. Full collections

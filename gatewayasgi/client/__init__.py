@@ -57,6 +57,7 @@ from gatewayasgi.client.errors import (
 from gatewayasgi.client.frames import Message
 from gatewayasgi.client.handshake import is_terminal_close
 from gatewayasgi.client.recovery import Session
+from gatewayasgi.client.streams import Stream, StreamTimeout
 
 __all__ = [
     "CallError",
@@ -69,6 +70,8 @@ __all__ = [
     "NotConnected",
     "Session",
     "State",
+    "Stream",
+    "StreamTimeout",
     "backoff_delay",
     "is_terminal_close",
 ]

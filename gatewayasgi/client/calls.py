@@ -30,6 +30,12 @@ class PendingCalls:
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def new_id(self) -> int:
+        """An id no call or stream of this client uses (streams share the counter)."""
+        call_id = self._next_id
+        self._next_id += 1
+        return call_id
+
     def open(self, event: str) -> tuple[int, asyncio.Future[Any]]:
         """A new id and the future its reply settles; ``close(id)`` when done waiting."""
         call_id = self._next_id

@@ -32,10 +32,11 @@ from gatewayasgi.client.errors import (
     GatewayClientError,
     NotConnected,
 )
-from gatewayasgi.client.frames import SESSION_EVENT, Message
+from gatewayasgi.client.frames import CANCEL_EVENT, SESSION_EVENT, Message
 from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
+from gatewayasgi.client.streams import Stream
 
 logger = logging.getLogger("gatewayasgi.client")
 
@@ -121,6 +122,7 @@ class GatewayClient:
             codec,
         )
         self._calls = PendingCalls()
+        self._streams: dict[int, Stream] = {}
         self._inbox = Inbox(receive_buffer)
         self._dispatch = Dispatcher(max_handler_tasks, codec)
         self._state: State = "idle"
@@ -325,6 +327,34 @@ class GatewayClient:
         except asyncio.TimeoutError:
             raise CallTimeout(event, limit) from None
 
+    def stream(self, event: str, data: Any = None, *, timeout: float | None = None) -> Stream:
+        """Ask for a stream (a handler that ``yield``s) and read its items in order::
+
+            async for token in client.stream("prompt", {"text": "hi"}):
+                print(token)
+
+        The request goes out when the loop starts. ``timeout`` bounds the wait for each
+        item (``StreamTimeout``); leaving the loop early cancels the stream on the server
+        (``$cancel``). An error frame raises ``CallError``, and a connection that closes
+        mid-stream raises ``ConnectionClosed``. The end frame's data is ``stream.result``.
+        """
+        stream_id = self._calls.new_id()
+        streams = self._streams
+        stream: Stream
+
+        async def start() -> None:
+            streams[stream_id] = stream
+            await self._send(self._codec.encode_event(event, data, stream_id))
+
+        async def cancel() -> None:
+            await self._send(self._codec.encode_event(CANCEL_EVENT, None, stream_id))
+
+        def forget() -> None:
+            streams.pop(stream_id, None)
+
+        stream = Stream(event, stream_id, timeout, start, cancel, forget)
+        return stream
+
     async def receive(self, timeout: float | None = None) -> Message:
         """The next server event no handler took, as ``Message(event, data)``; buffered
         events outlive reconnects. ``TimeoutError`` after ``timeout`` seconds; once closed
@@ -428,7 +458,10 @@ class GatewayClient:
         if frame.ack is not None:
             await self._dispatch.answer(link.ws, frame, frame.ack, lambda: self._link is link)
         elif frame.id is not None:
-            if not self._calls.settle(frame):
+            stream = self._streams.get(frame.id) if isinstance(frame.id, int) else None
+            if stream is not None:
+                stream.feed(frame)
+            elif not self._calls.settle(frame):
                 logger.debug("dropped a reply to %r that no call waits for", frame.event)
         elif frame.event == self._heartbeat_event:
             await self._dispatch.heartbeat(link.ws, frame)
@@ -495,6 +528,8 @@ class GatewayClient:
         link.detached.set()
         self.last_close = closed
         self._calls.reject_sent(link.generation, closed)
+        for stream in list(self._streams.values()):
+            stream.fail(closed)  # the server closed them with the connection
         if self._state == "connected":
             self._set_state("reconnecting")
         self._dispatch.fire("disconnect", closed)
@@ -506,6 +541,8 @@ class GatewayClient:
             self._link = None
         self._finished = error
         self._calls.reject_all(error)
+        for stream in list(self._streams.values()):
+            stream.fail(error)
         self._set_state("closed")
         self._inbox.wake()
 

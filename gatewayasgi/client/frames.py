@@ -17,6 +17,8 @@ import orjson
 ERROR_EVENT = "error"
 ACK_EVENT = "$ack"
 SESSION_EVENT = "$session"
+CANCEL_EVENT = "$cancel"
+"""Cancels the stream whose request carried the frame's ``id``."""
 END_FRAME = '{"event":"$end"}'
 """Sent before a deliberate close: the server ends the session (``docs/recovery.md``)."""
 
@@ -34,6 +36,11 @@ class InboundFrame(NamedTuple):
     """Present when the server calls the client and waits for a ``$ack`` answer."""
     offset: str | None = None
     """The frame's position in the session's history (recovery on)."""
+    seq: int | None = None
+    """Present on an item of a stream (numbered from 1); ``id`` names the stream."""
+    end: bool = False
+    """True on the end of a stream (``cancelled`` when the client cancelled it)."""
+    cancelled: bool = False
 
 
 class Message(NamedTuple):
@@ -68,7 +75,12 @@ def frame_of(value: Any) -> InboundFrame | None:
     offset = value.get("offset")
     if not isinstance(offset, str):
         offset = None
-    return InboundFrame(event, value.get("data"), frame_id, ack, offset)
+    seq = value.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        seq = None
+    end = value.get("end") is True
+    cancelled = value.get("cancelled") is True
+    return InboundFrame(event, value.get("data"), frame_id, ack, offset, seq, end, cancelled)
 
 
 def encode_event(event: str, data: Any, frame_id: FrameId | None = None) -> str:

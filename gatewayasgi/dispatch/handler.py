@@ -108,6 +108,9 @@ class Handler:
     description: HandlerDescription | None = field(default=None, compare=False)
     threaded: bool = False
     """True for a ``def`` method: it runs in anyio's worker thread pool."""
+    streams: bool = False
+    """True for a generator (``async def`` with ``yield``, or ``def`` with ``yield``):
+    ``invoke`` returns the generator, and the runtime sends its items as a stream."""
 
 
 def _socket(client: Any, data: Any) -> Any:
@@ -260,25 +263,6 @@ def _parameter(name: str, param: inspect.Parameter, hint: Any) -> Parameter:
     return Parameter(name, "body", key, annotation)
 
 
-STREAMING_RECIPE = (
-    "a handler's return value is its one reply, so a generator would reach the client as "
-    "an unserialisable object. To stream, take client=ConnectedSocket() in a plain async "
-    "handler, await client.emit('{event}.item', item) for each item (bounded by the "
-    "outbox) and return the final reply, which carries the request's id (README: "
-    "'Streaming')"
-)
-
-
-def _refuse_generator(qualname: str, event: str, func: Callable[..., Any]) -> None:
-    """Generators fail at startup, not as a 1011 on the first frame."""
-    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
-        kind = "an async generator" if inspect.isasyncgenfunction(func) else "a generator"
-        raise ConfigurationError(
-            f"Handler {qualname} for event '{event}' is {kind}: "
-            + STREAMING_RECIPE.format(event=event)
-        )
-
-
 def compile_handler(
     event: str,
     owner: str,
@@ -289,7 +273,6 @@ def compile_handler(
 ) -> Handler:
     """Prepare ``func`` (a bound gateway method) for dispatch of ``event``."""
     qualname = f"{owner}.{getattr(func, '__name__', event)}"
-    _refuse_generator(qualname, event, func)
     try:
         hints = typing.get_type_hints(func)
     except Exception:
@@ -320,14 +303,19 @@ def compile_handler(
         doc=inspect.getdoc(func),
     )
     invoke = _invoker(func, extractors, positional)
-    threaded = not inspect.iscoroutinefunction(func)
+    # A generator function's call runs none of its body: it is invoked on the loop (the
+    # extractors validate the payload there, before the first item), and a ``def``
+    # generator's items are then each taken in the worker thread pool by the runtime.
+    streams = inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
+    threaded = not streams and not inspect.iscoroutinefunction(func)
     return Handler(
         event=event,
         qualname=qualname,
         func=func,
-        is_async=True,
+        is_async=not streams,
         invoke=_in_thread(qualname, invoke) if threaded else invoke,
         threaded=threaded,
+        streams=streams,
         guards=guards,
         filters=filters,
         interceptors=interceptors,

@@ -62,6 +62,22 @@ class WireProtocol(ABC):
         """A server -> client call (``client.call``) the client answers with ``$ack``."""
         return codec.dumps({"event": event, "data": data, "ack": number}).decode()
 
+    streams: bool = False
+    """Whether this protocol carries streams (``encode_stream_item`` / ``_end``)."""
+
+    def encode_stream_item(
+        self, event: str, item: Any, frame_id: str | int, sequence: int
+    ) -> Payload:
+        """One item of the stream that answers request ``frame_id`` (numbered from 1)."""
+        raise NotImplementedError(f"{self.name} carries no streams")
+
+    def encode_stream_end(
+        self, event: str, value: Any, frame_id: str | int, *, cancelled: bool = False
+    ) -> Payload:
+        """The end of the stream that answers request ``frame_id``, with its final value
+        (``StreamEnd``), or marked ``cancelled``."""
+        raise NotImplementedError(f"{self.name} carries no streams")
+
     def answer_error(self, raw: str | bytes) -> JSONValue:
         """The error a client's answer to a call carries (``None``: it answered data)."""
         return codec.answer_error(raw)

@@ -30,6 +30,14 @@ RATE_LIMITED = "Rate limit exceeded"
 
 ERROR_EVENT = "error"
 
+CANCEL_EVENT = "$cancel"
+"""A client's frame cancelling the stream that answers its request ``id``."""
+STREAM_NEEDS_ID = "A stream request needs an id"
+STREAM_LIMIT = "Too many streams: at most {limit} at once per connection"
+STREAM_ID_TAKEN = "A stream with this id is running already"
+STREAM_TIMEOUT = "Stream timed out"
+STREAM_ITEM_TOO_LARGE = "Stream item larger than the connection's outbox allows"
+STREAM_UNSUPPORTED = "Streams are not served over this protocol"
 ACK_EVENT = "$ack"
 """The event of a client's answer to a server -> client call (``runtime.calls``)."""
 
@@ -187,6 +195,19 @@ def encode_error(message: str, frame_id: str | int | None = None, **details: JSO
         return text
     data = {"message": message[:MAX_ERROR_MESSAGE], "truncated": True}
     return encode(ERROR_EVENT, data, frame_id)
+
+
+def encode_stream_item(event: str, item: Any, frame_id: str | int, sequence: int) -> str:
+    """``{"event", "data", "id", "seq"}``: one item of the stream answering ``frame_id``."""
+    return dumps({"event": event, "data": item, "id": frame_id, "seq": sequence}).decode()
+
+
+def encode_stream_end(event: str, value: Any, frame_id: str | int, cancelled: bool) -> str:
+    """``{"event", "data", "id", "end": true}`` (plus ``"cancelled": true``)."""
+    frame: dict[str, Any] = {"event": event, "data": value, "id": frame_id, "end": True}
+    if cancelled:
+        frame["cancelled"] = True
+    return dumps(frame).decode()
 
 
 def is_reply_message(value: Any) -> bool:

@@ -32,6 +32,16 @@ class JsonProtocol(WireProtocol):
     def encode_emit(self, event: str, data: JSONValue) -> str:
         return codec.encode(event, data)
 
+    streams = True
+
+    def encode_stream_item(self, event: str, item: Any, frame_id: str | int, sequence: int) -> str:
+        return codec.encode_stream_item(event, item, frame_id, sequence)
+
+    def encode_stream_end(
+        self, event: str, value: Any, frame_id: str | int, *, cancelled: bool = False
+    ) -> str:
+        return codec.encode_stream_end(event, value, frame_id, cancelled)
+
     def carrier(self, raw: str | bytes) -> dict[str, str] | None:
         return codec.trace_carrier(raw)
 

@@ -31,11 +31,12 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT, Outcome
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import ACK_EVENT, Answer, Frame, FrameError
+from gatewayasgi.protocol.codec import ACK_EVENT, CANCEL_EVENT, Answer, Frame, FrameError
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.outbox import frame_cost
+from gatewayasgi.runtime.streams import Streams
 from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
 
 if TYPE_CHECKING:
@@ -73,13 +74,17 @@ _PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT))
 class Session:
     """Serves one accepted connection for its gateway's ``GatewayRunner``."""
 
-    __slots__ = ("client", "fault", "runner", "throttle")
+    __slots__ = ("client", "fault", "runner", "spawn", "streams", "throttle")
 
     def __init__(self, runner: SessionHost, client: Connection) -> None:
         self.runner = runner
         self.client = client
         self.throttle: Throttle | None = None
         """Made on the first frame: idle clients never pay for it."""
+        self.streams: Streams | None = None
+        """The connection's running streams (made by its first stream request)."""
+        self.spawn: Callable[..., Any] | None = None
+        """Starts a task in the connection's task group (set once it exists)."""
         self.fault: BaseException | None = None
         """What the handler being wrapped raised (instrumented sessions only): its
         ``Watch`` ends with it."""
@@ -101,6 +106,7 @@ class Session:
         async with anyio.create_task_group() as tasks:
             client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)
+            self.spawn = tasks.start_soon
             if runner.settings.heartbeat_interval:
                 tasks.start_soon(self._heartbeat)
             started = True
@@ -239,6 +245,10 @@ class Session:
             return True
         if frame.event == self.runner.heartbeat_event:
             return True
+        if frame.event == CANCEL_EVENT:  # ends one stream; an unknown id is counted
+            if self.streams is not None:
+                self.streams.cancel(frame.id)
+            return True
         if frame.event == END_EVENT:  # the client is done: its close ends the session
             self.client.ends_session = True
             return True
@@ -264,6 +274,8 @@ class Session:
                     return await self._close(
                         CloseCode.POLICY_VIOLATION, denial.message, frame.id, denial.details
                     )
+        if handler.streams:
+            return await self._stream(handler, frame, context)
         try:
             if handler.interceptors:
                 result = await self._intercepted(handler, frame, context)
@@ -287,6 +299,31 @@ class Session:
         await client.outbox.send(message, frame_cost(payload))
         if runner.metrics is not None:
             runner.metrics.on_frame_out(runner.namespace, 1)
+        return True
+
+    async def _stream(
+        self, handler: Handler, frame: Frame, context: ExecutionContext | None
+    ) -> bool:
+        """Start the stream a generator handler answers ``frame`` with (``runtime.streams``):
+        guards ran already, and the payload is validated here, before the first item."""
+        streams = self.streams
+        if streams is None:
+            assert self.spawn is not None
+            runner = self.runner
+            streams = self.streams = Streams(
+                self.client, runner.protocol, runner.settings, self.spawn
+            )
+        refusal = streams.refusal(frame.id)
+        if refusal is not None or frame.id is None:
+            return await self._error(refusal or codec.STREAM_NEEDS_ID, frame.id, counted=True)
+        try:
+            if handler.interceptors:
+                source = await self._intercepted(handler, frame, context)
+            else:
+                source = handler.invoke(self.client, frame.data)
+        except Exception as exc:
+            return await self._failed(handler, frame, context, exc)
+        streams.start(frame.event, frame.id, source, handler.qualname)
         return True
 
     async def _reply(self, payload: Payload) -> None:
