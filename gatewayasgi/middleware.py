@@ -235,7 +235,10 @@ class GatewayMiddleware:
 
     def _speakers(self, runner: GatewayRunner) -> None:
         """A runner per other wire protocol: the gateway's own table, server and session
-        keeper (rooms, emits and history are shared), another protocol."""
+        keeper (rooms, emits and history are shared), another protocol. A gateway that
+        declares its own protocol speaks it to every client of its path."""
+        if runner.table.meta.protocol is not None:
+            return
         for protocol in self.protocols:
             speaker = GatewayRunner(
                 runner.table,
@@ -280,7 +283,12 @@ class GatewayMiddleware:
         )
         table.gateway.server = server
         runner = GatewayRunner(
-            table, server, settings, self.protocol, budget=self.budget, metrics=self.metrics
+            table,
+            server,
+            settings,
+            _protocol_of(table) or self.protocol,
+            budget=self.budget,
+            metrics=self.metrics,
         )
         recovery = self._recovery_of(table)
         keeper = None if recovery is None else self._keeper(runner, recovery)
@@ -446,6 +454,10 @@ class GatewayMiddleware:
                     "several worker processes, pass broker=RedisBroker(url) to share them",
                     os.getpid(),
                 )
+            if task_group is not None:
+                for server in self.servers.values():
+                    # Keyed streams outlive the connection that started them.
+                    await task_group.start(server.streams.serve)
             if self.socketio is not None and task_group is not None:
                 await task_group.start(self.socketio.serve)  # its own group: see serve
             for keeper in self.keepers:
@@ -587,6 +599,16 @@ def _instruments(
             "instrumentation must be an Instrumentation or a list of them (e.g. "
             f"[PrometheusMetrics(), OpenTelemetryTracing()]), got {instrumentation!r}"
         ) from None
+
+
+def _protocol_of(table: GatewayTable) -> WireProtocol | None:
+    """The wire protocol a gateway declared (``@WebSocketGateway(protocol=...)``), checked."""
+    chosen = table.meta.protocol
+    if chosen is not None and not isinstance(chosen, WireProtocol):
+        raise ConfigurationError(
+            f"{table.name}: protocol must be a WireProtocol (e.g. AISDKChat()), got {chosen!r}"
+        )
+    return chosen
 
 
 def _other_protocols(protocols: Sequence[WireProtocol]) -> tuple[WireProtocol, ...]:

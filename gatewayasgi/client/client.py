@@ -32,7 +32,7 @@ from gatewayasgi.client.errors import (
     GatewayClientError,
     NotConnected,
 )
-from gatewayasgi.client.frames import CANCEL_EVENT, SESSION_EVENT, Message
+from gatewayasgi.client.frames import ATTACH_EVENT, CANCEL_EVENT, SESSION_EVENT, Message
 from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
@@ -327,7 +327,14 @@ class GatewayClient:
         except asyncio.TimeoutError:
             raise CallTimeout(event, limit) from None
 
-    def stream(self, event: str, data: Any = None, *, timeout: float | None = None) -> Stream:
+    def stream(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Stream:
         """Ask for a stream (a handler that ``yield``s) and read its items in order::
 
             async for token in client.stream("prompt", {"text": "hi"}):
@@ -337,14 +344,30 @@ class GatewayClient:
         item (``StreamTimeout``); leaving the loop early cancels the stream on the server
         (``$cancel``). An error frame raises ``CallError``, and a connection that closes
         mid-stream raises ``ConnectionClosed``. The end frame's data is ``stream.result``.
+        A ``key`` makes it a keyed stream: it outlives the connection, and
+        ``attach_stream(key)`` re-attaches to it (from another connection too).
         """
+        request: dict[str, Any] = {"event": event, "data": data}
+        if key is not None:
+            request["key"] = key
+        return self._open_stream(event, request, timeout)
+
+    def attach_stream(self, key: str, *, after: int = 0, timeout: float | None = None) -> Stream:
+        """Re-attach to the keyed stream ``key`` (a page reload, another worker's client):
+        its items after sequence ``after`` (0: from the start), then the live ones and
+        its end. A stream that is unknown ends at once with ``stream.missing`` true; the
+        gateway's ``can_attach(client, key)`` decides who may."""
+        request: dict[str, Any] = {"event": ATTACH_EVENT, "key": key, "after": after}
+        return self._open_stream(ATTACH_EVENT, request, timeout)
+
+    def _open_stream(self, event: str, request: dict[str, Any], timeout: float | None) -> Stream:
         stream_id = self._calls.new_id()
         streams = self._streams
         stream: Stream
 
         async def start() -> None:
             streams[stream_id] = stream
-            await self._send(self._codec.encode_event(event, data, stream_id))
+            await self._send(self._codec.encode_frame({**request, "id": stream_id}))
 
         async def cancel() -> None:
             await self._send(self._codec.encode_event(CANCEL_EVENT, None, stream_id))

@@ -34,6 +34,10 @@ class Codec:
     def encode_event(self, event: str, data: Any, frame_id: FrameId | None = None) -> Encoded:
         return frames.encode_event(event, data, frame_id)
 
+    def encode_frame(self, frame: dict[str, Any]) -> Encoded:
+        """Any frame map (a keyed stream request, a ``$attach``)."""
+        return frames.encode_frame(frame)
+
     def encode_ack_result(self, ack: int, result: Any) -> Encoded:
         return frames.encode_ack_result(ack, result)
 
@@ -72,6 +76,9 @@ class MessagePackCodec(Codec):
         frame: dict[str, Any] = {"event": event, "data": data}
         if frame_id is not None:
             frame["id"] = frame_id
+        return self._pack(frame)
+
+    def encode_frame(self, frame: dict[str, Any]) -> bytes:
         return self._pack(frame)
 
     def encode_ack_result(self, ack: int, result: Any) -> bytes:

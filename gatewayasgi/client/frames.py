@@ -17,6 +17,8 @@ import orjson
 ERROR_EVENT = "error"
 ACK_EVENT = "$ack"
 SESSION_EVENT = "$session"
+ATTACH_EVENT = "$attach"
+"""Re-attaches to a keyed stream (``key``, after sequence ``after``)."""
 CANCEL_EVENT = "$cancel"
 """Cancels the stream whose request carried the frame's ``id``."""
 END_FRAME = '{"event":"$end"}'
@@ -41,6 +43,8 @@ class InboundFrame(NamedTuple):
     end: bool = False
     """True on the end of a stream (``cancelled`` when the client cancelled it)."""
     cancelled: bool = False
+    missing: bool = False
+    """True on the end answering a ``$attach`` whose key names no stream."""
 
 
 class Message(NamedTuple):
@@ -80,7 +84,15 @@ def frame_of(value: Any) -> InboundFrame | None:
         seq = None
     end = value.get("end") is True
     cancelled = value.get("cancelled") is True
-    return InboundFrame(event, value.get("data"), frame_id, ack, offset, seq, end, cancelled)
+    missing = value.get("missing") is True
+    return InboundFrame(
+        event, value.get("data"), frame_id, ack, offset, seq, end, cancelled, missing
+    )
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """Any frame map as JSON text. Raises ``TypeError`` for non-JSON data."""
+    return _dumps(frame)
 
 
 def encode_event(event: str, data: Any, frame_id: FrameId | None = None) -> str:

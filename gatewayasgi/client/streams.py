@@ -52,6 +52,8 @@ class Stream:
         self.result: Any = None
         """The end frame's data (a ``StreamEnd`` value on the server), once ended."""
         self.cancelled = False
+        self.missing = False
+        """A re-attach found no stream with its key (it ended at once)."""
         self._start = start
         self._cancel = cancel
         self._forget = forget
@@ -128,6 +130,7 @@ class Stream:
         elif frame.end:
             self.result = frame.data
             self.cancelled = frame.cancelled
+            self.missing = frame.missing
             self._items.append(_END)
             self._done = True
         else:

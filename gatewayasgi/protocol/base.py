@@ -78,6 +78,14 @@ class WireProtocol(ABC):
         (``StreamEnd``), or marked ``cancelled``."""
         raise NotImplementedError(f"{self.name} carries no streams")
 
+    def encode_stream_start(self, event: str, frame_id: str | int) -> Payload | None:
+        """A frame announcing a stream before its first item (``None``: none is sent)."""
+        return None
+
+    def encode_stream_missing(self, event: str, frame_id: str | int) -> Payload:
+        """The answer to a ``$attach`` whose key names no stream."""
+        raise NotImplementedError(f"{self.name} carries no streams")
+
     def answer_error(self, raw: str | bytes) -> JSONValue:
         """The error a client's answer to a call carries (``None``: it answered data)."""
         return codec.answer_error(raw)

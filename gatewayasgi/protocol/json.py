@@ -42,6 +42,9 @@ class JsonProtocol(WireProtocol):
     ) -> str:
         return codec.encode_stream_end(event, value, frame_id, cancelled)
 
+    def encode_stream_missing(self, event: str, frame_id: str | int) -> str:
+        return codec.encode_stream_missing(frame_id)
+
     def carrier(self, raw: str | bytes) -> dict[str, str] | None:
         return codec.trace_carrier(raw)
 

@@ -137,6 +137,10 @@ def decode(raw: str | bytes) -> Frame:
         answer = tuple.__new__(Answer, (event, obj.get("data"), frame_id))
         answer.error = obj.get("error")
         return answer
+    if "key" in obj or event == codec.ATTACH_EVENT:
+        return codec.stream_frame(
+            event, obj.get("data"), frame_id, obj.get("key"), obj.get("after", 0)
+        )
     return tuple.__new__(Frame, (event, obj.get("data"), frame_id))
 
 
@@ -191,6 +195,32 @@ class MessagePack(WireProtocol):
 
     def encode_call(self, event: str, data: JSONValue, number: int) -> bytes:
         return packb({"event": event, "data": data, "ack": number})
+
+    streams = True
+
+    def encode_stream_item(
+        self, event: str, item: Any, frame_id: str | int, sequence: int
+    ) -> bytes:
+        return packb({"event": event, "data": item, "id": frame_id, "seq": sequence})
+
+    def encode_stream_end(
+        self, event: str, value: Any, frame_id: str | int, *, cancelled: bool = False
+    ) -> bytes:
+        frame: dict[str, Any] = {"event": event, "data": value, "id": frame_id, "end": True}
+        if cancelled:
+            frame["cancelled"] = True
+        return packb(frame)
+
+    def encode_stream_missing(self, event: str, frame_id: str | int) -> bytes:
+        return packb(
+            {
+                "event": codec.ATTACH_EVENT,
+                "data": None,
+                "id": frame_id,
+                "end": True,
+                "missing": True,
+            }
+        )
 
     def answer_error(self, raw: str | bytes) -> JSONValue:
         if isinstance(raw, str):

@@ -29,6 +29,7 @@ from gatewayasgi.runtime.operations import (
 )
 from gatewayasgi.runtime.outbox import frame_cost
 from gatewayasgi.runtime.rooms import Rooms
+from gatewayasgi.runtime.streams import StreamHub
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.node import Backplane
@@ -133,6 +134,8 @@ class WebSocketServer:
         """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
+        self.streams = StreamHub()
+        """Keyed streams of this gateway in this process (``runtime.streams``)."""
         self._foreign: set[Connection] = set()
         """Clients that speak another protocol than the canonical one (Socket.IO)."""
         self.cluster = ClusterOperations(self, None if backplane is None else backplane.cluster)

@@ -31,12 +31,20 @@ from gatewayasgi.instrumentation import UNKNOWN_EVENT, Outcome
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.base import Payload
 from gatewayasgi.protocol.close import CloseCode
-from gatewayasgi.protocol.codec import ACK_EVENT, CANCEL_EVENT, Answer, Frame, FrameError
+from gatewayasgi.protocol.codec import (
+    ACK_EVENT,
+    ATTACH_EVENT,
+    CANCEL_EVENT,
+    Answer,
+    Frame,
+    FrameError,
+    StreamFrame,
+)
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.outbox import frame_cost
-from gatewayasgi.runtime.streams import Streams
+from gatewayasgi.runtime.streams import MAX_KEYED, Streams
 from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
 
 if TYPE_CHECKING:
@@ -247,8 +255,12 @@ class Session:
             return True
         if frame.event == CANCEL_EVENT:  # ends one stream; an unknown id is counted
             if self.streams is not None:
-                self.streams.cancel(frame.id)
+                self.streams.cancel(frame.id, self.runner.server.streams)
+            else:
+                self.runner.server.streams.cancel(self.client, frame.id)  # type: ignore[arg-type]
             return True
+        if frame.event == ATTACH_EVENT:
+            return await self._attach(frame)
         if frame.event == END_EVENT:  # the client is done: its close ends the session
             self.client.ends_session = True
             return True
@@ -314,6 +326,15 @@ class Session:
                 self.client, runner.protocol, runner.settings, self.spawn
             )
         refusal = streams.refusal(frame.id)
+        hub = None
+        if refusal is None and type(frame) is StreamFrame:
+            # A keyed stream: it outlives this connection; superseding a running key
+            # needs the same permission as attaching to it.
+            hub = self.runner.server.streams
+            if hub.full():
+                refusal = codec.STREAM_LIMIT.format(limit=MAX_KEYED)
+            elif hub.running(frame.key) and not await self._may_attach(frame.key):
+                refusal = codec.STREAM_KEY_IN_USE
         if refusal is not None or frame.id is None:
             return await self._error(refusal or codec.STREAM_NEEDS_ID, frame.id, counted=True)
         try:
@@ -323,8 +344,47 @@ class Session:
                 source = handler.invoke(self.client, frame.data)
         except Exception as exc:
             return await self._failed(handler, frame, context, exc)
-        streams.start(frame.event, frame.id, source, handler.qualname)
+        if hub is not None and type(frame) is StreamFrame:
+            assert self.spawn is not None
+            hub.start(
+                frame.key,
+                frame.event,
+                source,
+                handler.qualname,
+                self.client,
+                frame.id,
+                self.spawn,
+                self.runner.settings,
+            )
+        else:
+            streams.start(frame.event, frame.id, source, handler.qualname)
         return True
+
+    async def _attach(self, frame: Frame) -> bool:
+        """``$attach``: re-attach to a keyed stream, if the gateway allows it."""
+        if type(frame) is not StreamFrame or frame.id is None:
+            return await self._error(codec.STREAM_NEEDS_ID, frame.id, counted=True)
+        if not self.runner.protocol.streams:
+            return await self._error(codec.STREAM_UNSUPPORTED, frame.id, counted=True)
+        if not await self._may_attach(frame.key):
+            return await self._error(codec.STREAM_ATTACH_REFUSED, frame.id, counted=True)
+        assert self.spawn is not None
+        self.spawn(self.runner.server.streams.attach, self.client, frame.id, frame.key, frame.after)
+        return True
+
+    async def _may_attach(self, key: str) -> bool:
+        """The gateway's ``can_attach(client, key)``: without one, nobody may."""
+        decide = getattr(self.runner.table.gateway, "can_attach", None)
+        if decide is None:
+            return False
+        try:
+            allowed = decide(self.client, key)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        except Exception as exc:
+            self._log_failure(f"{self.runner.table.name}.can_attach", exc)
+            return False
+        return allowed is True
 
     async def _reply(self, payload: Payload) -> None:
         client = self.client
