@@ -234,7 +234,8 @@ def encode_error(message: str, frame_id: str | int | None = None, **details: JSO
 
 def encode_stream_item(event: str, item: Any, frame_id: str | int, sequence: int) -> str:
     """``{"event", "data", "id", "seq"}``: one item of the stream answering ``frame_id``."""
-    return dumps({"event": event, "data": item, "id": frame_id, "seq": sequence}).decode()
+    message = {"event": event, "data": item, "id": frame_id, "seq": sequence}
+    return orjson.dumps(message, default=_default, option=_OPTIONS).decode()
 
 
 def encode_stream_missing(frame_id: str | int) -> str:

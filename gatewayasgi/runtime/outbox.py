@@ -169,6 +169,14 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._queue) if self._queue is not None else 0
 
+    def filling(self, size: int) -> bool:
+        """Whether a producer that must not outrun the socket (a stream) should wait
+        before adding ``size`` bytes: half the frames, or half the bytes, wait already."""
+        queue = self._queue
+        if not queue:
+            return False
+        return len(queue) >= self.max_messages // 2 or self._bytes + size > self.max_bytes // 2
+
     def held(self) -> int:
         """Bytes held now: queued frames plus the one being written."""
         return self._bytes

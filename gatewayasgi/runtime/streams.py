@@ -153,22 +153,24 @@ class Streams:
     async def _pump(self, items: AsyncIterator[Any], event: str, frame_id: str | int) -> Payload:
         client, protocol = self._client, self._protocol
         outbox = client.outbox
+        send, encode, message = outbox.send, protocol.encode_stream_item, protocol.message
+        max_bytes = outbox.max_bytes
         half = max(1, outbox.max_messages // 2)
         sequence = 0
         async for item in items:
-            if isinstance(item, StreamEnd):
+            if type(item) is StreamEnd:
                 return protocol.encode_stream_end(event, item.value, frame_id)
             sequence += 1
-            payload = protocol.encode_stream_item(event, item, frame_id, sequence)
+            payload = encode(event, item, frame_id, sequence)
             size = frame_cost(payload)
-            if size > outbox.max_bytes:
+            if size > max_bytes:
                 raise _TooLarge
             # Never ahead of the reader: past half the outbox, the generator waits.
-            if len(outbox) >= half or outbox.held() + size > outbox.max_bytes // 2:
+            if outbox.filling(size):
                 await outbox.wait_below(max(1, half // 2))
-            if client.closed:
+            if outbox.closed:
                 break
-            await outbox.send(protocol.message(payload), size)
+            await send(message(payload), size)
         return protocol.encode_stream_end(event, None, frame_id)
 
 
@@ -448,9 +450,8 @@ class StreamHub:
                 size = size or cost
                 message = client.protocol.message(payload)
                 if subscriber is pacer:
-                    half = max(1, outbox.max_messages // 2)
-                    if len(outbox) >= half or outbox.held() + cost > outbox.max_bytes // 2:
-                        await outbox.wait_below(max(1, half // 2))
+                    if outbox.filling(cost):
+                        await outbox.wait_below(max(1, outbox.max_messages // 4))
                     await outbox.send(message, cost)
                 else:
                     outbox.put_nowait(message, cost)
