@@ -9,6 +9,7 @@ queue the next polling ``GET`` takes (``polling.PollQueue``).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,6 +63,35 @@ class Namespaces(Protocol):
         """The scope a namespace's connection is served with."""
 
 
+class SendLock:
+    """Keeps a packet's attachments right behind it on one socket (several namespaces'
+    writers share it). Unlike ``anyio.Lock`` nothing in it belongs to a task, and taking
+    it free does not suspend: a send may begin in one task (an outbox's eager write, run
+    in the emitting handler's task) and finish in another (the outbox's writer), which a
+    task-bound lock or cancel scope cannot survive."""
+
+    __slots__ = ("_held", "_waiters")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: deque[anyio.Event] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            event = anyio.Event()
+            self._waiters.append(event)
+            await event.wait()
+        self._held = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._held = False
+        while self._waiters:
+            self._waiters.popleft().set()
+
+
 class EngineSocket:
     """One Engine.IO connection (see the module docstring)."""
 
@@ -81,7 +111,7 @@ class EngineSocket:
         self._reader_wake = anyio.Event()
         self._awaiting_reader = False
         # Made when first needed: an idle WebSocket connection holds as little as it can.
-        self._lock: anyio.Lock | None = None
+        self._lock: SendLock | None = None
         self.polling = PollQueue(endpoint.poll_budget) if transport == "polling" else None
         """What waits for the next polling GET (polling connections, before an upgrade)."""
         self._pong: anyio.Event | None = None
@@ -395,10 +425,10 @@ class EngineSocket:
             await ws_send({"type": "websocket.send", "text": frame})
 
     @property
-    def lock(self) -> anyio.Lock:
+    def lock(self) -> SendLock:
         """Held while a packet's attachments go out (and while an upgrade flushes)."""
         if self._lock is None:
-            self._lock = anyio.Lock()
+            self._lock = SendLock()
         return self._lock
 
     @property
