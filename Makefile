@@ -74,6 +74,7 @@ test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck docs ## 
 	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
 	cd tests/socketio/conformance && npm ci --no-audit --no-fund   # the Socket.IO protocol test suite (mocha)
 	cd tests/socketio/node && npm ci --no-audit --no-fund   # socket.io-client v4 for the real-client tests
+	cd tests/ai/node && npm ci --no-audit --no-fund   # the ai package's WebSocketChatTransport for the AI SDK tests
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-js
 

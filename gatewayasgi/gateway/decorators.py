@@ -33,6 +33,9 @@ class GatewayMeta:
     recovery: Any = None
     """A ``Recovery`` (sessions that survive reconnects), ``False`` (off whatever the
     middleware's default), or ``None`` (the middleware's default)."""
+    protocol: Any = None
+    """The gateway's own ``WireProtocol`` (``AISDKChat()``), spoken to every client of its
+    path; ``None``: the JSON protocol."""
 
 
 def attach(target: T, attr: str, items: tuple[Any, ...]) -> T:
@@ -78,6 +81,7 @@ def WebSocketGateway(
     handshake_guards: Sequence[Any] = (),
     subprotocols: Sequence[str] = (),
     recovery: Any = None,
+    protocol: Any = None,
 ) -> Callable[[C], C]: ...
 def WebSocketGateway(
     namespace: Any = None,
@@ -87,6 +91,7 @@ def WebSocketGateway(
     handshake_guards: Sequence[Any] = (),
     subprotocols: Sequence[str] = (),
     recovery: Any = None,
+    protocol: Any = None,
 ) -> Any:
     """Mark a class as a gateway serving ``namespace`` (default ``"/ws"``).
 
@@ -104,6 +109,8 @@ def WebSocketGateway(
     ``recovery=Recovery(window=...)`` keeps a client's session (id, rooms, state and the
     frames it missed) for a reconnect (see ``docs/recovery.md``); ``False`` turns off the
     middleware's default ``recovery`` for this gateway.
+    ``protocol`` is the wire protocol the gateway speaks instead of JSON, to every client
+    of its path (``gatewayasgi.ai.AISDKChat()``: the AI SDK's ``WebSocketChatTransport``).
     """
     if isinstance(namespace, type):
         return WebSocketGateway()(namespace)
@@ -117,6 +124,7 @@ def WebSocketGateway(
         tuple(handshake_guards),
         tuple(subprotocols),
         recovery,
+        protocol,
     )
 
     def decorate(cls: C) -> C:
