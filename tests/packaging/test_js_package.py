@@ -107,6 +107,9 @@ README_PRELUDES = [
     'import type { GatewayClient } from "@gatewayasgi/client";\n'
     "declare const client: GatewayClient;\n"
     "declare function resync(reason?: string | null): void;\n",
+    'import type { GatewayClient } from "@gatewayasgi/client";\n'
+    "declare const client: GatewayClient;\n"
+    "declare function render(item: unknown): void;\n",
 ]
 
 

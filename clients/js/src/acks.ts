@@ -27,7 +27,7 @@ export class PendingAcks {
     reject: (error: Error) => void,
     expired: (id: number) => void,
   ): number {
-    const id = this.nextId++;
+    const id = this.newId();
     const entry: PendingAck = { event, resolve, reject, timer: undefined, sent: false };
     if (Number.isFinite(timeout)) {
       entry.timer = setTimeout(
@@ -41,6 +41,11 @@ export class PendingAcks {
     }
     this.entries.set(id, entry);
     return id;
+  }
+
+  /** A new frame id: acks and streams share the counter, so a reply's id names one of them. */
+  newId(): number {
+    return this.nextId++;
   }
 
   markSent(id: number): void {

@@ -9,6 +9,8 @@ export interface OutboundFrame {
   readonly text: Encoded;
   /** The `emitWithAck` id the frame carries, if any. */
   readonly ackId: number | undefined;
+  /** The id of the stream the frame requests, if it does. */
+  readonly streamId?: number;
 }
 
 export class SendBuffer {
@@ -44,9 +46,9 @@ export class SendBuffer {
     return frames;
   }
 
-  /** Forget the frame carrying ack `id` (its caller stopped waiting). */
+  /** Forget the frame carrying ack or stream `id` (its caller stopped waiting). */
   remove(id: number): void {
-    this.frames = this.frames.filter((frame) => frame.ackId !== id);
+    this.frames = this.frames.filter((frame) => frame.ackId !== id && frame.streamId !== id);
   }
 
   overflowError(frame: OutboundFrame): BufferFullError {

@@ -24,9 +24,10 @@ import {
   GatewayClientError,
   ReconnectFailedError,
 } from "./errors.js";
-import { ERROR_EVENT, type InboundFrame, errorData } from "./frames.js";
+import { CANCEL_EVENT, ERROR_EVENT, type InboundFrame, errorData } from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { type SessionRecovery, SessionTracker } from "./recovery.js";
+import { GatewayStream, type StreamHooks } from "./streams.js";
 import type {
   AckArgs,
   AnyEvents,
@@ -40,6 +41,8 @@ import type {
   RecoveryReason,
   ServerListener,
   SessionEvent,
+  StreamArgs,
+  StreamItem,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";
@@ -99,6 +102,12 @@ export class GatewayClient<
   /** Why the client is `closed`: thrown by `emit`, rejected by `emitWithAck` until `connect()`. */
   private closeError: Error | undefined;
   private readonly acks = new PendingAcks();
+  /** The streams being read, by request id (from the acks' counter). */
+  private readonly streams = new Map<number, GatewayStream<unknown>>();
+  private readonly streamHooks: StreamHooks = {
+    cancel: (id, sent) => this.cancelStream(id, sent),
+    forget: (id) => this.streams.delete(id),
+  };
   private readonly buffer: SendBuffer;
   private readonly listeners = new ListenerRegistry();
   private anyListeners: AnyListener[] = [];
@@ -241,6 +250,40 @@ export class GatewayClient<
         reject(toError(error));
       }
     }) as Promise<EventReply<ClientEvents, E>>;
+  }
+
+  /**
+   * Ask for a stream (a handler that `yield`s) and read its items in order:
+   *
+   * ```ts
+   * for await (const token of client.stream("prompt", { text: "hi" }, { signal })) show(token);
+   * ```
+   *
+   * The request `{"event", "data", "id"}` is sent now (offline it waits in the send buffer, like
+   * `emit`). Leaving the loop early, `stream.cancel()`, the `signal` aborting or the per-item
+   * `timeout` passing cancel it on the server (`$cancel`). An error frame rejects with `AckError`,
+   * a connection that closes mid-stream with `DisconnectedError`. The end frame's data is
+   * `await stream.result`. See `GatewayStream`.
+   */
+  stream<E extends EventName<ClientEvents>>(
+    event: E,
+    ...args: StreamArgs<EventData<ClientEvents, E>>
+  ): GatewayStream<StreamItem<ClientEvents, E>> {
+    const [data, options] = args;
+    const id = this.acks.newId();
+    const stream = new GatewayStream<StreamItem<ClientEvents, E>>(event, id, this.streamHooks, {
+      timeout: options?.timeout,
+      signal: options?.signal,
+    });
+    if (!stream.checkSignal()) return stream; // aborted already: nothing is sent
+    this.streams.set(id, stream as GatewayStream<unknown>);
+    try {
+      const text = this.codec.encodeEvent(event, data, id);
+      this.send({ event, text, ackId: undefined, streamId: id });
+    } catch (error) {
+      stream.fail(toError(error));
+    }
+    return stream;
   }
 
   /**
@@ -412,6 +455,8 @@ export class GatewayClient<
     if (willReconnect) {
       this.currentState = "reconnecting";
       this.acks.rejectSent(error);
+      // The server closed them with the connection; requests still buffered go out on reconnect.
+      for (const stream of [...this.streams.values()]) if (stream.isSent) stream.fail(error);
     } else {
       this.finish(error);
     }
@@ -486,6 +531,7 @@ export class GatewayClient<
     if (this.socket) this.detach(this.socket);
     this.buffer.drain();
     this.acks.rejectAll(error);
+    for (const stream of [...this.streams.values()]) stream.fail(error);
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(error);
@@ -506,11 +552,30 @@ export class GatewayClient<
     if (dropped?.ackId !== undefined) {
       this.acks.settle(dropped.ackId)?.reject(this.buffer.overflowError(dropped));
     }
+    if (dropped?.streamId !== undefined) {
+      this.streams.get(dropped.streamId)?.fail(this.buffer.overflowError(dropped));
+    }
   }
 
   private transmit(socket: WebSocketLike, frame: OutboundFrame): void {
     socket.send(frame.text);
     if (frame.ackId !== undefined) this.acks.markSent(frame.ackId);
+    if (frame.streamId !== undefined) this.streams.get(frame.streamId)?.markSent();
+  }
+
+  /**
+   * A stream stopped on the client's side: a request still buffered is never sent; one that went
+   * out is cancelled on the server (a connection that closed since took the stream with it).
+   */
+  private cancelStream(id: number, sent: boolean): void {
+    if (!sent) {
+      this.buffer.remove(id);
+      return;
+    }
+    const socket = this.socket;
+    if (this.currentState === "connected" && socket && socket.readyState === OPEN) {
+      socket.send(this.codec.encodeEvent(CANCEL_EVENT, null, id));
+    }
   }
 
   // -- receiving --------------------------------------------------------------------------------
@@ -545,6 +610,11 @@ export class GatewayClient<
       return;
     }
     if (frame.id !== undefined) {
+      const stream = typeof frame.id === "number" ? this.streams.get(frame.id) : undefined;
+      if (stream) {
+        stream.feed(frame);
+        return;
+      }
       // A reply to emitWithAck; one whose caller stopped waiting (timeout) is dropped.
       const entry = typeof frame.id === "number" ? this.acks.settle(frame.id) : undefined;
       if (!entry) return;

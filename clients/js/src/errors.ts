@@ -40,6 +40,22 @@ export class AckTimeoutError extends GatewayClientError {
 }
 
 /**
+ * No item (nor the end) of a `stream` within its `timeout`: the stream was cancelled on the
+ * server (the generator closed) and the loop rejects with this.
+ */
+export class StreamTimeoutError extends GatewayClientError {
+  override name = "StreamTimeoutError";
+  readonly event: string;
+  readonly timeout: number;
+
+  constructor(event: string, timeout: number) {
+    super(`No item of stream '${event}' within ${timeout} ms`);
+    this.event = event;
+    this.timeout = timeout;
+  }
+}
+
+/**
  * The connection closed: rejects the acks still waiting for a reply, a pending `connect()` when the
  * close is terminal, and is passed with every `disconnect` lifecycle event.
  */

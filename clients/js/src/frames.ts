@@ -20,10 +20,18 @@ export interface InboundFrame {
   readonly ack?: number;
   /** The frame's position in the session's history (recoverable frames only); opaque. */
   readonly offset?: string;
+  /** On a stream's item: its number, from 1. */
+  readonly seq?: number;
+  /** True on a stream's end frame. */
+  readonly end?: boolean;
+  /** True on the end frame of a stream the client cancelled. */
+  readonly cancelled?: boolean;
 }
 
 export const ERROR_EVENT = "error";
 export const ACK_EVENT = "$ack";
+/** Cancels the stream answering the request with this `id`. */
+export const CANCEL_EVENT = "$cancel";
 
 const decoder = new TextDecoder();
 
@@ -51,13 +59,22 @@ export function frameOf(value: unknown): InboundFrame | undefined {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
   const frame = value as Record<string, unknown>;
   if (typeof frame.event !== "string" || frame.event === "") return undefined;
-  const decoded: { event: string; data: unknown; id?: FrameId; ack?: number; offset?: string } = {
-    event: frame.event,
-    data: frame.data ?? null,
-  };
+  const decoded: {
+    event: string;
+    data: unknown;
+    id?: FrameId;
+    ack?: number;
+    offset?: string;
+    seq?: number;
+    end?: boolean;
+    cancelled?: boolean;
+  } = { event: frame.event, data: frame.data ?? null };
   if (typeof frame.id === "string" || typeof frame.id === "number") decoded.id = frame.id;
   if (Number.isInteger(frame.ack)) decoded.ack = frame.ack as number;
   if (typeof frame.offset === "string") decoded.offset = frame.offset;
+  if (Number.isInteger(frame.seq)) decoded.seq = frame.seq as number;
+  if (frame.end === true) decoded.end = true;
+  if (frame.cancelled === true) decoded.cancelled = true;
   return decoded;
 }
 

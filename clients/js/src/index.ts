@@ -21,11 +21,14 @@ export {
   type ErrorFrameData,
   GatewayClientError,
   ReconnectFailedError,
+  StreamTimeoutError,
 } from "./errors.js";
 export type { FrameId, InboundFrame } from "./frames.js";
 export { isTerminalClose, isTerminalStatus } from "./handshake.js";
 export type { Lifecycle } from "./listeners.js";
+export { GatewayStream } from "./streams.js";
 export type {
+  AbortSignalLike,
   AckArgs,
   AckOptions,
   AnyEvents,
@@ -42,6 +45,9 @@ export type {
   RecoveryReason,
   ServerListener,
   SessionEvent,
+  StreamArgs,
+  StreamItem,
+  StreamOptions,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";

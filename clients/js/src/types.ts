@@ -30,6 +30,45 @@ export type AckArgs<D> = undefined extends D
   ? [data?: D, options?: AckOptions]
   : [data: D, options?: AckOptions];
 
+/**
+ * The item type of stream event `E`: declare it as `(data: D) => AsyncIterable<Item>` in the
+ * client event map; else `unknown`.
+ */
+export type StreamItem<M, E extends keyof M> = M[E] extends (data: never) => AsyncIterable<infer I>
+  ? I
+  : unknown;
+
+/** Like `DataArgs`, followed by the optional stream options. */
+export type StreamArgs<D> = undefined extends D
+  ? [data?: D, options?: StreamOptions]
+  : [data: D, options?: StreamOptions];
+
+/**
+ * The members of an `AbortSignal` (browsers, Node) the client uses; declared here so the
+ * package's types need no DOM library.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
+/** Options of `client.stream(event, data, options)`. */
+export interface StreamOptions {
+  /**
+   * Aborting it cancels the stream on the server (`$cancel`); the loop and `result` reject
+   * with the signal's `reason` (an `AbortError` by default).
+   */
+  signal?: AbortSignalLike;
+  /**
+   * Milliseconds the reader may wait for each item (the first one included) before the stream
+   * is cancelled and the loop rejects with `StreamTimeoutError`. Default: no limit (the server's
+   * `stream_timeout` bounds the whole stream).
+   */
+  timeout?: number;
+}
+
 /** A listener for server event `E`; for a server call its return value (or Promise) is the answer. */
 export type ServerListener<M, E extends keyof M> = (
   data: EventData<M, E>,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from pydantic import BaseModel
 
 from gatewayasgi import (
@@ -17,6 +18,7 @@ from gatewayasgi import (
     ExecutionContext,
     GatewayMiddleware,
     MessageBody,
+    StreamEnd,
     SubscribeMessage,
     UseGuards,
     WebSocketGateway,
@@ -46,6 +48,20 @@ class Point(BaseModel):
 
 class Join(BaseModel):
     room: str
+
+
+class Prompt(BaseModel):
+    text: str
+    n: int = 3
+
+
+class Ticks(BaseModel):
+    tag: str
+    every: float = 0.02
+
+
+CLOSED: list[str] = []
+"""The tags of the `ticks` streams whose generator was closed (its `finally` ran)."""
 
 
 @WebSocketGateway("/ws", handshake_guards=[TokenGuard])
@@ -106,6 +122,46 @@ class ClientTestGateway:
         except CallError as exc:
             return {"failed": type(exc).__name__}
         return {"data": answer}
+
+    # -- streams (handlers that yield) ---------------------------------------------------
+
+    @SubscribeMessage("prompt")
+    async def prompt(self, body: Prompt = MessageBody()) -> Any:  # type: ignore[assignment]
+        for i in range(body.n):
+            yield {"delta": f"{body.text}-{i}"}
+        yield StreamEnd({"tokens": body.n})
+
+    @SubscribeMessage("numbers")
+    def numbers(self, n: int = MessageBody()) -> Any:  # type: ignore[assignment]
+        yield from range(n)
+
+    @SubscribeMessage("ticks")
+    async def ticks(self, body: Ticks = MessageBody()) -> Any:  # type: ignore[assignment]
+        try:
+            for i in range(100_000):
+                yield i
+                await anyio.sleep(body.every)
+        finally:
+            CLOSED.append(body.tag)
+
+    @SubscribeMessage("closed_streams")
+    async def closed_streams(self) -> list[str]:
+        return CLOSED
+
+    @SubscribeMessage("blobs")
+    async def blobs(self, n: int = MessageBody()) -> Any:  # type: ignore[assignment]
+        for i in range(1, n + 1):
+            yield bytes(range(i))  # bytes (MessagePack bin; base64 text in JSON)
+        yield StreamEnd({"count": n})
+
+    @SubscribeMessage("broken")
+    async def broken(self) -> Any:
+        yield 1
+        raise WsException("no more tokens", left=0)
+
+    @SubscribeMessage("drop")
+    async def drop(self, client: Any = ConnectedSocket()) -> None:
+        await client.close(1012, "restarting")
 
 
 app = GatewayMiddleware(None, gateways=[ClientTestGateway])

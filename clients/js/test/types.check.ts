@@ -6,6 +6,8 @@ import {
   AckError,
   type ConnectionState,
   GatewayClient,
+  GatewayStream,
+  StreamTimeoutError,
   type LifecycleEvents,
   type RecoveryReason,
   type SessionEvent,
@@ -22,6 +24,8 @@ interface ClientEvents {
   /** Acknowledged: `emitWithAck("add", ...)` resolves with the function's return type. */
   add: (point: { x: number; y: number }) => { sum: number };
   ping: undefined;
+  /** A stream: `stream("prompt", ...)` yields `{ delta: string }` items. */
+  prompt: (body: { text: string }) => AsyncIterable<{ delta: string }>;
 }
 
 declare function assertType<T>(value: T): void;
@@ -58,6 +62,32 @@ async function acks(): Promise<void> {
     await client.emitWithAck("ping");
   } catch (error) {
     if (error instanceof AckError) assertType<unknown>(error.data.errors);
+  }
+}
+
+async function streams(): Promise<void> {
+  const controller = new AbortController(); // Node's AbortSignal fits the option
+  const options = { signal: controller.signal, timeout: 5 };
+  const stream = client.stream("prompt", { text: "hi" }, options);
+  assertType<GatewayStream<{ delta: string }>>(stream);
+  for await (const item of stream) assertType<string>(item.delta);
+  assertType<Promise<unknown>>(stream.result);
+  assertType<[number, string, boolean]>([stream.id, stream.event, stream.cancelled]);
+  stream.cancel();
+  // @ts-expect-error text must be a string
+  client.stream("prompt", { text: 1 });
+  // @ts-expect-error the data is required
+  client.stream("prompt");
+  // @ts-expect-error timeout is a number of ms
+  client.stream("prompt", { text: "hi" }, { timeout: "5s" });
+  // @ts-expect-error cancelled is read-only
+  stream.cancelled = true;
+  for await (const item of client.stream("join", { room: "a" })) assertType<unknown>(item);
+  for await (const item of loose.stream("anything")) assertType<unknown>(item);
+  try {
+    await stream.result;
+  } catch (error) {
+    if (error instanceof StreamTimeoutError) assertType<number>(error.timeout);
   }
 }
 
@@ -106,6 +136,7 @@ loose.emit("nothing");
 loose.on("whatever", (data) => data);
 
 void acks;
+void streams;
 void state;
 void connect;
 void id;

@@ -10,6 +10,7 @@ import {
   DisconnectedError,
   GatewayClient,
   ReconnectFailedError,
+  StreamTimeoutError,
   backoffDelay,
   isTerminalClose,
 } from "../dist/index.js";
@@ -718,5 +719,134 @@ describe("session recovery bookkeeping", () => {
     assert.equal(gateway.connected, true);
     assert.ok(!events.some(([name, event]) => name === "any" && event.startsWith("$")));
     gateway.close();
+  });
+});
+
+describe("streams", () => {
+  it("sends the request with an id from the acks' counter; break sends $cancel once", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const ack = gateway.emitWithAck("echo", 1);
+    const stream = gateway.stream("prompt", { text: "hi" });
+    assert.deepEqual(socket.sent, [
+      { event: "echo", data: 1, id: 1 },
+      { event: "prompt", data: { text: "hi" }, id: 2 },
+    ]);
+    socket.receive({ event: "echo", data: 1, id: 1 });
+    assert.equal(await ack, 1);
+    socket.receive({ event: "prompt", data: "a", id: 2, seq: 1 });
+    socket.receive({ event: "prompt", data: "b", id: 2, seq: 2 });
+    const seen = [];
+    for await (const item of stream) {
+      seen.push(item);
+      if (item === "b") break;
+    }
+    assert.deepEqual(seen, ["a", "b"]);
+    assert.deepEqual(socket.sent.at(-1), { event: "$cancel", data: null, id: 2 });
+    // Frames after the cancel (the server's cancelled end) are dropped; no second $cancel.
+    socket.receive({ event: "prompt", data: "c", id: 2, seq: 3 });
+    socket.receive({ event: "prompt", data: null, id: 2, end: true, cancelled: true });
+    stream.cancel();
+    await stream.return();
+    assert.equal(socket.sent.length, 3);
+    assert.equal(await stream.result, undefined);
+    assert.equal(stream.cancelled, true);
+    gateway.close();
+  });
+
+  it("reads the items that came before the end; result resolves when the end arrives", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const stream = gateway.stream("count");
+    const waiting = [stream.next(), stream.next()]; // two reads may wait at once
+    socket.receive({ event: "count", data: 1, id: 1, seq: 1 });
+    socket.receive({ event: "count", data: 2, id: 1, seq: 2 });
+    socket.receive({ event: "count", data: 3, id: 1, seq: 3 });
+    socket.receive({ event: "count", data: { total: 3 }, id: 1, end: true });
+    assert.deepEqual(await stream.result, { total: 3 });
+    assert.deepEqual(await Promise.all(waiting), [
+      { done: false, value: 1 },
+      { done: false, value: 2 },
+    ]);
+    assert.deepEqual(await stream.next(), { done: false, value: 3 });
+    assert.deepEqual(await stream.next(), { done: true, value: undefined });
+    await stream.return();
+    assert.equal(socket.sent.length, 1, "no $cancel after the end");
+    assert.equal(stream.cancelled, false);
+    gateway.close();
+  });
+
+  it("an error frame (not an item) rejects once after the items; seq makes an item", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const stream = gateway.stream("gen");
+    socket.receive({ event: "error", data: { note: "an item named error" }, id: 1, seq: 1 });
+    socket.receive({ event: "error", data: { message: "quota", left: 0 }, id: 1 });
+    assert.deepEqual(await stream.next(), { done: false, value: { note: "an item named error" } });
+    await assert.rejects(stream.next(), (error) => {
+      assert.ok(error instanceof AckError);
+      assert.deepEqual([error.event, error.data], ["gen", { message: "quota", left: 0 }]);
+      return true;
+    });
+    assert.deepEqual(await stream.next(), { done: true, value: undefined });
+    await assert.rejects(stream.result, AckError);
+    gateway.close();
+  });
+
+  it("a request still buffered is never sent once cancelled, timed out or aborted", async () => {
+    const gateway = client();
+    const controller = new AbortController();
+    const cancelled = gateway.stream("a");
+    const timed = gateway.stream("b", null, { timeout: 5 });
+    const aborted = gateway.stream("c", null, { signal: controller.signal });
+    const kept = gateway.stream("d");
+    assert.equal(gateway.bufferedCount, 4);
+    cancelled.cancel();
+    await assert.rejects(timed.next(), StreamTimeoutError);
+    controller.abort();
+    await assert.rejects(aborted.next(), (error) => error.name === "AbortError");
+    assert.equal(gateway.bufferedCount, 1);
+    const socket = await connected(gateway);
+    assert.deepEqual(socket.sent, [{ event: "d", data: null, id: 4 }]);
+    kept.cancel();
+    assert.deepEqual(socket.sent.at(-1), { event: "$cancel", data: null, id: 4 });
+    gateway.close();
+  });
+
+  it("a drop fails the streams that went out; one buffered meanwhile goes out on reconnect", async () => {
+    const gateway = client();
+    const first = await connected(gateway);
+    const running = gateway.stream("a");
+    const reconnecting = nextLifecycle(gateway, "connecting");
+    first.drop(1006, "");
+    await assert.rejects(running.next(), (error) => {
+      assert.ok(error instanceof DisconnectedError);
+      assert.equal(error.terminal, false);
+      return true;
+    });
+    const later = gateway.stream("b");
+    await reconnecting;
+    await new Promise((done) => setTimeout(done, 5));
+    const second = FakeSocket.last();
+    second.open();
+    assert.deepEqual(second.sent, [{ event: "b", data: null, id: 2 }]);
+    second.receive({ event: "b", data: "x", id: 2, seq: 1 });
+    assert.deepEqual(await later.next(), { done: false, value: "x" });
+    gateway.close();
+    await assert.rejects(
+      later.next(),
+      (error) => error instanceof DisconnectedError && error.terminal,
+    );
+    await assert.rejects(later.result, DisconnectedError);
+  });
+
+  it("fails a request dropped from a full buffer, and one made after close()", async () => {
+    const gateway = client({ maxBufferedMessages: 1 });
+    const dropped = gateway.stream("a");
+    gateway.emit("b");
+    await assert.rejects(dropped.next(), BufferFullError);
+    gateway.close();
+    const late = gateway.stream("c");
+    await assert.rejects(late.result, DisconnectedError);
   });
 });
