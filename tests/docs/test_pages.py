@@ -56,6 +56,7 @@ def test_every_sample_line_is_an_include_that_renders_the_file(page: Path) -> No
 CHECKED = [
     DOCS / "scaling.md",
     DOCS / "recovery.md",
+    DOCS / "guide" / "streaming.md",
     *sorted((DOCS / "clients").glob("*.md")),
 ]
 NOT_PROGRAMS = {"bash", "console", "json", "text"}
