@@ -42,36 +42,54 @@ def test_every_sample_line_is_an_include_that_renders_the_file(page: Path) -> No
         if found.group(2):  # a section: the lines between its start and end markers
             start = f"--8<-- [start:{found.group(2)}]"
             assert start in sample, f"{found.group(1)} has no section {found.group(2)}"
-            body = sample.split(start, 1)[1].split("\n", 1)[1]
-            first = next(line for line in body.splitlines() if line.strip())
-        else:
-            first = next(line for line in sample.splitlines() if line.strip())
+            sample = sample.split(start, 1)[1].split("\n", 1)[1]
+        # Its first line of code (section markers are not shown).
+        first = next(
+            line for line in sample.splitlines() if line.strip() and "--8<-- [" not in line
+        )
         assert first in rendered, f"{page.name}: {found.group(0).strip()} renders no code"
         assert "--8<--" not in rendered, f"{page.name}: an include was left as text"
 
 
-# Pages whose every block is a tested sample or plainly not a program: shell sessions and
-# commands (bash, console), wire frames and headers (json, text). A block of another
-# language must be an include of a sample that a test runs.
-CHECKED = [
-    DOCS / "scaling.md",
-    DOCS / "recovery.md",
-    DOCS / "guide" / "streaming.md",
-    *sorted((DOCS / "clients").glob("*.md")),
-]
-NOT_PROGRAMS = {"bash", "console", "json", "text"}
+# Every page's every block is a tested sample or plainly not a program: shell sessions and
+# commands (bash, console), wire frames, headers and layouts (json, text), diagrams
+# (mermaid). A block of another language holds only includes of samples (whole files or
+# sections) that tests in tests/docs run. There is no third kind: a fragment that shows an
+# API call is a section of a sample that runs it.
+README = ROOT / "README.md"
+CHECKED = [*PAGES, README]
+NOT_PROGRAMS = {"bash", "console", "json", "text", "mermaid"}
 _FENCE = re.compile(r"^(\s*)```(\S*)\n(.*?)^\1```\s*$", re.DOTALL | re.MULTILINE)
+_FENCE_LINE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 
 
-@pytest.mark.parametrize("page", CHECKED, ids=lambda p: p.relative_to(DOCS).as_posix())
+def _samples() -> dict[str, str]:
+    """Every sample file's text, by its path from the repository root."""
+    return {
+        p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+        for p in (DOCS / "examples").rglob("*.*")
+        if "__pycache__" not in p.parts
+    }
+
+
+@pytest.mark.parametrize("page", CHECKED, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_block_is_a_tested_sample_or_not_a_program(page: Path) -> None:
-    blocks = _FENCE.findall(page.read_text(encoding="utf-8"))
-    assert blocks or page.name in ("typescript.md",), f"{page.name}: no block found"
+    text = page.read_text(encoding="utf-8")
+    blocks = _FENCE.findall(text)
+    # Every fence line opens or closes a block the pattern found: none is skipped unchecked
+    # (a ``~~~`` fence, a fence with attributes after its language, an unclosed one).
+    assert len(_FENCE_LINE.findall(text)) == 2 * len(blocks), f"{page.name}: an unmatched fence"
     for _indent, language, body in blocks:
         assert language, f"{page.name}: a block without a language: {body[:60]!r}"
         if language in NOT_PROGRAMS:
             continue
-        assert INCLUDE.match(body.strip("\n")), (
+        lines = [line for line in body.splitlines() if line.strip()]
+        if page == README:  # GitHub shows it without includes: a sample file, verbatim
+            assert body.strip() in [s.strip() for s in _samples().values()], (
+                f"README.md: a {language} block that is not a whole sample file: {body[:80]!r}"
+            )
+            continue
+        assert lines and all(INCLUDE.match(line) for line in lines), (
             f"{page.name}: a {language} block that is not a tested sample: {body[:80]!r}"
         )
 
