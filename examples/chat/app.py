@@ -32,6 +32,9 @@ from gatewayasgi.socketio import SocketIO
 
 PAGE = Path(__file__).with_name("index.html")
 CLIENT_DIST = Path(__file__).resolve().parents[2] / "clients" / "js" / "dist"
+MSGPACK_DIST = CLIENT_DIST.parent / "node_modules" / "@msgpack" / "msgpack" / "dist.esm"
+"""The client's one dependency (its MessagePack codec), as ES modules: the page maps the
+bare ``@msgpack/msgpack`` import here (an import map), as a bundler would resolve it."""
 """The built TypeScript client (``npm run build`` in clients/js), served at ``/client/``."""
 
 
@@ -149,6 +152,16 @@ async def client_module(name: str) -> Response:
             "(make chat-client, or npm ci && npm run build in clients/js)",
             status_code=404,
         )
+    return FileResponse(path, media_type="text/javascript")
+
+
+@api.get("/client/msgpack/{name:path}", response_model=None)
+async def client_dependency(name: str) -> Response:
+    """``@msgpack/msgpack``'s ES modules (``utils/`` too), from clients/js/node_modules."""
+    path = (MSGPACK_DIST / name).resolve()
+    inside = path.is_relative_to(MSGPACK_DIST.resolve())
+    if not name.endswith(".mjs") or not inside or not path.is_file():
+        return PlainTextResponse(f"{name} not found in {MSGPACK_DIST}", status_code=404)
     return FileResponse(path, media_type="text/javascript")
 
 
