@@ -5,7 +5,9 @@ page, so what a reader copies is what ran.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,6 +50,27 @@ def test_every_sample_is_included_in_a_page_and_tested_here() -> None:
 )
 async def test_first_gateway_in_each_framework(name: str) -> None:
     module = sample(name)
+    with _own_urls(module) if name == "first_django" else contextlib.nullcontext():
+        await _serve_first_gateway(module)
+
+
+@contextlib.contextmanager
+def _own_urls(module: Any) -> Iterator[None]:
+    """Django's settings are configured once per process: when another test module
+    configured them first (the suite collects tests/apps/django_app.py too), the sample's
+    ``ROOT_URLCONF`` is put in place for this test."""
+    from django.test.utils import override_settings
+    from django.urls import clear_url_caches
+
+    with override_settings(ROOT_URLCONF=module.__name__):
+        clear_url_caches()
+        try:
+            yield
+        finally:
+            clear_url_caches()
+
+
+async def _serve_first_gateway(module: Any) -> None:
     async with run_server(module.app, "hypercorn") as address:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             health = await http.get(f"http://{address}/health")
