@@ -104,6 +104,13 @@ async def server_read(address: str, fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+async def server_until(address: str, read: Callable[[], Any], timeout: float = TIMEOUT) -> None:
+    """Wait (bounded) until ``read()``, run where the app runs, is truthy."""
+    with anyio.fail_after(timeout):
+        while not await server_read(address, read):
+            await anyio.sleep(0.01)
+
+
 class CrossEvent:
     """An event the app may set from any thread while the test awaits it.
 

@@ -17,7 +17,7 @@ from gatewayasgi import (
     WebSocketGateway,
 )
 from gatewayasgi.client import GatewayClient
-from tests.servers import SERVERS, TIMEOUT, connect, run_server, server_read
+from tests.servers import SERVERS, TIMEOUT, connect, run_server, server_read, server_until
 
 pytestmark = pytest.mark.anyio
 
@@ -49,12 +49,6 @@ def gateway(allow: bool = True) -> type:
             return "pong"
 
     return Agent
-
-
-async def _until(address: str, read: Any) -> None:
-    with anyio.fail_after(TIMEOUT):
-        while not await server_read(address, read):
-            await anyio.sleep(0.01)
 
 
 async def _collect(ws: Any, frame_id: int) -> tuple[list[Any], dict[str, Any]]:
@@ -153,7 +147,7 @@ async def test_a_cancel_or_a_superseding_request_closes_a_keyed_stream(server: s
             await ws.send("run", {"n": 500, "tag": "old"}, id=1, key="chat-2")
             assert (await ws.recv())["seq"] == 1
             await ws.send("run", {"n": 2, "tag": "new"}, id=2, key="chat-2")
-            await _until(address, lambda: agent.closed == ["old"])
+            await server_until(address, lambda: agent.closed == ["old"])
             await ws.send("$attach", None, id=4, key="chat-2")
             items, end = await _collect(ws, 4)
             assert [data for _, data in items] == ["new-0", "new-1"]
@@ -164,7 +158,7 @@ async def test_a_cancel_or_a_superseding_request_closes_a_keyed_stream(server: s
                 await other.send("$attach", None, id=7, key="chat-3")
                 assert (await other.recv())["id"] == 7
                 await other.send("$cancel", None, id=7)
-                await _until(address, lambda: "third" in agent.closed)
+                await server_until(address, lambda: "third" in agent.closed)
                 with anyio.fail_after(TIMEOUT):
                     while not (frame := await other.recv()).get("end"):
                         pass

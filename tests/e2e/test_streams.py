@@ -22,7 +22,7 @@ from gatewayasgi import (
     WsException,
 )
 from gatewayasgi.client import CallError, GatewayClient
-from tests.servers import SERVERS, TIMEOUT, connect, run_server, server_read
+from tests.servers import SERVERS, TIMEOUT, connect, run_server, server_read, server_until
 
 pytestmark = pytest.mark.anyio
 
@@ -82,12 +82,6 @@ def gateway() -> type:
     return Assistant
 
 
-async def _until(address: str, read: Any, timeout: float = TIMEOUT) -> None:
-    with anyio.fail_after(timeout):
-        while not await server_read(address, read):
-            await anyio.sleep(0.01)
-
-
 @pytest.mark.parametrize("server", SERVERS)
 async def test_items_then_one_end_frame_carrying_the_stream_end_value(server: str) -> None:
     app = GatewayMiddleware(gateways=[gateway()])
@@ -125,7 +119,7 @@ async def test_the_connection_handles_other_frames_while_streams_run(server: str
                 if frame["id"] == 1 and frame.get("end"):
                     break
         assert frame == {"event": "slow", "data": None, "id": 1, "end": True, "cancelled": True}
-        await _until(address, lambda: chat.closed == ["a"])
+        await server_until(address, lambda: chat.closed == ["a"])
         frame = await ws.recv()
         assert frame["id"] == 2 and "seq" in frame
         # unknown and repeated cancels are ignored: the connection goes on
@@ -147,7 +141,7 @@ async def test_a_disconnect_closes_its_streams(server: str) -> None:
         async with connect(address, "/ai") as ws:
             await ws.send("slow", "gone", id=1)
             assert (await ws.recv())["seq"] == 1
-        await _until(address, lambda: chat.closed == ["gone"])
+        await server_until(address, lambda: chat.closed == ["gone"])
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -210,7 +204,7 @@ async def test_the_python_client_reads_a_stream_and_cancels_by_leaving_the_loop(
             async for n in client.stream("slow", "left", timeout=TIMEOUT):
                 if n == 2:
                     break
-            await _until(address, lambda: chat.closed == ["left"])
+            await server_until(address, lambda: chat.closed == ["left"])
             with pytest.raises(CallError, match="Internal server error"):
                 async for _ in client.stream("boom", "crash", timeout=TIMEOUT):
                     pass
@@ -258,7 +252,7 @@ async def test_a_stream_never_outruns_a_stalled_reader(server: str) -> None:
             # ~1 MiB of outbox, half of it before the generator waits, plus what the
             # socket buffers took: far fewer than an unbounded producer's ~100,000+.
             assert 0 < produced < 2_000, produced
-            await _until(address, lambda: chat.closed == ["flood"], timeout=TIMEOUT)
+            await server_until(address, lambda: chat.closed == ["flood"], timeout=TIMEOUT)
             assert await server_read(address, lambda: chat.produced) < 2_000
         finally:
             sock.close()
@@ -276,5 +270,5 @@ async def test_an_item_larger_than_the_outbox_ends_its_stream(server: str) -> No
             "data": {"message": "Stream item larger than the connection's outbox allows"},
             "id": 1,
         }
-        await _until(address, lambda: chat.closed == ["flood"])
+        await server_until(address, lambda: chat.closed == ["flood"])
         assert await ws.request("ping", None, id=2) == {"event": "ping", "data": "pong", "id": 2}
