@@ -142,9 +142,7 @@ class Streams:
             # and ``async with`` exits run), whatever ended the stream: its end, an error,
             # a cancel, or the connection's end.
             with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
-                if items is not source:
-                    await items.aclose()
-                await _close(source)
+                await _close(items, source, qualname)
         if stream.cancelled:
             end = protocol.encode_stream_end(event, None, frame_id, cancelled=True)
         if end is not None and not client.closed:
@@ -196,11 +194,18 @@ async def _threaded(iterator: Iterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-async def _close(source: Any) -> None:
-    if hasattr(source, "aclose"):
-        await source.aclose()
-    elif hasattr(source, "close"):
-        await anyio.to_thread.run_sync(source.close)
+async def _close(items: Any, source: Any, qualname: str) -> None:
+    """Close the generator (and the wrapper taking a ``def`` generator's items): what
+    its ``finally`` raises is logged, never raised into a task group others share."""
+    try:
+        if items is not source:
+            await items.aclose()
+        if hasattr(source, "aclose"):
+            await source.aclose()
+        elif hasattr(source, "close"):
+            await anyio.to_thread.run_sync(source.close)
+    except Exception as exc:
+        logger.error("closing stream %s failed", qualname, exc_info=exc)
 
 
 # -- keyed streams ------------------------------------------------------------------------
@@ -343,7 +348,15 @@ class StreamHub:
 
     async def attach(self, client: Connection, frame_id: str | int, key: str, after: int) -> None:
         """Send ``key``'s kept items after sequence ``after``, then its live ones and its
-        end, to ``client`` (as the answer to its request ``frame_id``)."""
+        end, to ``client`` (as the answer to its request ``frame_id``). A failure (an item
+        this client's protocol cannot encode) ends the attachment with an error frame."""
+        try:
+            await self._attach(client, frame_id, key, after)
+        except Exception as exc:
+            logger.error("attaching to stream %r failed", key[:200], exc_info=exc)
+            await _send(client, client.protocol.encode_error(codec.INTERNAL_ERROR, frame_id))
+
+    async def _attach(self, client: Connection, frame_id: str | int, key: str, after: int) -> None:
         protocol = client.protocol
         self._expire()
         keyed = self._keyed.get(key)
@@ -414,12 +427,13 @@ class StreamHub:
             keyed.done = True
             keyed.until = anyio.current_time() + GRACE
             with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
-                if items is not source:
-                    await items.aclose()
-                await _close(source)
+                await _close(items, source, qualname)
                 for subscriber in list(keyed.subscribers):
                     if subscriber.next_seq > keyed.last_seq:
-                        await self._end_one(keyed, subscriber)
+                        try:
+                            await self._end_one(keyed, subscriber)
+                        except Exception as exc:  # never into the hub's task group
+                            logger.error("ending stream %r failed", keyed.key[:200], exc_info=exc)
 
     async def _pump(self, keyed: _Keyed, items: Any) -> None:
         async for item in items:
@@ -479,7 +493,11 @@ class StreamHub:
         elif keyed.stream.cancelled:
             end = protocol.encode_stream_end(keyed.event, None, frame_id, cancelled=True)
         else:
-            end = protocol.encode_stream_end(keyed.event, keyed.end, frame_id)
+            try:
+                end = protocol.encode_stream_end(keyed.event, keyed.end, frame_id)
+            except Exception as exc:  # a final value with no wire form
+                logger.error("stream %r: its end cannot be sent", keyed.key[:200], exc_info=exc)
+                end = protocol.encode_error(codec.INTERNAL_ERROR, frame_id)
         if not subscriber.client.closed:
             await _send(subscriber.client, end)
 

@@ -44,6 +44,15 @@ def gateway(allow: bool = True) -> type:
             finally:
                 self.closed.append(tag)
 
+        @SubscribeMessage("unruly")
+        async def unruly(self, n: int = MessageBody("n")) -> Any:
+            try:
+                for i in range(n):
+                    yield i
+                yield StreamEnd(object())  # no wire form
+            finally:
+                raise RuntimeError("a finally that raises")
+
         @SubscribeMessage("ping")
         async def ping(self, client: Any = ConnectedSocket()) -> Any:
             return "pong"
@@ -183,3 +192,20 @@ async def test_the_python_client_starts_a_keyed_stream_and_reattaches(server: st
             assert [item async for item in missing] == []
             assert missing.missing
         await reading.aclose()
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+async def test_a_keyed_stream_that_fails_to_end_harms_nothing_shared(server: str) -> None:
+    """Its generator raises when closed and its end cannot be encoded: the keyed streams'
+    task group (the lifespan's) goes on, and so do the next keyed stream and the client."""
+    app = GatewayMiddleware(gateways=[gateway()])
+    async with run_server(app, server) as address, connect(address, "/agent") as ws:
+        for round_ in range(2):
+            await ws.send("unruly", {"n": 2}, id=10 + round_, key=f"chat-u{round_}")
+            items, end = await _collect(ws, 10 + round_)
+            assert [data for _, data in items] == [0, 1]
+            assert end["data"] == {"message": "Internal server error"}  # a bounded error
+        await ws.send("run", {"n": 2, "tag": "after"}, id=20, key="chat-after")
+        items, end = await _collect(ws, 20)
+        assert [data for _, data in items] == ["after-0", "after-1"]
+        assert end["end"] is True
