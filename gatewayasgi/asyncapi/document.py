@@ -128,6 +128,8 @@ class _Gateway:
         self.recovery = recovery
         self.messages: dict[str, Any] = {}
         self.operations: dict[str, Any] = {}
+        self.streams = False
+        """Some handler streams: the channel takes ``$cancel`` too."""
         self._taken = {ERROR_KEY, *([SESSION_KEY] if recovery else [])}
         handlers = sorted(
             (h.description for h in table.handlers.values() if h.description is not None),
@@ -135,6 +137,8 @@ class _Gateway:
         )
         for handler in handlers:
             self._receive(handler)
+        if self.streams:
+            self._cancel()
         for event, declaration in sorted(declared_emits(table.cls).items()):
             self._send(self._key(event), self._emitted(declaration), declaration.description)
         self.messages[ERROR_KEY] = _ref("components", "messages", _COMPONENT[ERROR_KEY])
@@ -183,7 +187,14 @@ class _Gateway:
         if handler.guards:
             operation["x-gatewayasgi-guards"] = list(handler.guards)
         replies = [self._message_ref(ERROR_KEY)]
-        if handler.returns is not type(None):
+        if handler.streams:
+            keys = []
+            for suffix, message in self._stream_replies(handler):
+                keys.append(self._key(handler.event, suffix))
+                self.messages[keys[-1]] = message
+            replies[:0] = [self._message_ref(stream_key) for stream_key in keys]
+            self.streams = True
+        elif handler.returns is not type(None):
             reply_key = self._key(handler.event, ".reply")
             self.messages[reply_key] = self._reply(handler)
             replies.insert(0, self._message_ref(reply_key))
@@ -212,6 +223,68 @@ class _Gateway:
         if required:
             schema["required"] = required
         return schema, bool(required)
+
+    def _cancel(self) -> None:
+        """``$cancel``: the client ends the stream answering its request ``id``."""
+        key = self._key("$cancel")
+        self.messages[key] = {
+            "name": "$cancel",
+            "title": "$cancel",
+            "summary": "Ends the stream that answers the request with this id.",
+            "payload": {
+                "type": "object",
+                "properties": {"event": frames.event_name("$cancel"), "id": frames.FRAME_ID},
+                "required": ["event", "id"],
+            },
+            "correlationId": frames.CORRELATION,
+        }
+        self.operations[f"{self.channel_id}.receive.{key}"] = {
+            "action": "receive",
+            "channel": self._channel_ref(),
+            "title": "$cancel",
+            "messages": [self._message_ref(key)],
+        }
+
+    def _stream_replies(self, handler: HandlerDescription) -> list[tuple[str, dict[str, Any]]]:
+        """A stream's frames: its items (``seq`` from 1) and its one end."""
+        event = frames.event_name(handler.event)
+        item: dict[str, Any] = (
+            {} if handler.item is None else self.registry.schema(handler.item, "serialization")
+        )
+        sequence = {"type": "integer", "minimum": 1, "description": "The item's place, from 1."}
+        item_payload = frames.envelope(event, item, data_required=True, extra={"seq": sequence})
+        item_payload["required"] = ["event", "data", "id", "seq"]
+        end_extra = {
+            "end": {"const": True},
+            "cancelled": {"type": "boolean", "description": "Present when it was cancelled."},
+        }
+        end_payload = frames.envelope(event, {}, data_required=True, extra=end_extra)
+        end_payload["required"] = ["event", "data", "id", "end"]
+        return [
+            (
+                ".item",
+                {
+                    "name": f"{handler.event}.item",
+                    "title": f"{handler.event} (stream item)",
+                    "summary": f"One item of the stream answering {handler.event}.",
+                    "payload": item_payload,
+                    "correlationId": frames.CORRELATION,
+                },
+            ),
+            (
+                ".end",
+                {
+                    "name": f"{handler.event}.end",
+                    "title": f"{handler.event} (stream end)",
+                    "summary": (
+                        f"The end of the stream answering {handler.event}: the value of a "
+                        "yielded StreamEnd (or null), or cancelled."
+                    ),
+                    "payload": end_payload,
+                    "correlationId": frames.CORRELATION,
+                },
+            ),
+        ]
 
     def _reply(self, handler: HandlerDescription) -> dict[str, Any]:
         if handler.returns is None:

@@ -15,6 +15,7 @@ need the loop (a thread has none: the error raised there names the handler and s
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import typing
 from collections.abc import Callable
@@ -71,6 +72,11 @@ class HandlerDescription:
     """Names of the guard classes that run before the handler."""
     doc: str | None = None
     """The handler's docstring."""
+    streams: bool = False
+    """A generator handler: it answers with stream items, then one end."""
+    item: Any = None
+    """A stream's item type, from the return annotation (``AsyncIterator[Chunk]``,
+    ``Iterator[X]``, ``AsyncGenerator[X, None]``...); ``None`` when unannotated."""
 
     @property
     def body(self) -> Parameter | None:
@@ -229,6 +235,23 @@ def _in_thread(qualname: str, invoke: Callable[[Any, Any], Any]) -> Callable[[An
     return threaded
 
 
+def _item_type(returns: Any) -> Any:
+    """``X`` of a generator's ``AsyncIterator[X]``, ``Iterator[X]``, ``AsyncGenerator[X,
+    ...]`` or ``Generator[X, ...]`` return annotation; ``None`` otherwise."""
+    origin = typing.get_origin(returns)
+    if origin in (
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncIterable,
+        collections.abc.AsyncGenerator,
+        collections.abc.Iterator,
+        collections.abc.Iterable,
+        collections.abc.Generator,
+    ):
+        arguments = typing.get_args(returns)
+        return arguments[0] if arguments else None
+    return None
+
+
 def _needs_validation(hint: Any) -> bool:
     return hint is not inspect.Parameter.empty and hint is not Any and hint is not object
 
@@ -294,13 +317,16 @@ def compile_handler(
         else:
             positional = False  # a parameter left to its default: pass the others by name
     returns = hints.get("return", inspect.signature(func).return_annotation)
+    generator = inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
     description = HandlerDescription(
         event=event,
         qualname=qualname,
         parameters=tuple(parameters),
-        returns=None if returns is inspect.Signature.empty else returns,
+        returns=None if returns is inspect.Signature.empty or generator else returns,
         guards=tuple(type(guard).__name__ for guard in guards),
         doc=inspect.getdoc(func),
+        streams=generator,
+        item=_item_type(returns) if generator else None,
     )
     invoke = _invoker(func, extractors, positional)
     # A generator function's call runs none of its body: it is invoked on the loop (the

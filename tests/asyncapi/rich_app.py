@@ -4,6 +4,7 @@ nested pydantic models, keyed bodies, replies, guards, handshake guards, subprot
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -97,6 +98,11 @@ class BoardGateway:
     @SubscribeMessage("chat:say")
     async def say(self, text: str = MessageBody()) -> dict[str, str]:
         return {"text": text}
+
+    @SubscribeMessage("replay")
+    async def replay(self, room: str = MessageBody("room")) -> AsyncIterator[Placed]:
+        """The room's shapes, one stream item each."""
+        yield Placed(id=1, shape=Shape(points=[Point(x=0, y=0)]))
 
 
 @WebSocketGateway("/lobby")

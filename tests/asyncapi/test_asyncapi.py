@@ -71,6 +71,21 @@ def test_receive_operations_reply_when_the_handler_answers(document: dict[str, A
     assert data["data"]["required"] == ["dx"]
 
 
+def test_a_stream_handler_replies_with_items_and_an_end_and_takes_cancel(
+    document: dict[str, Any],
+) -> None:
+    channel = document["channels"]["BoardGateway"]
+    replay = document["operations"]["BoardGateway.receive.replay"]
+    replies = [ref["$ref"].rsplit("/", 1)[1] for ref in replay["reply"]["messages"]]
+    assert replies == ["replay.item", "replay.end", "error"]
+    item = channel["messages"]["replay.item"]["payload"]
+    assert item["properties"]["data"] == {"$ref": "#/components/schemas/Placed"}
+    assert item["required"] == ["event", "data", "id", "seq"]
+    assert channel["messages"]["replay.end"]["payload"]["properties"]["end"] == {"const": True}
+    assert "BoardGateway.receive._cancel" in document["operations"]
+    assert "LobbyGateway.receive._cancel" not in document["operations"]
+
+
 def test_send_operations_for_emits_errors_and_sessions(document: dict[str, Any]) -> None:
     operations = document["operations"]
     sent = sorted(key for key, op in operations.items() if op["action"] == "send")
