@@ -256,6 +256,9 @@ class SocketIOProtocol(WireProtocol):
             data = rest[0]
         else:
             data = Arguments(rest)
+        if event == codec.CANCEL_EVENT and ack is None:
+            # ``socket.emit("$cancel", ackId)``: the stream answering that ack id ends.
+            return Frame(event, None, data if type(data) is int else None)
         return Frame(event, data, ack)
 
     def encode_reply(self, event: str, result: Any, frame_id: str | int | None) -> Payload | None:
@@ -284,6 +287,24 @@ class SocketIOProtocol(WireProtocol):
 
     def encode_call(self, event: str, data: JSONValue, number: int) -> str:
         return packet(EVENT, [event, *_arguments(data)], number)
+
+    # Streams: a request with an ack id; each item an event of the request's name with
+    # ``{"id": <ack id>, "seq": n}`` as its last argument; the ack answers the end: the
+    # final value, or ``null, {"cancelled": true}``; an error acks ``{"error": ...}``.
+    streams = True
+
+    def encode_stream_item(self, event: str, item: Any, frame_id: str | int, sequence: int) -> str:
+        return packet(EVENT, [event, *_arguments(item), {"id": frame_id, "seq": sequence}])
+
+    def encode_stream_end(
+        self, event: str, value: Any, frame_id: str | int, *, cancelled: bool = False
+    ) -> str:
+        if cancelled:
+            return packet(ACK, [None, {"cancelled": True}], frame_id)
+        return packet(ACK, _arguments(value), frame_id)
+
+    def encode_stream_missing(self, event: str, frame_id: str | int) -> str:
+        return packet(ACK, [None, {"missing": True}], frame_id)
 
     def with_offset(self, frame: str | bytes, offset: str) -> str:
         # ``42[..]`` -> ``42[..,"<offset>"]``: socket.io's connection state recovery sends
