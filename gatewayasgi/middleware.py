@@ -495,14 +495,29 @@ class GatewayMiddleware:
             await self.backplane.close()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # ``lifespan.shutdown.complete`` goes out once the services (backplane, keyed
+        # streams, Socket.IO's connections) have ended: a server may cancel the lifespan
+        # as soon as it reads it (hypercorn does), and a task group still closing would
+        # turn that into a CancelledError traceback.
+        finished: list[Message] = []
+
+        async def send_when_done(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                finished.append(message)
+                services.cancel_scope.cancel()
+                return
+            await send(message)
+
         async with anyio.create_task_group() as services:
             try:
                 if self.app is None:
-                    await self._own_lifespan(receive, send, services)
+                    await self._own_lifespan(receive, send_when_done, services)
                 else:
-                    await self._wrapped_lifespan(scope, receive, send, services)
+                    await self._wrapped_lifespan(scope, receive, send_when_done, services)
             finally:
                 services.cancel_scope.cancel()
+        for message in finished:
+            await send(message)
 
     async def _own_lifespan(
         self, receive: Receive, send: Send, services: TaskGroup, taken: Message | None = None
