@@ -127,15 +127,9 @@ class Streams:
                 timeout = settings.stream_timeout
                 with anyio.fail_after(timeout) if timeout is not None else _nothing():
                     end = await self._pump(items, event, frame_id)
-        except TimeoutError:
-            end = protocol.encode_error(codec.STREAM_TIMEOUT, frame_id)
-        except WsException as exc:
-            end = protocol.encode_error(exc.message, frame_id, exc.data)
-        except _TooLarge:
-            end = protocol.encode_error(codec.STREAM_ITEM_TOO_LARGE, frame_id)
         except Exception as exc:
-            logger.error("stream %s of event %r failed", qualname, event[:200], exc_info=exc)
-            end = protocol.encode_error(codec.INTERNAL_ERROR, frame_id)
+            message, details = _failure(exc, qualname)
+            end = protocol.encode_error(message, frame_id, details)
         finally:
             del self._running[frame_id]
             # The generator is closed here, at its current ``await`` (``finally`` blocks
@@ -174,6 +168,20 @@ class Streams:
 
 class _TooLarge(Exception):
     """An item larger than the connection's outbox allows."""
+
+
+def _failure(exc: Exception, qualname: str) -> tuple[str, dict[str, Any] | None]:
+    """What the client is told when a stream failed (bounded by the protocol's error
+    frame): the stream timeout, a ``WsException`` it raised, an item too large, or an
+    internal error (logged)."""
+    if isinstance(exc, TimeoutError):
+        return codec.STREAM_TIMEOUT, None
+    if isinstance(exc, WsException):
+        return exc.message, exc.data
+    if isinstance(exc, _TooLarge):
+        return codec.STREAM_ITEM_TOO_LARGE, None
+    logger.error("stream %s failed", qualname, exc_info=exc)
+    return codec.INTERNAL_ERROR, None
 
 
 class _nothing:
@@ -414,15 +422,8 @@ class StreamHub:
                 timeout = settings.stream_timeout
                 with anyio.fail_after(timeout) if timeout is not None else _nothing():
                     await self._pump(keyed, items)
-        except TimeoutError:
-            keyed.error = (codec.STREAM_TIMEOUT, None)
-        except WsException as exc:
-            keyed.error = (exc.message, exc.data)
-        except _TooLarge:
-            keyed.error = (codec.STREAM_ITEM_TOO_LARGE, None)
         except Exception as exc:
-            logger.error("stream %s of key %r failed", qualname, keyed.key[:200], exc_info=exc)
-            keyed.error = (codec.INTERNAL_ERROR, None)
+            keyed.error = _failure(exc, qualname)
         finally:
             keyed.done = True
             keyed.until = anyio.current_time() + GRACE
