@@ -75,7 +75,7 @@ class SessionHost(Protocol):
 
 logger = logging.getLogger("gatewayasgi")
 
-_PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT))
+_PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT, CANCEL_EVENT, ATTACH_EVENT))
 """Events the session answers itself, counted under their own names."""
 
 
@@ -206,9 +206,11 @@ class Session:
             return await self._error(exc.message, exc.id, counted=True)
         handler = runner.handlers.get(frame.event)
         if handler is None:
-            # ``$ack`` and ``$end`` are protocol events, never a handler's: counted under
-            # their names.
-            event = frame.event if frame.event in _PROTOCOL_EVENTS else UNKNOWN_EVENT
+            # Protocol events (``$ack``, ``$end``, ``$cancel``, ``$attach``) and heartbeat
+            # replies are never a handler's: counted under their own names.
+            event = frame.event
+            if event not in _PROTOCOL_EVENTS and event != runner.heartbeat_event:
+                event = UNKNOWN_EVENT
             metrics.on_frame_in(runner.namespace, event)
             return await self._unhandled(frame, raw)
         metrics.on_frame_in(runner.namespace, handler.event)

@@ -145,12 +145,14 @@ async def test_protocol_events_are_counted_under_their_names(
     async with serve(registry) as address:
         async with connect(address, NS) as client:
             await client.send("$ack", None, id=7)  # an answer nobody waits for
+            await client.send("$cancel", None, id=8)  # a stream that does not run
             await client.send("$end")
             assert await client.request("echo", 1) == {"event": "echo", "data": 1}
         await wait_for_value(registry, 1, "gatewayasgi_messages_received_total", event="$end")
         assert sample(registry, "gatewayasgi_messages_received_total", event="$ack") == 1
+        assert sample(registry, "gatewayasgi_messages_received_total", event="$cancel") == 1
         events = label_values(registry, "gatewayasgi_messages_received_total", "event")
-        assert events == {"$ack", "$end", "echo"}
+        assert events == {"$ack", "$cancel", "$end", "echo"}
 
 
 async def test_messages_sent_counts_replies(registry: CollectorRegistry) -> None:
