@@ -110,6 +110,11 @@ README_PRELUDES = [
     'import type { GatewayClient } from "@gatewayasgi/client";\n'
     "declare const client: GatewayClient;\n"
     "declare function render(item: unknown): void;\n",
+    'import type { GatewayClient } from "@gatewayasgi/client";\n'
+    "declare const client: GatewayClient;\n"
+    "declare const chatId: string;\n"
+    "declare function render(item: unknown): void;\n"
+    "declare function showNothingRunning(): void;\n",
 ]
 
 

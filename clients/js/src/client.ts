@@ -24,7 +24,13 @@ import {
   GatewayClientError,
   ReconnectFailedError,
 } from "./errors.js";
-import { CANCEL_EVENT, ERROR_EVENT, type InboundFrame, errorData } from "./frames.js";
+import {
+  ATTACH_EVENT,
+  CANCEL_EVENT,
+  ERROR_EVENT,
+  type InboundFrame,
+  errorData,
+} from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { type SessionRecovery, SessionTracker } from "./recovery.js";
 import { GatewayStream, type StreamHooks } from "./streams.js";
@@ -32,6 +38,7 @@ import type {
   AckArgs,
   AnyEvents,
   AnyListener,
+  AttachOptions,
   ConnectionState,
   DataArgs,
   EventData,
@@ -43,6 +50,7 @@ import type {
   SessionEvent,
   StreamArgs,
   StreamItem,
+  StreamReadOptions,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";
@@ -263,22 +271,55 @@ export class GatewayClient<
    * `emit`). Leaving the loop early, `stream.cancel()`, the `signal` aborting or the per-item
    * `timeout` passing cancel it on the server (`$cancel`). An error frame rejects with `AckError`,
    * a connection that closes mid-stream with `DisconnectedError`. The end frame's data is
-   * `await stream.result`. See `GatewayStream`.
+   * `await stream.result`. A `key` makes it a keyed stream (`{"event", "data", "id", "key"}`): it
+   * outlives the connection, and `attachStream(key)` re-attaches to it. See `GatewayStream`.
    */
   stream<E extends EventName<ClientEvents>>(
     event: E,
     ...args: StreamArgs<EventData<ClientEvents, E>>
   ): GatewayStream<StreamItem<ClientEvents, E>> {
     const [data, options] = args;
+    const key = options?.key;
+    return this.openStream<StreamItem<ClientEvents, E>>(
+      event,
+      data,
+      key === undefined ? undefined : { key },
+      options ?? {},
+    );
+  }
+
+  /**
+   * Re-attach to the keyed stream `key` (after a page reload, a reconnection, or from another
+   * client): `{"event": "$attach", "key", "after", "id"}`. The stream yields the items it kept
+   * after sequence `after` (default 0: from the first one), then the live ones, and ends with
+   * its end's data in `result`; each item is read once, in order. A key that names no stream
+   * (unknown, or ended longer ago than the gateway keeps it) ends it at once with `missing`
+   * true. The gateway's `can_attach(client, key)` decides who may: a refusal rejects with
+   * `AckError`. Cancelling it (an early exit, `cancel()`, the `signal`, the `timeout`) cancels
+   * the keyed stream on the server, as `stream()` does.
+   */
+  attachStream<T = unknown>(key: string, options: AttachOptions = {}): GatewayStream<T> {
+    return this.openStream<T>(ATTACH_EVENT, undefined, { key, after: options.after ?? 0 }, options);
+  }
+
+  /** Send a stream request (or a `$attach`) carrying `fields`, and read its answer. */
+  private openStream<T>(
+    event: string,
+    data: unknown,
+    fields: { key: string; after?: number } | undefined,
+    options: StreamReadOptions,
+  ): GatewayStream<T> {
     const id = this.acks.newId();
-    const stream = new GatewayStream<StreamItem<ClientEvents, E>>(event, id, this.streamHooks, {
-      timeout: options?.timeout,
-      signal: options?.signal,
+    const stream = new GatewayStream<T>(event, id, this.streamHooks, {
+      timeout: options.timeout,
+      signal: options.signal,
+      key: fields?.key,
+      after: fields?.after,
     });
     if (!stream.checkSignal()) return stream; // aborted already: nothing is sent
     this.streams.set(id, stream as GatewayStream<unknown>);
     try {
-      const text = this.codec.encodeEvent(event, data, id);
+      const text = this.codec.encodeEvent(event, data, id, fields);
       this.send({ event, text, ackId: undefined, streamId: id });
     } catch (error) {
       stream.fail(toError(error));

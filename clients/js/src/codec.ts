@@ -8,12 +8,14 @@ import { decode, encode } from "@msgpack/msgpack";
 
 import {
   ACK_EVENT,
+  type FrameFields,
   type FrameId,
   type InboundFrame,
   decodeFrame,
   encodeAckError,
   encodeAckResult,
   encodeEvent,
+  frameMap,
   frameOf,
 } from "./frames.js";
 
@@ -30,7 +32,8 @@ export interface Codec {
   /** Sent before a deliberate close: the server ends the session. */
   readonly endFrame: Encoded;
   decode(raw: unknown): InboundFrame | undefined;
-  encodeEvent(event: string, data: unknown, id?: FrameId): Encoded;
+  /** `{"event", "data", "id"?}` and `fields` (a stream's `key`; a `$attach`'s `key`, `after`). */
+  encodeEvent(event: string, data: unknown, id?: FrameId, fields?: FrameFields): Encoded;
   encodeAckResult(ack: number, result: unknown): Encoded;
   encodeAckError(ack: number, message: string): Encoded;
 }
@@ -71,9 +74,8 @@ const msgpack: Codec = {
       return undefined;
     }
   },
-  encodeEvent(event: string, data: unknown, id?: FrameId): Uint8Array {
-    const payload = data === undefined ? null : data;
-    return pack(id === undefined ? { event, data: payload } : { event, data: payload, id });
+  encodeEvent(event: string, data: unknown, id?: FrameId, fields?: FrameFields): Uint8Array {
+    return pack(frameMap(event, data, id, fields));
   },
   encodeAckResult(ack: number, result: unknown): Uint8Array {
     return pack({ event: ACK_EVENT, id: ack, data: result === undefined ? null : result });

@@ -26,12 +26,16 @@ export interface InboundFrame {
   readonly end?: boolean;
   /** True on the end frame of a stream the client cancelled. */
   readonly cancelled?: boolean;
+  /** True on the end answering a `$attach` whose key names no stream. */
+  readonly missing?: boolean;
 }
 
 export const ERROR_EVENT = "error";
 export const ACK_EVENT = "$ack";
 /** Cancels the stream answering the request with this `id`. */
 export const CANCEL_EVENT = "$cancel";
+/** Re-attaches to a keyed stream: `{"event": "$attach", "key", "after", "id"}`. */
+export const ATTACH_EVENT = "$attach";
 
 const decoder = new TextDecoder();
 
@@ -68,6 +72,7 @@ export function frameOf(value: unknown): InboundFrame | undefined {
     seq?: number;
     end?: boolean;
     cancelled?: boolean;
+    missing?: boolean;
   } = { event: frame.event, data: frame.data ?? null };
   if (typeof frame.id === "string" || typeof frame.id === "number") decoded.id = frame.id;
   if (Number.isInteger(frame.ack)) decoded.ack = frame.ack as number;
@@ -75,13 +80,36 @@ export function frameOf(value: unknown): InboundFrame | undefined {
   if (Number.isInteger(frame.seq)) decoded.seq = frame.seq as number;
   if (frame.end === true) decoded.end = true;
   if (frame.cancelled === true) decoded.cancelled = true;
+  if (frame.missing === true) decoded.missing = true;
   return decoded;
 }
 
-/** `{"event", "data"}` plus `"id"` when given. `undefined` data is sent as `null`. */
-export function encodeEvent(event: string, data: unknown, id?: FrameId): string {
+/** Extra members of a client frame (a stream request's `key`, a `$attach`'s `key` and `after`). */
+export type FrameFields = Readonly<Record<string, unknown>>;
+
+/**
+ * `{"event", "data"}` plus `"id"` when given, then `fields`. `undefined` data is sent as `null`.
+ */
+export function frameMap(
+  event: string,
+  data: unknown,
+  id?: FrameId,
+  fields?: FrameFields,
+): Record<string, unknown> {
   const payload = data === undefined ? null : data;
-  return JSON.stringify(id === undefined ? { event, data: payload } : { event, data: payload, id });
+  const frame: Record<string, unknown> =
+    id === undefined ? { event, data: payload } : { event, data: payload, id };
+  return fields === undefined ? frame : { ...frame, ...fields };
+}
+
+/** `{"event", "data"}`, `"id"` when given, and `fields`; `undefined` data is sent as `null`. */
+export function encodeEvent(
+  event: string,
+  data: unknown,
+  id?: FrameId,
+  fields?: FrameFields,
+): string {
+  return JSON.stringify(frameMap(event, data, id, fields));
 }
 
 /** The answer to a server call that succeeded. */

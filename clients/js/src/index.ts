@@ -33,6 +33,7 @@ export type {
   AckOptions,
   AnyEvents,
   AnyListener,
+  AttachOptions,
   BufferOverflow,
   ConnectionState,
   DataArgs,
@@ -48,6 +49,7 @@ export type {
   StreamArgs,
   StreamItem,
   StreamOptions,
+  StreamReadOptions,
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";

@@ -5,6 +5,13 @@
  * `{"event", "data", "id", "seq"}` (seq from 1), then one end `{"event", "data", "id", "end": true}`
  * (`"cancelled": true` after a cancel), or an error frame carrying the request's `id`.
  * `{"event": "$cancel", "id": N}` cancels it: the server closes the generator.
+ *
+ * A request that also names a `key` starts a keyed stream, which outlives its connection;
+ * `{"event": "$attach", "key", "after", "id"}` re-attaches to it: the kept items after sequence
+ * `after` (with their original `seq`), the live ones, then the end, all carrying the attach
+ * request's `id` (`$cancel` with that id cancels the stream). An unknown key is answered
+ * `{"event": "$attach", "data": null, "id", "end": true, "missing": true}`; a refusal (the
+ * gateway's `can_attach`) is an error frame with the `id`.
  */
 import { AckError, StreamTimeoutError } from "./errors.js";
 import { ERROR_EVENT, type InboundFrame, errorData } from "./frames.js";
@@ -27,6 +34,11 @@ interface Waiter<T> {
 
 type Ending = { readonly error: unknown } | { readonly value: unknown };
 
+interface Item<T> {
+  readonly value: T;
+  readonly seq: number;
+}
+
 const noop = (): void => undefined;
 
 function abortReason(signal: AbortSignalLike): unknown {
@@ -48,19 +60,27 @@ function abortReason(signal: AbortSignalLike): unknown {
  * `reason`, or `BufferFullError`. Ignoring `result` is safe: it never goes unhandled.
  *
  * One reader: the stream is its own iterator, so a second loop goes on where the first stopped.
+ *
+ * A keyed stream (`client.stream(event, data, { key })`) runs on when its connection closes:
+ * the loop rejects with `DisconnectedError`, and `client.attachStream(key, { after: position })`
+ * (on this client once reconnected, or another) reads the rest. `client.attachStream` returns
+ * a `GatewayStream` too (its `event` is `"$attach"`), with `missing` true when no stream had
+ * that key.
  */
 export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
   /** The event the stream was requested with. */
   readonly event: string;
   /** The request's id (shared with `emitWithAck`'s counter); every frame of the stream carries it. */
   readonly id: number;
+  /** The keyed stream's key (`stream(..., { key })`, `attachStream(key)`); else `undefined`. */
+  readonly key: string | undefined;
   /** The end frame's data, or the error the stream ended with (see the class comment). */
   readonly result: Promise<unknown>;
 
   private readonly hooks: StreamHooks;
   private readonly timeout: number;
   private readonly signal: AbortSignalLike | undefined;
-  private readonly items: T[] = [];
+  private readonly items: Item<T>[] = [];
   private readonly waiters: Waiter<T>[] = [];
   /** How the stream ended, once the server (or the connection) ended it; read after `items`. */
   private ending: Ending | undefined;
@@ -70,6 +90,10 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
   private stopError: { readonly error: unknown } | undefined;
   private sent = false;
   private wasCancelled = false;
+  private wasMissing = false;
+  /** The seq of the last item the reader took, and of the last item that arrived. */
+  private readSeq: number;
+  private fedSeq: number;
   private timer: unknown;
   private settleResult!: (ending: Ending) => void;
   private readonly onAbort = (): void => {
@@ -81,10 +105,17 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
     event: string,
     id: number,
     hooks: StreamHooks,
-    options: { timeout?: number | undefined; signal?: AbortSignalLike | undefined } = {},
+    options: {
+      timeout?: number | undefined;
+      signal?: AbortSignalLike | undefined;
+      key?: string | undefined;
+      after?: number | undefined;
+    } = {},
   ) {
     this.event = event;
     this.id = id;
+    this.key = options.key;
+    this.readSeq = this.fedSeq = options.after ?? 0;
     this.hooks = hooks;
     this.timeout = options.timeout ?? Infinity;
     this.signal = options.signal;
@@ -105,15 +136,31 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
     return this.wasCancelled;
   }
 
+  /**
+   * True when the stream ended because `attachStream` found no stream with its key (unknown,
+   * or past the gateway's grace period after its end): the loop read nothing, `result` is `null`.
+   */
+  get missing(): boolean {
+    return this.wasMissing;
+  }
+
+  /**
+   * The sequence number (`seq`, from 1) of the last item the reader took; before the first one,
+   * 0 (or an attach's `after`). Re-attaching to a keyed stream with `{ after: position }` goes on
+   * right after it.
+   */
+  get position(): number {
+    return this.readSeq;
+  }
+
   [Symbol.asyncIterator](): this {
     return this;
   }
 
   /** The next item; `done` after the end frame. Rejects with what ended the stream otherwise. */
   next(): Promise<IteratorResult<T, undefined>> {
-    if (this.items.length > 0) {
-      return Promise.resolve({ done: false, value: this.items.shift() as T });
-    }
+    const item = this.items.shift();
+    if (item !== undefined) return Promise.resolve({ done: false, value: this.take(item) });
     if (this.closed) {
       const stopped = this.stopError;
       this.stopError = undefined; // reported once; later reads are done
@@ -157,13 +204,22 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
       this.end({ error: new AckError(this.event, errorData(frame.data)) });
     } else if (frame.end === true) {
       if (frame.cancelled === true) this.wasCancelled = true;
+      if (frame.missing === true) this.wasMissing = true;
       this.end({ value: frame.data });
     } else {
       this.disarm();
+      this.fedSeq = frame.seq ?? this.fedSeq + 1;
+      const item = { value: frame.data as T, seq: this.fedSeq };
       const waiter = this.waiters.shift();
-      if (waiter) waiter.resolve({ done: false, value: frame.data as T });
-      else this.items.push(frame.data as T);
+      if (waiter) waiter.resolve({ done: false, value: this.take(item) });
+      else this.items.push(item);
     }
+  }
+
+  /** The reader takes `item`: its seq is the stream's position. */
+  private take(item: Item<T>): T {
+    this.readSeq = item.seq;
+    return item.value;
   }
 
   /** @internal The connection the stream ran on closed (or its request never went out). */

@@ -54,8 +54,8 @@ export interface AbortSignalLike {
   removeEventListener(type: "abort", listener: () => void): void;
 }
 
-/** Options of `client.stream(event, data, options)`. */
-export interface StreamOptions {
+/** How a stream is read: the options `client.stream` and `client.attachStream` share. */
+export interface StreamReadOptions {
   /**
    * Aborting it cancels the stream on the server (`$cancel`); the loop and `result` reject
    * with the signal's `reason` (an `AbortError` by default).
@@ -67,6 +67,26 @@ export interface StreamOptions {
    * `stream_timeout` bounds the whole stream).
    */
   timeout?: number;
+}
+
+/** Options of `client.stream(event, data, options)`. */
+export interface StreamOptions extends StreamReadOptions {
+  /**
+   * Makes it a keyed stream (`{"event", "data", "id", "key"}`): it outlives the connection that
+   * started it, and `client.attachStream(key)` re-attaches to it, from another connection (a
+   * page reload) too. A stream with this key that runs already is superseded, when the gateway's
+   * `can_attach(client, key)` allows it.
+   */
+  key?: string;
+}
+
+/** Options of `client.attachStream(key, options)`. */
+export interface AttachOptions extends StreamReadOptions {
+  /**
+   * The sequence number of the last item the reader has (`stream.position` of the stream it
+   * read before): the stream sends the kept items after it. Default: 0, from the first item.
+   */
+  after?: number;
 }
 
 /** A listener for server event `E`; for a server call its return value (or Promise) is the answer. */

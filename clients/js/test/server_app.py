@@ -60,12 +60,22 @@ class Ticks(BaseModel):
     every: float = 0.02
 
 
+class Story(BaseModel):
+    tag: str
+    n: int = 20
+    every: float = 0.02
+
+
 CLOSED: list[str] = []
-"""The tags of the `ticks` streams whose generator was closed (its `finally` ran)."""
+"""The tags of the `ticks` and `story` streams whose generator was closed (its `finally` ran)."""
 
 
 @WebSocketGateway("/ws", handshake_guards=[TokenGuard])
 class ClientTestGateway:
+    def can_attach(self, client: Any, key: str) -> bool:
+        """Who may re-attach to a keyed stream (or supersede one): keys `chat-*` only."""
+        return key.startswith("chat-")
+
     @SubscribeMessage("echo")
     async def echo(self, data: Any = MessageBody()) -> Any:
         return data
@@ -141,6 +151,17 @@ class ClientTestGateway:
             for i in range(100_000):
                 yield i
                 await anyio.sleep(body.every)
+        finally:
+            CLOSED.append(body.tag)
+
+    @SubscribeMessage("story")
+    async def story(self, body: Story = MessageBody()) -> Any:  # type: ignore[assignment]
+        """The keyed streams' handler (a request with a `key`): `n` items, then the end."""
+        try:
+            for i in range(body.n):
+                yield f"{body.tag}-{i}"
+                await anyio.sleep(body.every)
+            yield StreamEnd({"done": body.tag})
         finally:
             CLOSED.append(body.tag)
 

@@ -1,7 +1,9 @@
 // `client.stream()` against a real gateway (test/server_app.py under hypercorn; its stream
 // handlers are generators): items in order, the end's data, cancelling by leaving the loop, by
 // an AbortSignal and by a timeout (the server's generator is closed: its `finally` ran), error
-// frames, a dropped connection, the concurrency limit, and MessagePack.
+// frames, a dropped connection, the concurrency limit, and MessagePack. Keyed streams
+// (`stream(..., { key })`, `attachStream`): re-attaching after a close or a reconnection, from a
+// position, an unknown key, the gateway's refusal (`can_attach`), a cancel by the attached client.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
@@ -310,5 +312,161 @@ describe("client.stream against a gatewayasgi server", () => {
       "two items",
     );
     await generatorClosed(gateway, tag);
+  });
+});
+
+/** The items `story` yields for `tag`, from `from` to `n - 1`. */
+const storyItems = (tag, n, from = 0) =>
+  Array.from({ length: n - from }, (_, i) => `${tag}-${from + i}`);
+
+describe("keyed streams against a gatewayasgi server", () => {
+  it("outlive close(): another client reads every item once, in order, then the end", async () => {
+    const first = await connected();
+    const tag = newTag("story");
+    const key = `chat-${tag}`;
+    const n = 40; // 2 s of items: the stream still runs when the second client attaches
+    const stream = first.stream("story", { tag, n, every: 0.05 }, { key });
+    assert.equal(stream.key, key);
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await withTimeout(stream.next(), WAIT, `item ${i}`), {
+        done: false,
+        value: `${tag}-${i}`,
+      });
+    }
+    assert.equal(stream.position, 3);
+    first.close();
+    await assert.rejects(collect(stream), DisconnectedError);
+    await assert.rejects(stream.result, DisconnectedError);
+
+    const second = await connected();
+    // The close did not end it: the generator runs on.
+    assert.ok(!(await second.emitWithAck("closed_streams")).includes(tag), "still running");
+    const attached = second.attachStream(key, { timeout: WAIT });
+    assert.ok(attached instanceof GatewayStream);
+    assert.deepEqual([attached.event, attached.key], ["$attach", key]);
+    // The kept items, then the live ones: each once, in order, then the end.
+    assert.deepEqual(await collect(attached), storyItems(tag, n));
+    assert.deepEqual(await withTimeout(attached.result, WAIT, "result"), { done: tag });
+    assert.deepEqual([attached.position, attached.missing, attached.cancelled], [n, false, false]);
+
+    // after: N: only the items after it (a finished stream answers during the gateway's grace).
+    const late = second.attachStream(key, { after: n - 3 });
+    assert.deepEqual(await collect(late), storyItems(tag, n, n - 3));
+    assert.deepEqual(await late.result, { done: tag });
+    assert.equal(late.position, n);
+  });
+
+  it("after a reconnection, the same client goes on from stream.position", async () => {
+    const gateway = await connected();
+    const tag = newTag("story");
+    const key = `chat-${tag}`;
+    const n = 30;
+    const stream = gateway.stream("story", { tag, n, every: 0.03 }, { key });
+    const read = [];
+    for (let i = 0; i < 5; i++) read.push((await withTimeout(stream.next(), WAIT, "item")).value);
+    const reconnected = nextLifecycle(gateway, "connect", WAIT);
+    gateway.emit("drop"); // the server closes the connection (1012): the client reconnects
+    await assert.rejects(
+      withTimeout(
+        (async () => {
+          for await (const item of stream) read.push(item); // the items that came before
+        })(),
+        WAIT,
+        "the dropped stream",
+      ),
+      (error) => error instanceof DisconnectedError && !error.terminal,
+    );
+    assert.equal(stream.position, read.length);
+    await reconnected;
+    const rest = gateway.attachStream(key, { after: stream.position });
+    assert.ok(rest.position === read.length && read.length >= 5);
+    read.push(...(await collect(rest)));
+    assert.deepEqual(read, storyItems(tag, n));
+    assert.deepEqual(await rest.result, { done: tag });
+  });
+
+  it("an unknown key ends with missing; can_attach's refusal rejects with AckError", async () => {
+    const gateway = await connected();
+    const missing = gateway.attachStream("chat-nothing-here", { after: 3 });
+    assert.deepEqual(await collect(missing), []);
+    assert.equal(missing.missing, true);
+    assert.equal(await missing.result, null);
+    assert.equal(missing.cancelled, false);
+
+    // The gateway's can_attach refuses keys that do not start with "chat-".
+    const tag = newTag("secret");
+    const started = gateway.stream("story", { tag, n: 50, every: 0.05 }, { key: tag });
+    assert.deepEqual(await withTimeout(started.next(), WAIT, "first"), {
+      done: false,
+      value: `${tag}-0`,
+    });
+    const refused = gateway.attachStream(tag);
+    await assert.rejects(collect(refused), (error) => {
+      assert.ok(error instanceof AckError);
+      assert.equal(error.event, "$attach");
+      assert.deepEqual(error.data, { message: "Attaching to this stream is not allowed" });
+      return true;
+    });
+    await assert.rejects(refused.result, AckError);
+    assert.equal(refused.missing, false);
+    // A key the server cannot take rejects too; the connection and the first stream go on.
+    await assert.rejects(collect(gateway.attachStream("x".repeat(257))), (error) => {
+      assert.ok(error instanceof AckError);
+      assert.match(error.data.message, /^Stream key must be/);
+      return true;
+    });
+    assert.equal((await withTimeout(started.next(), WAIT, "second")).value, `${tag}-1`);
+    started.cancel();
+    await generatorClosed(gateway, tag);
+  });
+
+  it("an attached client cancels the keyed stream: the server closes the generator", async () => {
+    const owner = await connected();
+    const reader = await connected();
+    const tag = newTag("story");
+    const key = `chat-${tag}`;
+    const started = owner.stream("story", { tag, n: 1000, every: 0.02 }, { key });
+    await withTimeout(started.next(), WAIT, "the owner's first item");
+    const attached = reader.attachStream(key);
+    const seen = [];
+    await withTimeout(
+      (async () => {
+        for await (const item of attached) {
+          seen.push(item);
+          if (seen.length === 3) break; // `$cancel` with the attach request's id
+        }
+      })(),
+      WAIT,
+      "three attached items",
+    );
+    assert.deepEqual(seen, storyItems(tag, 3));
+    assert.equal(attached.cancelled, true);
+    await generatorClosed(reader, tag);
+    // The owner gets the cancelled end: its loop ends after the items it had.
+    await withTimeout(
+      (async () => {
+        for await (const _ of started);
+      })(),
+      WAIT,
+      "the owner's end",
+    );
+    assert.equal(started.cancelled, true);
+  });
+
+  it("wireProtocol msgpack: a keyed stream and its re-attachment", async () => {
+    const options = { wireProtocol: "msgpack" };
+    const first = await connected(options, msgpackServer.url);
+    const tag = newTag("story");
+    const key = `chat-${tag}`;
+    const stream = first.stream("story", { tag, n: 10, every: 0.05 }, { key });
+    await withTimeout(stream.next(), WAIT, "first");
+    first.close();
+    const second = await connected(options, msgpackServer.url);
+    const attached = second.attachStream(key, { after: 1 });
+    assert.deepEqual(await collect(attached), storyItems(tag, 10, 1));
+    assert.deepEqual(await attached.result, { done: tag });
+    const missing = second.attachStream("chat-none");
+    assert.deepEqual(await collect(missing), []);
+    assert.equal(missing.missing, true);
   });
 });

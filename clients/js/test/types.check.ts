@@ -89,6 +89,29 @@ async function streams(): Promise<void> {
   } catch (error) {
     if (error instanceof StreamTimeoutError) assertType<number>(error.timeout);
   }
+  // Keyed streams: a key on the request; attachStream re-attaches (its items are `T`, default
+  // unknown), from a position.
+  const keyed = client.stream("prompt", { text: "hi" }, { key: "chat-1", timeout: 5 });
+  assertType<string | undefined>(keyed.key);
+  const attached = client.attachStream<{ delta: string }>("chat-1", {
+    after: keyed.position,
+    signal: controller.signal,
+    timeout: 5,
+  });
+  assertType<GatewayStream<{ delta: string }>>(attached);
+  for await (const item of attached) assertType<string>(item.delta);
+  assertType<boolean>(attached.missing);
+  for await (const item of client.attachStream("chat-2")) assertType<unknown>(item);
+  // @ts-expect-error a key is a string
+  client.stream("prompt", { text: "hi" }, { key: 1 });
+  // @ts-expect-error after is a sequence number
+  client.attachStream("chat-1", { after: "3" });
+  // @ts-expect-error the key is required
+  client.attachStream();
+  // @ts-expect-error missing and position are read-only
+  attached.missing = true;
+  // @ts-expect-error read-only
+  attached.position = 2;
 }
 
 client.on("said", (data) => assertType<string>(data.text));

@@ -849,4 +849,37 @@ describe("streams", () => {
     const late = gateway.stream("c");
     await assert.rejects(late.result, DisconnectedError);
   });
+
+  it("keyed streams: key on the request, $attach with key and after, position, missing", async () => {
+    const gateway = client();
+    const buffered = gateway.attachStream("chat-0"); // offline: buffered like any request
+    const aborted = gateway.attachStream("chat-x", { signal: AbortSignal.abort() });
+    await assert.rejects(aborted.next(), (error) => error.name === "AbortError");
+    const socket = await connected(gateway);
+    const keyed = gateway.stream("story", { n: 3 }, { key: "chat-1" });
+    const attached = gateway.attachStream("chat-1", { after: 4 });
+    assert.deepEqual(socket.sent, [
+      { event: "$attach", data: null, id: 1, key: "chat-0", after: 0 },
+      { event: "story", data: { n: 3 }, id: 3, key: "chat-1" },
+      { event: "$attach", data: null, id: 4, key: "chat-1", after: 4 },
+    ]);
+    assert.deepEqual([keyed.key, attached.key, attached.event], ["chat-1", "chat-1", "$attach"]);
+    // position: the seq of the last item read (from `after` before the first one).
+    assert.equal(attached.position, 4);
+    socket.receive({ event: "story", data: "e", id: 4, seq: 5 });
+    socket.receive({ event: "story", data: "f", id: 4, seq: 6 });
+    assert.equal(attached.position, 4, "not read yet");
+    assert.deepEqual(await attached.next(), { done: false, value: "e" });
+    assert.equal(attached.position, 5);
+    // Cancelling an attachment sends `$cancel` with the attach request's id.
+    attached.cancel();
+    assert.deepEqual(socket.sent.at(-1), { event: "$cancel", data: null, id: 4 });
+    assert.equal(attached.position, 5);
+    // An unknown key: the end with `missing`, no item; result null.
+    socket.receive({ event: "$attach", data: null, id: 1, end: true, missing: true });
+    assert.deepEqual(await buffered.next(), { done: true, value: undefined });
+    assert.deepEqual([buffered.missing, await buffered.result, buffered.position], [true, null, 0]);
+    assert.equal(keyed.missing, false);
+    gateway.close();
+  });
 });
