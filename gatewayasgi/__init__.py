@@ -38,6 +38,7 @@ from gatewayasgi.runtime.calls import (
 )
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.operations import CallResults, Presence
+from gatewayasgi.runtime.room_streams import RoomStream
 from gatewayasgi.runtime.server import BroadcastOperator, WebSocketServer
 from gatewayasgi.settings import Overflow, Settings
 
@@ -77,6 +78,7 @@ __all__ = [
     "PayloadValidationError",
     "Presence",
     "Recovery",
+    "RoomStream",
     "Settings",
     "StreamEnd",
     "SubscribeMessage",

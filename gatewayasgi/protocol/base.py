@@ -58,6 +58,14 @@ class WireProtocol(ABC):
     def encode_emit(self, event: str, data: JSONValue) -> Payload:
         """A server-initiated frame (emit, broadcast, heartbeat)."""
 
+    def encode_emit_members(
+        self, event: str, data: JSONValue, members: Mapping[str, JSONValue]
+    ) -> Payload:
+        """An emit frame with more members after ``data`` (a room stream's ``stream``,
+        ``seq``, ``end``: ``runtime.room_streams``). A protocol whose frames have no place
+        for them sends the ordinary emit (``encode_emit``): this default."""
+        return self.encode_emit(event, data)
+
     def encode_call(self, event: str, data: JSONValue, number: int) -> Payload:
         """A server -> client call (``client.call``) the client answers with ``$ack``."""
         return codec.dumps({"event": event, "data": data, "ack": number}).decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gatewayasgi._types import JSONValue
@@ -31,6 +32,11 @@ class JsonProtocol(WireProtocol):
 
     def encode_emit(self, event: str, data: JSONValue) -> str:
         return codec.encode(event, data)
+
+    def encode_emit_members(
+        self, event: str, data: JSONValue, members: Mapping[str, JSONValue]
+    ) -> str:
+        return codec.dumps({"event": event, "data": data, **members}).decode()
 
     streams = True
 

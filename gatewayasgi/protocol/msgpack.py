@@ -20,6 +20,7 @@ could never be echoed back). Needs ``pip install "gatewayasgi[msgpack]"`` (``orm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -192,6 +193,11 @@ class MessagePack(WireProtocol):
 
     def encode_emit(self, event: str, data: JSONValue) -> bytes:
         return encode(event, data)
+
+    def encode_emit_members(
+        self, event: str, data: JSONValue, members: Mapping[str, JSONValue]
+    ) -> bytes:
+        return packb({"event": event, "data": data, **members})
 
     def encode_call(self, event: str, data: JSONValue, number: int) -> bytes:
         return packb({"event": event, "data": data, "ack": number})

@@ -43,6 +43,10 @@ class Emission:
     """Position in the gateway's history, once a history kept it."""
     stamp: str | None = None
     """That position as frames carry it."""
+    members: dict[str, JSONValue] | None = None
+    """More members of the frame, after ``data`` (a room stream's ``stream``, ``seq``,
+    ``end``: ``runtime.room_streams``); kept in the history and carried by the backplane
+    with the frame. ``None`` for an ordinary emit."""
 
 
 class LocalFanOut(Protocol):
@@ -87,7 +91,11 @@ class Delivery:
     async def emit(self, emission: Emission) -> int:
         """Deliver ``emission``; returns how many local clients got it now (0 when a
         shared history carries it: its reader delivers)."""
-        frame = self.protocol.encode_emit(emission.event, emission.data)
+        members = emission.members
+        if members is None:
+            frame = self.protocol.encode_emit(emission.event, emission.data)
+        else:
+            frame = self.protocol.encode_emit_members(emission.event, emission.data, members)
         offset = None
         history = self.history
         if history is not None:

@@ -28,6 +28,12 @@ from gatewayasgi.runtime.operations import (
     check_close,
 )
 from gatewayasgi.runtime.outbox import frame_cost
+from gatewayasgi.runtime.room_streams import (
+    RoomStream,
+    check_stream_id,
+    new_stream_id,
+    publish_stream,
+)
 from gatewayasgi.runtime.rooms import Rooms
 from gatewayasgi.runtime.streams import StreamHub
 
@@ -65,6 +71,23 @@ class BroadcastOperator:
     async def emit(self, event: str, data: JSONValue = None) -> int:
         """Send ``{"event", "data"}`` to the targets; returns how many local clients got it."""
         return await self._server.delivery.emit(Emission(event, data, self._targets, self._exclude))
+
+    async def stream(self, event: str, source: Any, *, stream_id: str | None = None) -> RoomStream:
+        """Publish ``source``'s items to the targets as one stream; returns once it ended.
+
+        ``source`` is an async iterable (an async generator) or an iterable (a ``def``
+        generator's items are each taken in the worker thread pool); a ``StreamEnd(value)``
+        it yields ends the stream with ``value``. Each item goes out as an emit does
+        (history, offsets, the broker), as ``{"event", "data", "stream", "seq"}``, then one
+        end ``{"event", "data", "stream", "end": true}``. ``stream_id`` is generated when
+        omitted. A source that raises ends the stream with an end frame carrying an
+        ``error`` member, and this returns normally (``RoomStream.error``); a cancelled
+        caller publishes the end marked ``cancelled``. See ``runtime.room_streams``.
+        """
+        chosen = new_stream_id() if stream_id is None else check_stream_id(stream_id)
+        return await publish_stream(
+            self._server.delivery, event, source, self._targets, self._exclude, chosen
+        )
 
     # -- cluster-wide operations (runtime.operations) ---------------------------------
 
@@ -350,7 +373,11 @@ def _format(
         if emission is None:
             payload = protocol.transcode(frame)
         else:
-            payload = protocol.encode_emit(emission.event, emission.data)
+            members = emission.members
+            if members is None:
+                payload = protocol.encode_emit(emission.event, emission.data)
+            else:
+                payload = protocol.encode_emit_members(emission.event, emission.data, members)
             if emission.stamp is not None:
                 payload = protocol.with_offset(payload, emission.stamp)
         found = formats[protocol] = (protocol.message(payload), frame_cost(payload))
