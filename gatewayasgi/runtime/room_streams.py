@@ -41,7 +41,7 @@ from gatewayasgi.gateway.streams import StreamEnd
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.targets import Targets
 from gatewayasgi.runtime.delivery import Emission
-from gatewayasgi.runtime.streams import _close, _threaded
+from gatewayasgi.runtime.streams import close_source, threaded_items
 
 if TYPE_CHECKING:
     from gatewayasgi.runtime.delivery import Delivery
@@ -105,7 +105,7 @@ def _items(source: Any) -> Any:
     if hasattr(source, "__aiter__"):
         return source.__aiter__()
     if isinstance(source, Iterator):
-        return _threaded(source)
+        return threaded_items(source)
     return _listed(iter(source))
 
 
@@ -143,7 +143,7 @@ async def publish_stream(
     except anyio.get_cancelled_exc_class():
         outcome.cancelled = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(END_TIMEOUT):
-            await _close(items, source, name)
+            await close_source(items, source, name)
             end["cancelled"] = True
             try:
                 await delivery.emit(Emission(event, None, targets, exclude, members=end))
@@ -159,7 +159,7 @@ async def publish_stream(
     finally:
         if not outcome.cancelled:
             with anyio.CancelScope(shield=True), anyio.move_on_after(END_TIMEOUT):
-                await _close(items, source, name)
+                await close_source(items, source, name)
     try:
         await delivery.emit(Emission(event, value, targets, exclude, members=end))
     except Exception as exc:

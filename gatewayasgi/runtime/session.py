@@ -328,17 +328,18 @@ class Session:
                 self.client, runner.protocol, runner.settings, self.spawn
             )
         refusal = streams.refusal(frame.id)
-        hub = None
-        if refusal is None and type(frame) is StreamFrame:
+        key = frame.key if type(frame) is StreamFrame else None
+        hub = self.runner.server.streams
+        if refusal is None and key is not None:
             # A keyed stream: it outlives this connection; superseding a running key
             # needs the same permission as attaching to it.
-            hub = self.runner.server.streams
             if hub.full():
                 refusal = codec.STREAM_LIMIT.format(limit=MAX_KEYED)
-            elif hub.running(frame.key) and not await self._may_attach(frame.key):
+            elif hub.running(key) and not await self._may_attach(key):
                 refusal = codec.STREAM_KEY_IN_USE
-        if refusal is not None or frame.id is None:
-            return await self._error(refusal or codec.STREAM_NEEDS_ID, frame.id, counted=True)
+        frame_id = frame.id
+        if refusal is not None or frame_id is None:  # ``refusal`` says so for no id
+            return await self._error(refusal or codec.STREAM_NEEDS_ID, frame_id, counted=True)
         try:
             if handler.interceptors:
                 source = await self._intercepted(handler, frame, context)
@@ -346,20 +347,14 @@ class Session:
                 source = handler.invoke(self.client, frame.data)
         except Exception as exc:
             return await self._failed(handler, frame, context, exc)
-        if hub is not None and type(frame) is StreamFrame:
+        if key is not None:
             assert self.spawn is not None
+            settings, qualname = self.runner.settings, handler.qualname
             hub.start(
-                frame.key,
-                frame.event,
-                source,
-                handler.qualname,
-                self.client,
-                frame.id,
-                self.spawn,
-                self.runner.settings,
+                key, frame.event, source, qualname, self.client, frame_id, self.spawn, settings
             )
         else:
-            streams.start(frame.event, frame.id, source, handler.qualname)
+            streams.start(frame.event, frame_id, source, handler.qualname)
         return True
 
     async def _attach(self, frame: Frame) -> bool:

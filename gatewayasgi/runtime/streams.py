@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -117,7 +118,7 @@ class Streams:
         self, stream: _Stream, event: str, frame_id: str | int, source: Any, qualname: str
     ) -> None:
         client, protocol, settings = self._client, self._protocol, self._settings
-        items: Any = source if hasattr(source, "__anext__") else _threaded(source)
+        items: Any = source if hasattr(source, "__anext__") else threaded_items(source)
         end: Payload | None = None
         start = protocol.encode_stream_start(event, frame_id)
         if start is not None:
@@ -125,7 +126,7 @@ class Streams:
         try:
             with stream.scope:
                 timeout = settings.stream_timeout
-                with anyio.fail_after(timeout) if timeout is not None else _nothing():
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                     end = await self._pump(items, event, frame_id)
         except Exception as exc:
             message, details = _failure(exc, qualname)
@@ -136,7 +137,7 @@ class Streams:
             # and ``async with`` exits run), whatever ended the stream: its end, an error,
             # a cancel, or the connection's end.
             with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
-                await _close(items, source, qualname)
+                await close_source(items, source, qualname)
         if stream.cancelled:
             end = protocol.encode_stream_end(event, None, frame_id, cancelled=True)
         if end is not None and not client.closed:
@@ -184,15 +185,7 @@ def _failure(exc: Exception, qualname: str) -> tuple[str, dict[str, Any] | None]
     return codec.INTERNAL_ERROR, None
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-async def _threaded(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+async def threaded_items(iterator: Iterator[Any]) -> AsyncIterator[Any]:
     """The items of a ``def`` generator, each taken in the worker thread pool (as ``def``
     handlers run: one that blocks holds its stream, not the event loop)."""
     while True:
@@ -202,7 +195,7 @@ async def _threaded(iterator: Iterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-async def _close(items: Any, source: Any, qualname: str) -> None:
+async def close_source(items: Any, source: Any, qualname: str) -> None:
     """Close the generator (and the wrapper taking a ``def`` generator's items): what
     its ``finally`` raises is logged, never raised into a task group others share."""
     try:
@@ -253,7 +246,6 @@ class _Keyed:
         "last_seq",
         "stream",
         "subscribers",
-        "until",
     )
 
     def __init__(self, key: str, event: str) -> None:
@@ -269,8 +261,6 @@ class _Keyed:
         self.done = False
         self.end: Any = None
         self.error: tuple[str, dict[str, Any] | None] | None = None
-        self.until = 0.0
-        """While finished: when it stops being re-attachable."""
 
     def item(self, seq: int) -> Any:
         return self.items[seq - self.first_seq][0]
@@ -290,6 +280,8 @@ class StreamHub:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._keyed: dict[str, _Keyed] = {}
+        self._finished: deque[tuple[float, _Keyed]] = deque()
+        """Finished streams in the order their grace ends (the same for all)."""
         self._task_group: Any = None
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -312,11 +304,15 @@ class StreamHub:
         return len(self._keyed) >= MAX_KEYED
 
     def _expire(self) -> None:
-        if not self._keyed:
+        """Forget the finished streams whose grace passed (oldest first: no scan)."""
+        finished = self._finished
+        if not finished:
             return
         now = anyio.current_time()
-        for key in [k for k, v in self._keyed.items() if v.done and v.until < now]:
-            del self._keyed[key]
+        while finished and finished[0][0] < now:
+            _, keyed = finished.popleft()
+            if self._keyed.get(keyed.key) is keyed:  # not superseded by a newer one
+                del self._keyed[keyed.key]
 
     def start(
         self,
@@ -412,7 +408,7 @@ class StreamHub:
     async def _run(self, keyed: _Keyed, source: Any, qualname: str) -> None:
         settings = self._settings
         assert settings is not None
-        items: Any = source if hasattr(source, "__anext__") else _threaded(source)
+        items: Any = source if hasattr(source, "__anext__") else threaded_items(source)
         for subscriber in keyed.subscribers:  # the requester
             start = subscriber.protocol.encode_stream_start(keyed.event, subscriber.frame_id)
             if start is not None:
@@ -420,15 +416,15 @@ class StreamHub:
         try:
             with keyed.stream.scope:
                 timeout = settings.stream_timeout
-                with anyio.fail_after(timeout) if timeout is not None else _nothing():
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                     await self._pump(keyed, items)
         except Exception as exc:
             keyed.error = _failure(exc, qualname)
         finally:
             keyed.done = True
-            keyed.until = anyio.current_time() + GRACE
+            self._finished.append((anyio.current_time() + GRACE, keyed))
             with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
-                await _close(items, source, qualname)
+                await close_source(items, source, qualname)
                 for subscriber in list(keyed.subscribers):
                     if subscriber.next_seq > keyed.last_seq:
                         try:
