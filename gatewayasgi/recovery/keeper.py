@@ -117,17 +117,10 @@ def ticket_of(client: Connection) -> Ticket | None:
     return ticket if isinstance(ticket, Ticket) else None
 
 
-def matches(entry: Entry, client_id: str, rooms: frozenset[str] | set[str]) -> bool:
-    """Whether ``entry`` was addressed to a client with this id in these rooms."""
-    targets, exclude = entry.targets, entry.exclude
-    if targets and client_id not in targets.clients and rooms.isdisjoint(targets.rooms):
-        return False
-    return not (exclude and (client_id in exclude.clients or not rooms.isdisjoint(exclude.rooms)))
-
-
 def visible(entry: Entry, client_id: str, marks: dict[str, int]) -> bool:
-    """``matches``, where a room counts only for frames after the session joined it
-    (``marks``: room -> the history's offset at the join)."""
+    """Whether ``entry`` was addressed to this session: to its id, or to a room it is in
+    (``marks``: room -> the history's offset at the join), counted only for frames after
+    it joined, and excluded neither by id nor by room."""
     targets = entry.targets
     if targets and client_id not in targets.clients:
         offset = entry.offset
