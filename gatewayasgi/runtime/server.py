@@ -19,6 +19,7 @@ from gatewayasgi.protocol.base import Payload, WireProtocol
 from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.delivery import Delivery, Emission
+from gatewayasgi.runtime.keyed_streams import StreamHub
 from gatewayasgi.runtime.operations import (
     DEFAULT_REQUEST_TIMEOUT,
     CallResults,
@@ -35,7 +36,6 @@ from gatewayasgi.runtime.room_streams import (
     publish_stream,
 )
 from gatewayasgi.runtime.rooms import Rooms
-from gatewayasgi.runtime.streams import StreamHub
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.node import Backplane

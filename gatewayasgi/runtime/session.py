@@ -43,8 +43,9 @@ from gatewayasgi.protocol.codec import (
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
 from gatewayasgi.runtime.guarding import check_guards
+from gatewayasgi.runtime.keyed_streams import MAX_KEYED
 from gatewayasgi.runtime.outbox import frame_cost
-from gatewayasgi.runtime.streams import MAX_KEYED, Streams
+from gatewayasgi.runtime.streams import Streams
 from gatewayasgi.runtime.throttle import ABUSE, ALLOW, REFUSE_AND_TELL, Throttle
 
 if TYPE_CHECKING:
