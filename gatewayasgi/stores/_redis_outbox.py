@@ -56,6 +56,11 @@ class Outbox:
         return bool(self._items)
 
     @property
+    def last_seq(self) -> int:
+        """The sequence number of the last frame put (0: none yet)."""
+        return self._seq
+
+    @property
     def size(self) -> int:
         """Bytes of frames and targets held."""
         return self._bytes

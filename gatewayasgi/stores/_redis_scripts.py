@@ -28,6 +28,7 @@ from __future__ import annotations
 # ARGV: maxlen, max age in ms (0: none), producer key ttl in ms, max bytes, live ms, then
 #       per entry: seq, kind ("f" frame, "o" oversized frame, "g" gap marker), payload,
 #       targets ("" for none).
+# Returns the id of the last entry added ("" when the batch was there already).
 APPEND = """
 local stream, producer, counters, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen, max_age = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -97,7 +98,7 @@ for i = 6, #ARGV, 4 do
   end
 end
 redis.call('SET', producer, string.format('%d', last_seq), 'PX', ARGV[3])
-if added == 0 then return 0 end
+if added == 0 then return '' end
 
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -148,7 +149,7 @@ end
 if live_total < 0 then live_total = 0 end
 redis.call('HSET', counters, 'history', string.format('%d', total),
            'live', string.format('%d', live_total))
-return added
+return previous
 """
 
 # KEYS: session. ARGV: owner, token hash, data (JSON), ttl in ms, identity hash ("" for

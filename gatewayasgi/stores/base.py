@@ -102,6 +102,19 @@ class EmissionLog(ABC):
     async def follow(self, deliver: Deliver, reset: Reset, task_group: TaskGroup) -> None:  # noqa: B027
         """Start delivering entries in order in ``task_group`` (logs that carry only)."""
 
+    def mark(self) -> int:
+        """A log that carries: the number of this process's last ``append`` (0: none).
+
+        ``reached(mark)`` waits until ``follow`` has delivered it locally, so that what
+        a handler sends its client directly (a reply) never overtakes what it emitted
+        before (``runtime.delivery.Fence``).
+        """
+        return 0
+
+    async def reached(self, mark: int) -> None:  # noqa: B027
+        """Wait until this process's append number ``mark`` was delivered here, or the
+        log cannot tell (Redis away, entries lost), within a bounded time."""
+
     async def close(self) -> None:  # noqa: B027
         """Stop following and release connections."""
 

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -207,6 +208,11 @@ class RedisLog(EmissionLog):
         self._cancel_scopes: tuple[anyio.CancelScope, anyio.CancelScope] | None = None
         self._done: tuple[anyio.Event, anyio.Event] | None = None
         self._closed = False
+        # Fences (``mark``/``reached``): (offset, last seq) of each batch written and not
+        # yet delivered by the reader, and the last seq the reader delivered.
+        self._marks: deque[tuple[int, int]] = deque()
+        self._reached = 0
+        self._reach: anyio.Event | None = None
         self._stats = RedisLogStats()
         self._warned: dict[str, float] = {}
 
@@ -257,6 +263,52 @@ class RedisLog(EmissionLog):
                 await self._drain()
         elif not self._flushing.locked():
             await self._flush()
+
+    def mark(self) -> int:
+        return self._outbox.last_seq
+
+    async def reached(self, mark: int) -> None:
+        """Wait until the reader delivered this process's append ``mark``; at most the
+        command timeout plus a read, and not at all while Redis is away (writes failing,
+        reader disconnected) or without a reader (``follow``)."""
+        if mark <= self._reached or self._deliver is None:
+            return
+        with anyio.move_on_after(self._command_timeout + self._read_block_ms / 1000):
+            while mark > self._reached and self._connected and not self._closed:
+                if self._failing:
+                    return
+                if self._reach is None:
+                    self._reach = anyio.Event()
+                await self._reach.wait()
+
+    def _advance(self, seq: int) -> None:
+        """The reader delivered (or passed) this process's appends up to ``seq``."""
+        if seq > self._reached:
+            self._reached = seq
+        self._wake_fences()
+
+    def _wake_fences(self) -> None:
+        reach, self._reach = self._reach, None
+        if reach is not None:
+            reach.set()
+
+    def _written(self, seq: int, last_id: str) -> None:
+        """The writer put a batch ending with append ``seq`` into the stream, its last
+        entry at ``last_id`` (``""``: Redis had the batch already)."""
+        offset = offset_of(last_id) if last_id else None
+        if offset is None or offset <= self._head:
+            self._advance(seq)
+        else:
+            self._marks.append((offset, seq))
+
+    def _passed(self, offset: int) -> None:
+        """The reader went past ``offset``: release the fences it satisfies."""
+        marks = self._marks
+        seq = 0
+        while marks and marks[0][0] <= offset:
+            seq = marks.popleft()[1]
+        if seq:
+            self._advance(seq)
 
     async def replay(self, after: int, limit: int) -> list[Entry]:
         """Entries after ``after`` from the stream (``XRANGE``), oldest first.
@@ -344,14 +396,16 @@ class RedisLog(EmissionLog):
             while self._outbox:
                 batch = self._outbox.batch(BATCH_FRAMES, BATCH_BYTES)
                 try:
-                    await self._write(batch)
+                    last_id = await self._write(batch)
                 except _IO_ERRORS as exc:
                     self._count(write_failures=1)
                     self._failing = True
                     self._wake_drainers()
+                    self._wake_fences()
                     self._warn("write", "history %s: appending to Redis failed: %s", exc)
                     return False
                 self._outbox.confirm(batch)
+                self._written(batch[-1].seq, last_id)
                 self._failing = False
                 self._wake_drainers()
         return True
@@ -361,7 +415,7 @@ class RedisLog(EmissionLog):
         if progress is not None:
             progress.set()
 
-    async def _write(self, batch: list[Pending]) -> None:
+    async def _write(self, batch: list[Pending]) -> str:
         args: list[bytes | int | float] = [
             self.max_frames,
             int(self.max_age * 1000),
@@ -372,8 +426,9 @@ class RedisLog(EmissionLog):
         for item in batch:
             args += [item.seq, item.kind, item.payload, item.targets]
         keys = [self.key, self._producer_key, self.bytes_key, self.live_key]
-        await self._append_script(keys=keys, args=args)
+        last = await self._append_script(keys=keys, args=args)
         self._count(appended=sum(1 for item in batch if item.kind != GAP))
+        return last.decode() if isinstance(last, bytes) else str(last or "")
 
     async def _write_loop(self) -> None:
         assert self._done is not None
@@ -422,6 +477,7 @@ class RedisLog(EmissionLog):
                             logger.warning("history %s: lost Redis: %s", self.namespace, exc)
                     finally:
                         self._connected = False
+                        self._wake_fences()
                         first.set()
                         with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                             await _close_quietly(reader)
@@ -496,6 +552,7 @@ class RedisLog(EmissionLog):
                 self._hand_over(entry)
             else:
                 self._head = offset_of(item.stream_id) or 0
+                self._passed(self._head)
         return True
 
     async def _live_copy(
@@ -525,8 +582,13 @@ class RedisLog(EmissionLog):
             self._deliver(entry)
         except Exception:
             logger.exception("history %s: deliver raised", self.namespace)
+        if self._marks:
+            self._passed(entry.offset)
 
     def _signal(self, epoch: str) -> None:
+        if self._marks:  # what the fences wait for may never come: release them
+            self._advance(self._marks[-1][1])
+            self._marks.clear()
         self._count(resets=1)
         if self._reset is None:
             return
