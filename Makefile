@@ -36,6 +36,18 @@ $(CHAT_CLIENT): clients/js/package-lock.json clients/js/tsconfig.json $(wildcard
 
 chat-client: $(CHAT_CLIENT) ## Build the TypeScript client (clients/js/dist) the example chat page loads
 
+# The AI example's first page is the ai package's chat, bundled by esbuild into
+# examples/ai/dist/chat.js (not tracked): built when missing or older than its sources.
+.PHONY: ai-example run-ai
+AI_EXAMPLE := examples/ai/dist/chat.js
+$(AI_EXAMPLE): examples/ai/package-lock.json examples/ai/src/chat.js | node
+	cd examples/ai && npm ci --no-audit --no-fund && npm run build
+
+ai-example: $(AI_EXAMPLE) ## Build the AI example's page bundle (examples/ai/dist/chat.js: the ai package, esbuild)
+
+run-ai: $(RUN_STAMP) $(CHAT_CLIENT) $(AI_EXAMPLE) ## Serve the AI example (a fake model, the AI SDK and TS client pages) on $(HOST):$(PORT)
+	$(VENV)/bin/hypercorn examples.ai.app:app --bind $(HOST):$(PORT)
+
 chromium: ## Install Chromium (Debian/apt) when it is missing; the example chat's browser test drives it
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -70,7 +82,7 @@ typecheck: $(STAMP) ## mypy --strict on the package
 unit: $(STAMP) ## Only the fast tests of the pure layers
 	$(PY) -m pytest -q tests/unit
 
-test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) lint typecheck docs ## Lint, type check, build the docs strictly, run the Python suite and the TypeScript client's
+test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) $(AI_EXAMPLE) lint typecheck docs ## Lint, type check, build the docs strictly, run the Python suite and the TypeScript client's
 	cd tests/asyncapi && npm ci --no-audit --no-fund   # @asyncapi/parser and tsc for tests/asyncapi
 	cd tests/socketio/conformance && npm ci --no-audit --no-fund   # the Socket.IO protocol test suite (mocha)
 	cd tests/socketio/node && npm ci --no-audit --no-fund   # socket.io-client v4 for the real-client tests
