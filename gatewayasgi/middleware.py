@@ -458,6 +458,7 @@ class GatewayMiddleware:
                 for server in self.servers.values():
                     # Keyed streams outlive the connection that started them.
                     await task_group.start(server.streams.serve)
+                    await task_group.start(server.session_streams.serve)
             if self.socketio is not None and task_group is not None:
                 await task_group.start(self.socketio.serve)  # its own group: see serve
             for keeper in self.keepers:

@@ -73,6 +73,11 @@ class WireProtocol(ABC):
     streams: bool = False
     """Whether this protocol carries streams (``encode_stream_item`` / ``_end``)."""
 
+    emit_streams: bool = False
+    """Whether its stream frames are emit frames with more members (``id``, ``seq``,
+    ``end``, ``cancelled``: ``encode_emit_members``), so that a session's stream can go
+    through the delivery path like any emit (history, offsets, replay, the broker)."""
+
     def encode_stream_item(
         self, event: str, item: Any, frame_id: str | int, sequence: int
     ) -> Payload:

@@ -39,6 +39,7 @@ class JsonProtocol(WireProtocol):
         return codec.dumps({"event": event, "data": data, **members}).decode()
 
     streams = True
+    emit_streams = True
 
     def encode_stream_item(self, event: str, item: Any, frame_id: str | int, sequence: int) -> str:
         return codec.encode_stream_item(event, item, frame_id, sequence)

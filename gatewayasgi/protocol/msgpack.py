@@ -203,6 +203,7 @@ class MessagePack(WireProtocol):
         return packb({"event": event, "data": data, "ack": number})
 
     streams = True
+    emit_streams = True
 
     def encode_stream_item(
         self, event: str, item: Any, frame_id: str | int, sequence: int

@@ -16,6 +16,7 @@ order (``gatewayasgi.recovery.keeper``), so steps 3 and 4 happen there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +48,32 @@ class Emission:
     """More members of the frame, after ``data`` (a room stream's ``stream``, ``seq``,
     ``end``: ``runtime.room_streams``); kept in the history and carried by the backplane
     with the frame. ``None`` for an ordinary emit."""
+
+
+class Fence:
+    """What a handler emitted through a history that carries (Redis): its reply waits
+    until this process's reader has delivered those frames, so it never overtakes them.
+
+    One per connection on such gateways (``FENCE``, set where the connection's frames
+    are handled); ``Delivery.emit`` notes each append in it.
+    """
+
+    __slots__ = ("history", "mark")
+
+    def __init__(self) -> None:
+        self.history: EmissionLog | None = None
+        self.mark = 0
+
+    async def wait(self) -> None:
+        """Wait until what was noted is delivered here (bounded by the history)."""
+        history, mark = self.history, self.mark
+        if history is not None and mark:
+            self.mark = 0
+            await history.reached(mark)
+
+
+FENCE: ContextVar[Fence | None] = ContextVar("gatewayasgi_fence", default=None)
+"""The fence of the connection whose frame is being handled (``None``: no fence)."""
 
 
 class LocalFanOut(Protocol):
@@ -104,6 +131,12 @@ class Delivery:
                 self.quota(len(text))
             offset = await history.append(text, emission.targets, emission.exclude)
             if offset is None:
+                # The history's reader delivers it; a reply to the client whose handler
+                # made this emit waits for that (``Fence``).
+                fence = FENCE.get()
+                if fence is not None:
+                    fence.history = history
+                    fence.mark = history.mark()
                 return 0
             emission.offset = offset
             emission.stamp = history.format_offset(offset)

@@ -115,6 +115,7 @@ class GatewayRunner:
 
     async def on_disconnect(self, client: Connection) -> None:
         """Run the gateway's ``on_disconnect`` hook (bounded by ``hook_timeout``)."""
+        self.server.session_streams.end(client.id)  # the session is over: so are they
         hook = self.table.on_disconnect
         if hook is None:
             return

@@ -20,6 +20,7 @@ from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.delivery import Delivery, Emission
 from gatewayasgi.runtime.keyed_streams import StreamHub
+from gatewayasgi.runtime.session_streams import SessionStreams
 from gatewayasgi.runtime.operations import (
     DEFAULT_REQUEST_TIMEOUT,
     CallResults,
@@ -157,6 +158,8 @@ class WebSocketServer:
         """Told after a local client joined or left a room (session recovery saves them)."""
         self._max_rooms = max_rooms_per_connection
         self._max_room_name = max_room_name_length
+        self.session_streams = SessionStreams(self.delivery, self.clients)
+        """Streams of sessions that outlive their socket (``runtime.session_streams``)."""
         self.streams = StreamHub()
         """Keyed streams of this gateway in this process (``runtime.streams``)."""
         self._foreign: set[Connection] = set()

@@ -42,6 +42,7 @@ from gatewayasgi.protocol.codec import (
 )
 from gatewayasgi.protocol.resume import END_EVENT, Credential, Invalid
 from gatewayasgi.runtime.connection import Connection, ConnectionState
+from gatewayasgi.runtime.delivery import FENCE, Fence
 from gatewayasgi.runtime.guarding import check_guards
 from gatewayasgi.runtime.keyed_streams import MAX_KEYED
 from gatewayasgi.runtime.outbox import frame_cost
@@ -112,6 +113,9 @@ class Session:
             runner.metrics.on_open(runner.namespace, client)
         client.last_seen = monotonic()
         client.reader = anyio.get_current_task().id  # handlers run here (runtime.calls)
+        history = runner.server.delivery.history
+        if history is not None and history.carries:
+            FENCE.set(Fence())  # replies wait for what their handler emitted (Fence)
         async with anyio.create_task_group() as tasks:
             client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)
@@ -257,10 +261,15 @@ class Session:
         if frame.event == self.runner.heartbeat_event:
             return True
         if frame.event == CANCEL_EVENT:  # ends one stream; an unknown id is counted
+            server = self.runner.server
+            if self.client.ticket is not None and server.session_streams.cancel(
+                self.client.id, frame.id
+            ):
+                return True
             if self.streams is not None:
-                self.streams.cancel(frame.id, self.runner.server.streams)
+                self.streams.cancel(frame.id, server.streams)
             else:
-                self.runner.server.streams.cancel(self.client, frame.id)  # type: ignore[arg-type]
+                server.streams.cancel(self.client, frame.id)  # type: ignore[arg-type]
             return True
         if frame.event == ATTACH_EVENT:
             return await self._attach(frame)
@@ -307,6 +316,9 @@ class Session:
         except Exception as exc:
             return await self._failed(handler, frame, context, exc)
         # Inline of _reply: this is the request/response hot path.
+        fence = FENCE.get()
+        if fence is not None and fence.mark:
+            await fence.wait()
         if type(payload) is str:
             message: Message = {"type": "websocket.send", "text": payload}
         else:
@@ -321,15 +333,20 @@ class Session:
     ) -> bool:
         """Start the stream a generator handler answers ``frame`` with (``runtime.streams``):
         guards ran already, and the payload is validated here, before the first item."""
+        key = frame.key if type(frame) is StreamFrame else None
+        runner, client = self.runner, self.client
+        lasting = (
+            key is None and client.ticket is not None and runner.protocol.emit_streams
+        )  # a session stream: it outlives the socket (``runtime.session_streams``)
         streams = self.streams
         if streams is None:
             assert self.spawn is not None
-            runner = self.runner
-            streams = self.streams = Streams(
-                self.client, runner.protocol, runner.settings, self.spawn
-            )
-        refusal = streams.refusal(frame.id)
-        key = frame.key if type(frame) is StreamFrame else None
+            streams = self.streams = Streams(client, runner.protocol, runner.settings, self.spawn)
+        if lasting:
+            limit = runner.settings.max_streams
+            refusal = runner.server.session_streams.refusal(client, frame.id, limit)
+        else:
+            refusal = streams.refusal(frame.id)
         hub = self.runner.server.streams
         if refusal is None and key is not None:
             # A keyed stream: it outlives this connection; superseding a running key
@@ -353,6 +370,11 @@ class Session:
             settings, qualname = self.runner.settings, handler.qualname
             hub.start(
                 key, frame.event, source, qualname, self.client, frame_id, self.spawn, settings
+            )
+        elif lasting:
+            assert self.spawn is not None
+            runner.server.session_streams.start(
+                client, frame.event, frame_id, source, handler.qualname, runner.settings, self.spawn
             )
         else:
             streams.start(frame.event, frame_id, source, handler.qualname)
@@ -386,6 +408,9 @@ class Session:
 
     async def _reply(self, payload: Payload) -> None:
         client = self.client
+        fence = FENCE.get()
+        if fence is not None and fence.mark:
+            await fence.wait()
         await client.outbox.send(self.runner.protocol.message(payload), frame_cost(payload))
         metrics = self.runner.metrics
         if metrics is not None:
