@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import anyio
+
 from gatewayasgi import (
     ConnectedSocket,
     GatewayMiddleware,
@@ -45,6 +47,21 @@ class RecoveringGateway:
         for n in range(data.get("start", 0), data["count"]):
             await self.server.to_room(data["room"]).emit("said", n)
         return "done"
+
+    @SubscribeMessage("talk")
+    async def talk(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        """Frames to the requester's room and to itself, then the reply: in that order."""
+        for n in range(data["count"]):
+            await self.server.to_room(data["room"]).emit("said", n)
+            await client.emit("aside", n)
+        return {"done": data["count"]}
+
+    @SubscribeMessage("tell")
+    async def tell(self, data: Any = MessageBody()) -> Any:
+        """A stream of ``count`` items, ``delay`` apart, then its end."""
+        for n in range(data["count"]):
+            await anyio.sleep(data.get("delay", 0.0))
+            yield {"n": n, "node": NODE}
 
 
 app = GatewayMiddleware(
