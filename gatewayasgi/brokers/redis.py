@@ -7,6 +7,13 @@ so a message over ``max_message_size`` is skipped from its length header and nev
 in memory. Publishes go through a small, bounded redis-py pool of other connections.
 Works on anyio's asyncio backend (``redis.asyncio`` is asyncio-only).
 
+``cluster=True`` is for a Redis Cluster (Redis >= 7): messages go out with ``SPUBLISH``
+and channels are subscribed with ``SSUBSCRIBE`` (sharded pub/sub, each channel on the
+shard that owns its slot) through redis-py's cluster client, which follows
+redirections, failovers and slot migrations; see ``_cluster``. The history and the
+sessions use the same cluster, their keys hash-tagged so that each script stays in
+one slot.
+
 Trust: anyone who can PUBLISH on the Redis server can address every client of every
 gateway on it. ``secret=`` signs every message (HMAC-SHA256, see ``signing``) and drops
 what does not verify; Redis ACLs and network isolation keep strangers off the server.
@@ -33,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 from anyio.abc import TaskGroup
 
+from gatewayasgi.brokers._cluster import ClusterSubscriber
 from gatewayasgi.brokers._pubsub import parse_url
 from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber, describe
@@ -45,9 +53,10 @@ if TYPE_CHECKING:
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - exercised by a test with redis hidden
     raise ImportError(
         'RedisBroker needs the "redis" package: pip install "gatewayasgi[redis]"'
@@ -60,7 +69,9 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 # of them cannot flood the logs too; the counters in ``stats`` see every one.
 DROP_LOG_INTERVAL = 60.0
 # Errors that mean "Redis is unreachable or the connection broke", not a bug of ours.
-_IO_ERRORS = (RedisError, OSError, TimeoutError)
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+# A cluster client's connections per node (publishes, sharded subscriptions, scripts).
+CLUSTER_CONNECTIONS_PER_NODE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +140,17 @@ class RedisBroker(Broker):
     which a random half is jitter. ``health_check_interval`` is how often an idle
     subscriber connection is pinged, so a dead peer is noticed. ``publish`` works
     without ``start`` too (that is what ``RedisEmitter`` does).
+
+    ``cluster=True``: ``url`` names one or more startup nodes of a Redis Cluster (a
+    list, or one string of comma-separated URLs; the first one's credentials and TLS
+    options apply to every node), and the broker uses sharded pub/sub (Redis >= 7).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
+        cluster: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         secret: Secret | Sequence[Secret] | None = None,
         reconnect_delay: float = 0.1,
@@ -148,23 +164,50 @@ class RedisBroker(Broker):
             raise ValueError("max_message_size must be positive")
         if reconnect_delay <= 0 or max_reconnect_delay < reconnect_delay:
             raise ValueError("need 0 < reconnect_delay <= max_reconnect_delay")
-        self.url = url
+        self.cluster = cluster
+        if cluster:
+            from gatewayasgi.stores.redis import cluster_urls
+
+            urls = cluster_urls(url)
+            self.url = ",".join(urls)
+            display = ",".join(_redact(item) for item in urls)
+        elif isinstance(url, str):
+            self.url = url
+            display = _redact(url)
+        else:
+            raise TypeError("several URLs are for a cluster: pass cluster=True")
         self.max_message_size = max_message_size
         self._signer = Signer(secret) if secret is not None else None
         # What travels on the wire: the payload plus its signature, if any.
         self._wire_limit = max_message_size + (OVERHEAD if self._signer else 0)
         self._publish_timeout = publish_timeout
         self._max_publish_connections = max_publish_connections
-        self._subscriber = Subscriber(
-            parse_url(url),
-            _redact(url),
-            self._handle,
-            max_wire_size=self._wire_limit,
-            reconnect_delay=reconnect_delay,
-            max_reconnect_delay=max_reconnect_delay,
-            connect_timeout=connect_timeout,
-            health_check_interval=health_check_interval,
-        )
+        self._reconnect_delay = reconnect_delay
+        self._max_reconnect_delay = max_reconnect_delay
+        self._connect_timeout = connect_timeout
+        self._health_check_interval = health_check_interval
+        self._cluster_client: RedisCluster | None = None
+        self._subscriber: Subscriber | ClusterSubscriber
+        if cluster:
+            self._subscriber = ClusterSubscriber(
+                self._get_cluster,
+                display,
+                self._handle,
+                reconnect_delay=reconnect_delay,
+                max_reconnect_delay=max_reconnect_delay,
+                connect_timeout=connect_timeout,
+            )
+        else:
+            self._subscriber = Subscriber(
+                parse_url(self.url),
+                display,
+                self._handle,
+                max_wire_size=self._wire_limit,
+                reconnect_delay=reconnect_delay,
+                max_reconnect_delay=max_reconnect_delay,
+                connect_timeout=connect_timeout,
+                health_check_interval=health_check_interval,
+            )
         self._on_message: MessageHandler | None = None
         self._publisher: Redis | None = None
         self._started = False
@@ -211,10 +254,13 @@ class RedisBroker(Broker):
         self._closed = True
         self._on_message = None
         publisher, self._publisher = self._publisher, None
+        cluster, self._cluster_client = self._cluster_client, None
         with anyio.CancelScope(shield=True):
             await self._subscriber.close()
             if publisher is not None:
                 await _quietly_close(publisher.aclose(close_connection_pool=True))
+            if cluster is not None:
+                await _quietly_close(cluster.aclose())
 
     async def publish(self, channel: str, data: bytes) -> bool:
         """Publish ``data`` on ``channel``; ``False`` if it was dropped (never raises).
@@ -238,7 +284,10 @@ class RedisBroker(Broker):
         if self._signer is not None:
             data = self._signer.sign(channel, data)
         try:
-            await self._get_publisher().publish(channel, data)
+            if self.cluster:
+                await self._get_cluster().spublish(channel, data)
+            else:
+                await self._get_publisher().publish(channel, data)
         except _IO_ERRORS as exc:
             self._count(publish_failures=1)
             if not self._publish_failing:
@@ -280,7 +329,6 @@ class RedisBroker(Broker):
         """
         from gatewayasgi.stores.redis import RedisLog
 
-        sub = self._subscriber
         return RedisLog(
             self.url,
             namespace,
@@ -288,10 +336,11 @@ class RedisBroker(Broker):
             max_age=max_age,
             max_bytes=max_bytes,
             max_frame_bytes=max_frame_bytes,
-            reconnect_delay=sub._reconnect_delay,
-            max_reconnect_delay=sub._max_reconnect_delay,
-            connect_timeout=sub._connect_timeout,
+            reconnect_delay=self._reconnect_delay,
+            max_reconnect_delay=self._max_reconnect_delay,
+            connect_timeout=self._connect_timeout,
             command_timeout=self._publish_timeout,
+            cluster=self.cluster,
         )
 
     def session_store(self, namespace: str) -> RedisSessionStore:
@@ -300,9 +349,8 @@ class RedisBroker(Broker):
         namespace: a session resumes only on the gateway it was made on."""
         from gatewayasgi.stores.redis import KEY_PREFIX, RedisSessionStore
 
-        return RedisSessionStore(
-            self._get_publisher(), key_prefix=f"{KEY_PREFIX}{namespace}:", owns_client=False
-        )
+        client = self._get_cluster() if self.cluster else self._get_publisher()
+        return RedisSessionStore(client, key_prefix=f"{KEY_PREFIX}{namespace}:", owns_client=False)
 
     # -- incoming messages ---------------------------------------------------------------
 
@@ -365,6 +413,19 @@ class RedisBroker(Broker):
             )
             self._publisher = Redis(connection_pool=pool)
         return self._publisher
+
+    def _get_cluster(self) -> RedisCluster:
+        """The cluster client: publishes, the subscriber's shard connections, sessions."""
+        if self._cluster_client is None:
+            from gatewayasgi.stores.redis import connect_cluster
+
+            self._cluster_client = connect_cluster(
+                self.url,
+                timeout=self._publish_timeout,
+                max_connections=max(CLUSTER_CONNECTIONS_PER_NODE, self._max_publish_connections),
+                health_check_interval=self._health_check_interval,
+            )
+        return self._cluster_client
 
     # -- counters ------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from gatewayasgi.stores.base import WRONG_IDENTITY, SessionRecord, SessionStore,
 
 try:
     from redis.asyncio import Redis
-    from redis.exceptions import RedisError
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - the broker's import says the same
     raise ImportError(
         'RedisSessionStore needs the "redis" package: pip install "gatewayasgi[redis]"'
@@ -31,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - the broker's import says the sa
 
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
-_IO_ERRORS = (RedisError, OSError, TimeoutError)
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 _MAX_CLIENT_ID = 128
 # Keys of unserialisable state values already reported (bounded, so a stream of odd
 # keys cannot grow it forever).
@@ -45,7 +46,8 @@ def _ms(seconds: float) -> int:
 class RedisSessionStore(SessionStore):
     """A ``SessionStore`` any worker sharing the Redis server sees (``shared = True``).
 
-    Usually made by ``RedisBroker.session_store(namespace)``. ``save`` returns ``False`` and
+    Usually made by ``RedisBroker.session_store(namespace)``; ``client`` may be a
+    ``RedisCluster`` (every script touches one key: one slot). ``save`` returns ``False`` and
     ``claim`` returns ``None`` when Redis is unreachable (logged); ``drop`` raises the
     error (the record still expires with its TTL).
     """
@@ -53,7 +55,11 @@ class RedisSessionStore(SessionStore):
     shared = True
 
     def __init__(
-        self, client: Redis, *, key_prefix: str = "gatewayasgi:", owns_client: bool = True
+        self,
+        client: Redis | RedisCluster,
+        *,
+        key_prefix: str = "gatewayasgi:",
+        owns_client: bool = True,
     ) -> None:
         self._client = client
         self._owns_client = owns_client
@@ -133,7 +139,11 @@ class RedisSessionStore(SessionStore):
 
     async def close(self) -> None:
         """Release the connections (unless the client is shared, as with the broker's)."""
-        if self._owns_client:
+        if not self._owns_client:
+            return
+        if isinstance(self._client, RedisCluster):
+            await self._client.aclose()
+        else:
             await self._client.aclose(close_connection_pool=True)
 
     def _portable(self, state: dict[str, Any]) -> dict[str, Any]:

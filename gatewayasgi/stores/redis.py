@@ -34,8 +34,10 @@ import logging
 import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import cast
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
@@ -64,15 +66,23 @@ from gatewayasgi.stores.base import (
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised with the broker's import
     raise ImportError(
         'RedisLog needs the "redis" package: pip install "gatewayasgi[redis]"'
     ) from exc
 
-__all__ = ["RedisLog", "RedisLogStats", "RedisSessionStore", "connect"]
+__all__ = [
+    "RedisLog",
+    "RedisLogStats",
+    "RedisSessionStore",
+    "cluster_urls",
+    "connect",
+    "connect_cluster",
+]
 
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
@@ -89,9 +99,11 @@ DROP_LOG_INTERVAL = 60.0
 # An oversized frame's live copy is kept at least this long (and longer when readers
 # may be reconnecting: twice their longest reconnect), unless ``max_bytes`` of them wait.
 MIN_LIVE = 10.0
-_IO_ERRORS = (RedisError, OSError, TimeoutError)
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 # Stream entries as redis-py returns them with RESP2 and bytes responses.
 Raw = list[tuple[bytes, dict[bytes, bytes]]]
+Client = Redis | RedisCluster
+"""One Redis, or a cluster (every key of one log shares a hash tag: one slot, one node)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,52 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis:
     return Redis(connection_pool=pool)
 
 
+def cluster_urls(url: str | Sequence[str]) -> list[str]:
+    """The startup nodes of a cluster: a list of URLs, or one string of comma-separated
+    ones (``"redis://10.0.0.1:7000,redis://10.0.0.2:7000"``). ``ValueError`` if empty or
+    not ``redis://`` / ``rediss://`` (a cluster has no unix sockets)."""
+    items = url.split(",") if isinstance(url, str) else list(url)
+    urls = [item.strip() for item in items if item.strip()]
+    if not urls:
+        raise ValueError("a Redis Cluster needs at least one startup node URL")
+    for item in urls:
+        if urlsplit(item).scheme not in ("redis", "rediss"):
+            raise ValueError(
+                f"a Redis Cluster URL must start with redis:// or rediss:// (got {item[:40]!r})"
+            )
+    return urls
+
+
+def connect_cluster(
+    url: str | Sequence[str],
+    *,
+    timeout: float,
+    max_connections: int,
+    socket_timeout: float | None = None,
+    health_check_interval: float = 0,
+) -> RedisCluster:
+    """A redis-py cluster client: RESP2, no hidden retries of commands that failed on the
+    wire (``MOVED`` and ``ASK`` redirections are followed, and a failed node makes the
+    next command refresh the topology). The first URL gives credentials and TLS options
+    to every node; the others are more startup nodes."""
+    urls = cluster_urls(url)
+    others = []
+    for item in urls[1:]:
+        parts = urlsplit(item)
+        others.append(ClusterNode(parts.hostname or "localhost", parts.port or 6379))
+    return RedisCluster.from_url(
+        urls[0],
+        startup_nodes=others,
+        max_connections=max_connections,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout if socket_timeout is None else socket_timeout,
+        health_check_interval=health_check_interval,
+        retry=Retry(NoBackoff(), 0),
+        require_full_coverage=False,
+        protocol=2,
+    )
+
+
 class RedisLog(EmissionLog):
     """One namespace's history in a Redis Stream; see the module docstring.
 
@@ -164,16 +222,25 @@ class RedisLog(EmissionLog):
         max_pending: int = DEFAULT_MAX_PENDING,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         max_connections: int = 4,
+        cluster: bool = False,
     ) -> None:
         if max_frames <= 0 or max_age <= 0 or max_bytes <= 0 or max_frame_bytes <= 0:
             raise ValueError("max_frames, max_age, max_bytes and max_frame_bytes must be positive")
         self.url = url
+        self.cluster = cluster
         self.namespace = namespace
         self.max_frames = max_frames
         self.max_age = max_age
         self.max_bytes = max_bytes
         self.max_frame_bytes = min(max_frame_bytes, max_bytes)
-        self.key = f"{key_prefix}history:{namespace}"
+        # On a cluster the name is a hash tag, so that the stream and every key named
+        # after it (epoch, bytes, live, producers) live in one slot: the scripts touch
+        # several of them at once.
+        self.key = (
+            f"{key_prefix}{{history:{namespace}}}"
+            if cluster
+            else f"{key_prefix}history:{namespace}"
+        )
         self.epoch_key = self.key + ":epoch"
         self.bytes_key = self.key + ":bytes"
         """A hash: ``history``, the stream's bytes; ``live``, the live copies' bytes."""
@@ -189,7 +256,11 @@ class RedisLog(EmissionLog):
         self._read_block_ms = max(1, int(read_block * 1000))
         self._read_count = read_count
         self._command_timeout = command_timeout
-        self._client = connect(url, timeout=command_timeout, max_connections=max_connections)
+        self._client: Client = (
+            connect_cluster(url, timeout=command_timeout, max_connections=max(16, max_connections))
+            if cluster
+            else connect(url, timeout=command_timeout, max_connections=max_connections)
+        )
         self._append_script = self._client.register_script(scripts.APPEND)
         self._outbox = Outbox(max_pending, max_pending_bytes)
         self._flushing = anyio.Lock()
@@ -373,7 +444,10 @@ class RedisLog(EmissionLog):
                     "history %s: closed with %d frame(s) unwritten", self.namespace, lost
                 )
             with contextlib.suppress(*_IO_ERRORS):
-                await self._client.aclose(close_connection_pool=True)
+                if isinstance(self._client, RedisCluster):
+                    await self._client.aclose()
+                else:
+                    await self._client.aclose(close_connection_pool=True)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -456,14 +530,7 @@ class RedisLog(EmissionLog):
         try:
             with self._scopes[0]:
                 while not self._closed:
-                    reader = Redis.from_url(
-                        self.url,
-                        socket_connect_timeout=self._connect_timeout,
-                        socket_timeout=self._read_block_ms / 1000 + self._connect_timeout,
-                        retry=Retry(NoBackoff(), 0),
-                        protocol=2,
-                        single_connection_client=True,
-                    )
+                    reader = self._open_reader()
                     try:
                         await self._sync(reader)
                         self._connected = True
@@ -487,7 +554,26 @@ class RedisLog(EmissionLog):
         finally:
             self._done[0].set()
 
-    async def _sync(self, reader: Redis) -> None:
+    def _open_reader(self) -> Client:
+        """The reader's own connection (on a cluster: to the node owning the log's slot,
+        followed through redirections and failovers)."""
+        if self.cluster:
+            return connect_cluster(
+                self.url,
+                timeout=self._connect_timeout,
+                max_connections=4,
+                socket_timeout=self._read_block_ms / 1000 + self._connect_timeout,
+            )
+        return Redis.from_url(
+            self.url,
+            socket_connect_timeout=self._connect_timeout,
+            socket_timeout=self._read_block_ms / 1000 + self._connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,
+            single_connection_client=True,
+        )
+
+    async def _sync(self, reader: Client) -> None:
         """On every (re)connect: learn the epoch and where to read from."""
         epoch = await self._read_epoch(reader)
         if not self._synced:
@@ -504,14 +590,14 @@ class RedisLog(EmissionLog):
             self._last_id, self._head = ZERO_ID, 0
             self._signal(epoch)
 
-    async def _read_epoch(self, reader: Redis) -> str:
+    async def _read_epoch(self, reader: Client) -> str:
         await reader.set(self.epoch_key, uuid.uuid4().hex, nx=True)
         value = await reader.get(self.epoch_key)
         if value is None:  # deleted between the two commands: try once more next time
             raise RedisError("the epoch key vanished")
         return cast(bytes, value).decode()
 
-    async def _read(self, reader: Redis) -> None:
+    async def _read(self, reader: Client) -> None:
         key = self.key
         while not self._closed:
             reply = await reader.xread(
@@ -521,7 +607,7 @@ class RedisLog(EmissionLog):
                 if not await self._consume(reader, raw):
                     break
 
-    async def _consume(self, reader: Redis, raw: Raw) -> bool:
+    async def _consume(self, reader: Client, raw: Raw) -> bool:
         """Deliver ``raw`` in order; False when the epoch changed (read again from 0-0)."""
         live: dict[str, bytes] = {}  # live copies of oversized frames, fetched together
         for index, (stream_id, fields) in enumerate(raw):
@@ -556,7 +642,7 @@ class RedisLog(EmissionLog):
         return True
 
     async def _live_copy(
-        self, reader: Redis, marker: Entry, live: dict[str, bytes], ahead: int
+        self, reader: Client, marker: Entry, live: dict[str, bytes], ahead: int
     ) -> Entry | None:
         """The frame of an oversized entry's marker, from the live stream (with those of
         the next ``ahead`` entries, into ``live``); ``None`` (and ``reset``: the clients
@@ -617,7 +703,7 @@ class RedisLog(EmissionLog):
             previous = sid
         return entries
 
-    async def _last_generated(self, client: Redis | None = None) -> str:
+    async def _last_generated(self, client: Client | None = None) -> str:
         """The stream's last generated id (``"0-0"`` when it does not exist)."""
         try:
             info = await (client or self._client).xinfo_stream(self.key)
@@ -646,6 +732,6 @@ class RedisLog(EmissionLog):
         )
 
 
-async def _close_quietly(client: Redis) -> None:
+async def _close_quietly(client: Client) -> None:
     with contextlib.suppress(*_IO_ERRORS):
         await client.aclose()
