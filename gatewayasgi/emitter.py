@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gatewayasgi._types import JSONValue
 from gatewayasgi.backplane import rpc
 from gatewayasgi.backplane.envelope import Envelope, channel_for, pack
+from gatewayasgi.backplane.routing import Routing, channels_for, routing_of
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.gateway.decorators import DEFAULT_NAMESPACE, normalize_namespace
 from gatewayasgi.protocol.json import JSON
@@ -85,8 +86,14 @@ class EmitOperator:
             # A gateway with recovery on this broker: its history is the transport.
             await emitter.history.append(frame, self._targets, self._exclude)
             return
-        envelope = Envelope(emitter.node_id, frame, self._targets, self._exclude)
-        await emitter.broker.publish(emitter.channel, pack(envelope))
+        channels = channels_for(emitter.namespace, self._targets, emitter.routing)
+        order = None
+        if len(channels) > 1:  # copies on several channels: nodes deliver the first
+            emitter.orders += 1
+            order = emitter.orders
+        data = pack(Envelope(emitter.node_id, frame, self._targets, self._exclude, order=order))
+        for channel in channels:
+            await emitter.broker.publish(channel, data)
 
     # -- cluster-wide orders (backplane.rpc): carried out by every node, unanswered ------
 
@@ -121,6 +128,9 @@ class Emitter:
     ``namespace`` is spelled as in ``@WebSocketGateway`` (``"chat"`` is ``"/chat"``).
     The broker is used for publishing only (``start`` is not needed). ``node_id`` is
     this emitter's own id, never a server's, so every server delivers its messages.
+    ``routing`` must match the servers' (``GatewayMiddleware(routing=...)``): in
+    ``"interest"`` mode (the default) an emit to rooms or clients is published on their
+    channels (``backplane.routing``), which servers in ``"namespace"`` mode do not read.
     """
 
     def __init__(
@@ -129,8 +139,12 @@ class Emitter:
         namespace: str = DEFAULT_NAMESPACE,
         *,
         recovery: Recovery | None = None,
+        routing: Routing | str = "interest",
     ) -> None:
         self.broker = broker
+        self.routing = routing_of(routing)
+        self.orders = 0
+        """Orders published on several channels so far (their copies share a number)."""
         # The same spelling rules as @WebSocketGateway: "chat" and "/chat/" are "/chat".
         self.namespace = normalize_namespace(namespace)
         self.channel = channel_for(self.namespace)
@@ -204,11 +218,14 @@ class RedisEmitter(Emitter):
         namespace: str = DEFAULT_NAMESPACE,
         *,
         recovery: Recovery | None = None,
+        routing: Routing | str = "interest",
         **broker_options: Any,
     ) -> None:
         from gatewayasgi.brokers.redis import RedisBroker
 
-        super().__init__(RedisBroker(url, **broker_options), namespace, recovery=recovery)
+        super().__init__(
+            RedisBroker(url, **broker_options), namespace, recovery=recovery, routing=routing
+        )
 
     async def __aenter__(self) -> RedisEmitter:
         return self

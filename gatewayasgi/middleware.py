@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from gatewayasgi._types import ASGIApp, Message, Receive, Scope, Send
 from gatewayasgi.backplane.node import Backplane
+from gatewayasgi.backplane.routing import Routing, routing_of
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.di import Container
 from gatewayasgi.dispatch.routes import Routes, route_path
@@ -53,6 +54,7 @@ _OWN_PARAMETERS = (
     "gateways",
     "providers",
     "broker",
+    "routing",
     "metrics",
     "instrumentation",
     "recovery",
@@ -83,7 +85,9 @@ class GatewayMiddleware:
     (built once, constructor hints resolved from other providers) or ready instances
     (shared with the app). ``app=None`` serves gateways alone: HTTP gets 404 and an
     unmatched websocket is refused before accept. ``broker`` carries emits to other
-    processes (see ``gatewayasgi.brokers``); ``instrumentation`` receives the runtime's
+    processes (see ``gatewayasgi.brokers``), each order only to the processes with
+    recipients of it unless ``routing="namespace"`` (``docs/scaling.md``, ``Routing``
+    in ``gatewayasgi.backplane.routing``); ``instrumentation`` receives the runtime's
     instrumentation hooks: one instrument or a list (``[PrometheusMetrics(),
     OpenTelemetryTracing()]``), every one called at each step; ``metrics`` is one more
     (it joins the list).
@@ -104,6 +108,7 @@ class GatewayMiddleware:
         gateways: Iterable[type] | None = None,
         providers: Sequence[Any] = (),
         broker: Broker | None = None,
+        routing: Routing | str = "interest",
         metrics: Instrumentation | None = None,
         instrumentation: Instrumentation | Sequence[Instrumentation] | None = None,
         recovery: Recovery | None = None,
@@ -189,11 +194,13 @@ class GatewayMiddleware:
         }
         """Subprotocol -> namespace -> the gateway's runner for that wire protocol."""
         self.budget = OutboxBudget(self.settings.outbox_budget)
+        routed = _routing(routing)
         self.backplane = (
             Backplane(
                 broker,
                 max_envelope_size=max(self.settings.max_message_size, 1 << 20) * 2,
                 metrics=metrics,
+                routing=routed,
             )
             if broker is not None
             else None
@@ -301,6 +308,7 @@ class GatewayMiddleware:
                 self.backplane.add(namespace, keeper.deliver_unlogged)
             else:
                 self.backplane.add(namespace, keeper.deliver_remote)
+            server.rooms.watcher = self.backplane.interest(namespace)
         return runner
 
     def _recovery_of(self, table: GatewayTable) -> Recovery | None:
@@ -614,6 +622,16 @@ def _instruments(
         raise ConfigurationError(
             "instrumentation must be an Instrumentation or a list of them (e.g. "
             f"[PrometheusMetrics(), OpenTelemetryTracing()]), got {instrumentation!r}"
+        ) from None
+
+
+def _routing(routing: Routing | str) -> Routing:
+    """``routing`` checked: a ``Routing`` or ``"interest"``/``"namespace"``."""
+    try:
+        return routing_of(routing)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"routing must be 'interest', 'namespace' or a Routing, got {routing!r}"
         ) from None
 
 

@@ -58,7 +58,8 @@ async def test_to_and_except_build_the_target_set() -> None:
     async with anyio.create_task_group() as tg:
         await listener.start(subscriber.on_message, tg)
         await listener.subscribe(channel_for("/ws"))
-        emitter = Emitter(MemoryBroker(hub))
+        # Every order on the namespace channel (interest routing: tests/routing).
+        emitter = Emitter(MemoryBroker(hub), routing="namespace")
         nine, two, three = new_client_id(), new_client_id(), new_client_id()
         await emitter.to("room-1").emit("a", 1)
         await emitter.to("room-1", nine).to("room-1").except_(two).emit("b")
@@ -96,7 +97,9 @@ async def test_redis_emitter_reaches_a_redis_subscriber(redis_server: RedisServe
     async with anyio.create_task_group() as tg:
         await listener.start(subscriber.on_message, tg)
         await listener.subscribe(channel_for("/chat"))
-        async with RedisEmitter(redis_server.url, namespace="/chat") as emitter:
+        async with RedisEmitter(
+            redis_server.url, namespace="/chat", routing="namespace"
+        ) as emitter:
             await emitter.to("lobby").except_("me").emit("message", {"text": "from a worker"})
             envelope = await subscriber.next()
             assert emitter.broker.stats.published == 1

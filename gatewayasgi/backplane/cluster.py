@@ -6,7 +6,10 @@ request out on the node's own clients. Then:
 
 * ``ask`` publishes a request and gathers the answers of every live node (``peers``)
   until all answered, the ones that did not stopped being live, or the timeout passed;
-* ``order`` publishes a request nobody answers (join, leave, disconnect);
+* ``order`` publishes a request nobody answers (join, leave, disconnect); with
+  ``acknowledge_joins`` (interest routing) a join is asked instead, and returns once
+  every live node reported its clients joined (their room channels subscribed), at
+  most ``JOIN_TIMEOUT`` seconds;
 * requests from other nodes run in the backplane's task group, with two budgets so
   that calls waiting on clients that never answer cannot starve the rest: at most
   ``MAX_SERVING_CALLS`` room calls (and ``MAX_SERVING_CALL_BYTES`` of their messages,
@@ -72,6 +75,8 @@ MAX_SERVING_CALL_BYTES = 64 * 1024 * 1024
 past it, calls are answered at once as past ``MAX_SERVING_CALLS``."""
 ORDER_TIMEOUT = 10.0
 """Seconds an order (join, leave, disconnect) may take here before it is given up."""
+JOIN_TIMEOUT = 5.0
+"""Seconds an acknowledged join waits for the other nodes (``acknowledge_joins``)."""
 FETCH_TIMEOUT = 5.0
 """Seconds to answer a fetch that does not say how long its asker waits (older nodes)."""
 DROP_LOG_INTERVAL = 10.0
@@ -160,9 +165,18 @@ class Gathered:
 class ClusterNode:
     """Asks and answers cluster requests for one backplane node (module docstring)."""
 
-    def __init__(self, broker: Broker, node_id: str, *, max_message_size: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        node_id: str,
+        *,
+        max_message_size: int,
+        acknowledge_joins: bool = False,
+    ) -> None:
         self.broker = broker
         self.node_id = node_id
+        self.acknowledge_joins = acknowledge_joins
+        """Joins wait for every live node's report (interest routing: the join edge)."""
         self.peers = Peers()
         self.dropped_requests = 0
         """Requests from other nodes dropped: malformed, or past ``MAX_SERVING``."""
@@ -239,7 +253,18 @@ class ClusterNode:
         return Gathered(items, len(gather.finished), missing)
 
     async def order(self, namespace: str, request: rpc.Request) -> None:
-        """Publish a request no node answers (join, leave, disconnect)."""
+        """Publish a request no node answers (join, leave, disconnect).
+
+        With ``acknowledge_joins`` a join waits for every live node instead: each one
+        answers once its clients joined, so a frame emitted after this returns reaches
+        them.
+        """
+        if request.op == rpc.JOIN and self.acknowledge_joins:
+            try:
+                await self.ask(namespace, request, JOIN_TIMEOUT)
+                return
+            except ClusterBusyError:
+                pass  # too many requests in flight: ordered, unacknowledged
         if self.started:
             await self._publish(namespace, replace(request, node=self.node_id, id=0))
 

@@ -16,6 +16,9 @@ Header keys:
           strings (``traceparent``...), bounded by ``protocol.carrier``; a receiving
           node ignores one out of bounds. Absent otherwise: without tracing the
           envelope is the same bytes as before.
+  ``o``   order number, on an order published on several channels (interest routing,
+          ``backplane.routing``): a node delivers the first copy of ``(n, o)`` it gets
+          and drops the others. Absent on an order published once.
 
 Rooms and clients travel in separate fields: a receiving node never looks a room name
 up as a client id or the other way round, so a room named like a client cannot pull
@@ -51,6 +54,8 @@ class Envelope:
     exclude: Targets = NOBODY
     trace: Carrier | None = None
     """Propagation fields of the emit (``Instrumentation.wrap_publish``)."""
+    order: int | None = None
+    """The sender's number for an order published on several channels (``routing``)."""
 
     @property
     def kind(self) -> str:
@@ -74,6 +79,8 @@ def pack(envelope: Envelope) -> bytes:
     ):
         if names:
             header[key] = list(names)
+    if envelope.order is not None:
+        header["o"] = envelope.order
     if envelope.trace:
         trace = fitted(envelope.trace)
         if trace is not None:
@@ -113,4 +120,7 @@ def unpack(message: bytes, max_size: int) -> Envelope:
         raise EnvelopeError("an 'all' envelope cannot name rooms or clients")
     exclude = Targets(_strings(header.get("xr"), "xr"), _strings(header.get("xc"), "xc"))
     trace = header.get("t")
-    return Envelope(node, text, targets, exclude, None if trace is None else bounded(trace))
+    order = header.get("o")
+    if order is not None and type(order) is not int:
+        raise EnvelopeError("envelope field 'o' must be an integer")
+    return Envelope(node, text, targets, exclude, None if trace is None else bounded(trace), order)

@@ -1,9 +1,13 @@
 """One middleware's place on the backplane: publish delivery orders, serve received ones.
 
-Every gateway namespace has a broker channel (``envelope.channel_for``). A node (one
-``GatewayMiddleware`` in one process) publishes an envelope for each emit after serving
-its own clients, and serves the envelopes of other nodes to its local clients. Its own
-echoes (Redis delivers a publisher's messages back to it) are recognised by node id.
+Every gateway namespace has a broker channel (``envelope.channel_for``); in interest
+mode (the default, ``backplane.routing``) every room and client has one too, which a
+node reads while it has local members there. A node (one ``GatewayMiddleware`` in one
+process) publishes an envelope for each emit after serving its own clients, on the
+channels ``routing.channels_for`` picks, and serves the envelopes of other nodes to its
+local clients. Its own echoes (Redis delivers a publisher's messages back to it) are
+recognised by node id; the copies of an order published on several channels, by its
+order number (``routing.Seen``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from anyio.abc import TaskGroup
 
 from gatewayasgi.backplane.cluster import ClusterNode
 from gatewayasgi.backplane.envelope import Envelope, EnvelopeError, channel_for, pack, unpack
+from gatewayasgi.backplane.routing import (
+    Interest,
+    Routing,
+    RoutingStats,
+    Seen,
+    Subscriptions,
+    channels_for,
+    routing_of,
+)
 from gatewayasgi.brokers.base import Broker
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import Payload
@@ -37,20 +50,45 @@ class Backplane:
         *,
         max_envelope_size: int,
         metrics: Instrumentation | None = None,
+        routing: Routing | str = "interest",
     ) -> None:
         self.broker = broker
         self.node_id = uuid.uuid4().hex
         self.publish_failures = 0
+        self.routing = routing_of(routing)
         self._max_envelope = max_envelope_size
         self._metrics = metrics
         self._routes: dict[str, tuple[str, Deliver]] = {}  # channel -> (namespace, deliver)
+        self._delivers: dict[str, Deliver] = {}  # namespace -> deliver
         self._live = False
-        self.cluster = ClusterNode(broker, self.node_id, max_message_size=max_envelope_size)
+        self._orders = 0
+        self._seen = Seen()
+        self.subscriptions = Subscriptions(broker, self.routing)
+        """Room and client channels this node reads (interest routing)."""
+        self.cluster = ClusterNode(
+            broker,
+            self.node_id,
+            max_message_size=max_envelope_size,
+            acknowledge_joins=self.routing.interest,
+        )
         """Cluster requests (presence, fetch, join/leave, disconnect, calls) and heartbeats."""
+
+    @property
+    def stats(self) -> RoutingStats:
+        """Orders received, dropped as not for this node, duplicates; channels."""
+        return self.subscriptions.stats
 
     def add(self, namespace: str, deliver: Deliver) -> None:
         """Route envelopes of ``namespace`` to ``deliver`` (before ``start``)."""
         self._routes[channel_for(namespace)] = (namespace, deliver)
+        self._delivers[namespace] = deliver
+
+    def interest(self, namespace: str) -> Interest | None:
+        """The watcher that turns ``namespace``'s local rooms and clients into channel
+        subscriptions (``runtime.rooms.RoomWatcher``); ``None`` in namespace mode."""
+        if not self.routing.interest:
+            return None
+        return Interest(self.subscriptions, namespace)
 
     async def start(self, task_group: TaskGroup) -> None:
         """Start the broker in ``task_group`` and subscribe every namespace's channel."""
@@ -58,11 +96,13 @@ class Backplane:
         for channel in self._routes:
             await self.broker.subscribe(channel)
         self._live = True
+        await self.subscriptions.start(task_group)
         await self.cluster.start(task_group)
 
     async def close(self) -> None:
         """Stop publishing and close the broker."""
         self._live = False
+        self.subscriptions.close()
         try:
             with anyio.move_on_after(1.0):  # goodbyes are a courtesy: never hold shutdown
                 await self.cluster.close()
@@ -83,11 +123,19 @@ class Backplane:
             carrier: dict[str, str] = {}
             watch = metrics.wrap_publish(namespace, carrier)
             trace = carrier or None
-        data = pack(Envelope(self.node_id, text, targets, exclude, trace))
+        channels = channels_for(namespace, targets, self.routing)
+        order = None
+        if len(channels) > 1:
+            self._orders += 1
+            order = self._orders
+        data = pack(Envelope(self.node_id, text, targets, exclude, trace, order))
         published: bool | None = False
         error: BaseException | None = None
         try:
-            published = await self.broker.publish(channel_for(namespace), data)
+            for channel in channels:
+                sent = await self.broker.publish(channel, data)
+                # One copy that went out is enough to call the order published.
+                published = published or sent is not False
         except Exception as exc:
             error = exc
             logger.exception("gateway %s: publish to broker failed", namespace)
@@ -103,28 +151,49 @@ class Backplane:
 
     def _on_message(self, channel: str, data: bytes) -> None:
         route = self._routes.get(channel)
-        if route is None:
-            self.cluster.on_message(channel, data)
-            return
-        namespace, deliver = route
+        stats = self.subscriptions.stats
+        if route is not None:
+            namespace, deliver = route
+            kind = "broadcast"
+        else:
+            found = self.subscriptions.namespace_of(channel)
+            if found is None:
+                self.cluster.on_message(channel, data)
+                return
+            namespace, kind = found
+            deliver = self._delivers[namespace]
         try:
             envelope = unpack(data, self._max_envelope)
         except EnvelopeError as exc:
             logger.warning("gateway %s: dropped a broker message: %s", namespace, exc)
             return
         if envelope.node == self.node_id:
+            stats.echoes += 1
+            return
+        stats.received += 1
+        if kind == "room":
+            stats.received_room += 1
+        elif kind == "client":
+            stats.received_client += 1
+        else:
+            stats.received_broadcast += 1
+        if envelope.order is not None and not self._seen.first(envelope.node, envelope.order):
+            stats.duplicates += 1
             return
         metrics = self._metrics
         if metrics is None:
-            deliver(envelope.frame, envelope.targets, envelope.exclude)
+            if not deliver(envelope.frame, envelope.targets, envelope.exclude):
+                stats.dropped += 1
             return
         metrics.on_broker_receive(namespace)
         watch = metrics.wrap_receive(namespace, envelope.trace)
         if watch is None:
-            deliver(envelope.frame, envelope.targets, envelope.exclude)
+            if not deliver(envelope.frame, envelope.targets, envelope.exclude):
+                stats.dropped += 1
             return
         try:
-            deliver(envelope.frame, envelope.targets, envelope.exclude)
+            if not deliver(envelope.frame, envelope.targets, envelope.exclude):
+                stats.dropped += 1
         except BaseException as exc:
             watch.end("error", exc)
             raise

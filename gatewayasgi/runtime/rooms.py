@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Set
+from typing import Protocol
 
 _EMPTY: frozenset[str] = frozenset()
+
+
+class RoomWatcher(Protocol):
+    """Told when a room gets its first local member or loses its last one, and when a
+    client connects or leaves (the backplane subscribes their channels:
+    ``backplane.routing.Interest``)."""
+
+    def opened(self, room: str) -> None: ...
+
+    def closed(self, room: str) -> None: ...
+
+    async def ready(self, room: str) -> None: ...
+
+    def attached(self, client_id: str) -> None: ...
+
+    def detached(self, client_id: str) -> None: ...
 
 
 class Rooms:
     """Which clients are in which rooms. Empty rooms are dropped at once."""
 
-    __slots__ = ("_members", "_memberships")
+    __slots__ = ("_members", "_memberships", "watcher")
 
     def __init__(self) -> None:
         self._members: dict[str, set[str]] = {}
         self._memberships: dict[str, set[str]] = {}
+        self.watcher: RoomWatcher | None = None
+        """Told when rooms open and close here (interest routing)."""
 
     def join(self, client_id: str, room: str) -> None:
         """Add ``client_id`` to ``room`` (no-op when already a member)."""
-        self._members.setdefault(room, set()).add(client_id)
+        members = self._members.get(room)
+        if members is None:
+            members = self._members[room] = set()
+            if self.watcher is not None:
+                self.watcher.opened(room)
+        members.add(client_id)
         self._memberships.setdefault(client_id, set()).add(room)
 
     def leave(self, client_id: str, room: str) -> None:
@@ -28,6 +52,8 @@ class Rooms:
             members.discard(client_id)
             if not members:
                 del self._members[room]
+                if self.watcher is not None:
+                    self.watcher.closed(room)
         rooms = self._memberships.get(client_id)
         if rooms is not None:
             rooms.discard(room)
@@ -43,6 +69,8 @@ class Rooms:
                 members.discard(client_id)
                 if not members:
                     del self._members[room]
+                    if self.watcher is not None:
+                        self.watcher.closed(room)
         return rooms
 
     def members(self, room: str) -> Set[str]:

@@ -178,6 +178,9 @@ class WebSocketServer:
         A client that resumed its session may still have its old connection registered
         (its end not noticed yet): the newer one takes its place.
         """
+        watcher = self.rooms.watcher
+        if watcher is not None and client.id not in self.clients:
+            watcher.attached(client.id)
         self.clients[client.id] = client
         if client.protocol is not self.delivery.protocol:
             self._foreign.add(client)
@@ -190,6 +193,8 @@ class WebSocketServer:
             return  # gone already, or its session lives on in a newer connection
         self.rooms.leave_all(client.id)
         del self.clients[client.id]
+        if self.rooms.watcher is not None:
+            self.rooms.watcher.detached(client.id)
 
     def get_client_id(self, client: Connection) -> str:
         """The id assigned to a connected client (unique across processes)."""
@@ -228,6 +233,10 @@ class WebSocketServer:
             self.rooms.join(client_id, room)
             if self.on_rooms_changed is not None:
                 await self.on_rooms_changed(self.clients[client_id], room, True)
+        if self.rooms.watcher is not None:
+            # Interest routing: return once the room's channel subscription is
+            # acknowledged, so a frame emitted after this, on any node, reaches the client.
+            await self.rooms.watcher.ready(room)
 
     async def leave(self, client: Target, room: str) -> None:
         """Remove a client (connection or id) from ``room``; same name rules as ``join``."""
