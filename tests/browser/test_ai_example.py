@@ -8,7 +8,8 @@ a whole answer; a stop mid-stream (the server's generator reports ``cancelled``,
 answer stays partial); a reload mid-stream and a cut of the connection mid-stream (the
 answer completes once: every value the page shows is a prefix of the answer, so no token
 is duplicated or skipped, and it ends whole). On failure a screenshot and the page's log
-are left in the test's temp dir.
+are left in the test's temp dir. One test without a browser checks the example's
+``can_attach`` rule: another browser's token can neither resume a chat nor ask in it.
 
 Needs ``chromium`` (``make chromium``), the page bundle (``make ai-example``) and the
 TypeScript client (``make chat-client``): outside CI a missing one skips the test with
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from examples.ai.app import BUNDLE, CLIENT_DIST, answer, make_app
 from tests.browser.cdp import INSTALL, Page, PageError, chromium, find_chromium
@@ -296,3 +299,69 @@ async def test_ts_page_attaches_after_the_connection_is_cut(tmp_path: Path) -> N
         await watch_answer(page, answer(LONG))
         await page.wait_for(logged("connection lost: re-attaching"), "the page to see the cut")
         assert await running.closed_how(page, chat) == "finished"
+
+
+# -- the can_attach rule, without a browser ---------------------------------------------------
+
+
+def _send(chat: str, request_id: str, text: str = LONG) -> str:
+    message = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
+    return json.dumps(
+        {
+            "type": "send",
+            "requestId": request_id,
+            "id": chat,
+            "trigger": "submit-message",
+            "messages": [message],
+            "headers": {},
+            "body": {},
+        }
+    )
+
+
+def _resume(chat: str, request_id: str) -> str:
+    return json.dumps(
+        {"type": "resume", "requestId": request_id, "id": chat, "headers": {}, "body": {}}
+    )
+
+
+async def _frame(ws: Any) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+
+async def test_only_the_owner_of_a_chat_may_pick_its_stream_up() -> None:
+    ann, bob = "a" * 22, "b" * 22
+    chat = f"{ann}.chat"
+    async with run_server(make_app(debug=True, delay=DELAY)) as address:
+        async with connect(f"ws://{address}/ai?owner={ann}", open_timeout=10) as first:
+            await first.send(_send(chat, "r1"))
+            assert (await _frame(first))["type"] == "start"
+            # Another browser's token: its resume finds nothing to read (the gateway refuses
+            # the attach), and the native gateway refuses its $attach.
+            async with connect(f"ws://{address}/ai?owner={bob}", open_timeout=10) as other:
+                await other.send(_resume(chat, "r2"))
+                refused = await _frame(other)
+                assert refused["type"] in ("no-active", "error"), refused
+                assert refused["requestId"] == "r2"
+                with pytest.raises(asyncio.TimeoutError):  # and nothing of ann's stream
+                    await asyncio.wait_for(other.recv(), 5 * DELAY)
+                # Asking in ann's chat is refused by the handler's guard.
+                await other.send(_send(chat, "r3"))
+                denied = await _frame(other)
+                assert denied["type"] == "error" and denied["requestId"] == "r3", denied
+            async with connect(f"ws://{address}/tokens?owner={bob}", open_timeout=10) as other:
+                attach = {"event": "$attach", "key": chat, "after": 0, "id": 5}
+                await other.send(json.dumps(attach))
+                error = await _frame(other)
+                assert error["event"] == "error" and error["id"] == 5, error
+            # The same browser on a new socket (a reload) gets the stream from its start.
+            async with connect(f"ws://{address}/ai?owner={ann}", open_timeout=10) as again:
+                await again.send(_resume(chat, "r4"))
+                assert (await _frame(again))["type"] == "start"
+                chunk = await _frame(again)
+                assert chunk["type"] == "chunk" and chunk["sequence"] == 0, chunk
+        # No token, or a malformed one: the handshake is refused.
+        for query in ("", "?owner=short"):
+            with pytest.raises((InvalidStatus, ConnectionClosed)):
+                async with connect(f"ws://{address}/ai{query}", open_timeout=10) as ws:
+                    await asyncio.wait_for(ws.recv(), 10)
