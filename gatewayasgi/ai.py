@@ -33,7 +33,10 @@ What the transport sends, and what the gateway makes of it:
 What the gateway sends: ``start`` before a stream's first chunk; ``chunk`` (``requestId``,
 ``sequence`` from 0, ``chunk``) for each item; ``end`` (after the last one, after a
 cancel, or as the answer to a handler that returned instead of yielding); ``error`` with
-``errorText`` (bounded); ``no-active`` when a ``resume`` names no stream. The transport
+``errorText`` (bounded); ``no-active`` when a ``resume`` names no stream, or one the
+gateway's ``can_attach`` does not let this client re-attach to (without ``can_attach``,
+every ``resume`` is answered ``no-active``). With a Redis broker, a ``resume`` reaches a
+chat whose stream runs in another worker process (``runtime.keyed_streams``). The transport
 ignores frames whose ``requestId`` it does not know: emits and errors that answer no
 request carry ``"requestId": ""``.
 """
@@ -569,6 +572,12 @@ class AISDKChat(WireProtocol):
     def encode_error(
         self, message: str, frame_id: str | int | None = None, details: dict[str, Any] | None = None
     ) -> str:
+        if message == codec.STREAM_ATTACH_REFUSED and frame_id is not None:
+            # A ``resume`` the gateway's ``can_attach`` refused (or that has no
+            # ``can_attach``) is told what an unknown chat is told: the transport's
+            # ``reconnectToStream`` resolves to ``null``, and a refusal does not say
+            # whether the chat exists.
+            return self._frame("no-active", frame_id)
         return self._frame("error", frame_id, errorText=message[:MAX_ERROR_TEXT])
 
     def encode_emit(self, event: str, data: JSONValue) -> str:

@@ -11,6 +11,7 @@ import gc
 import inspect
 import logging
 import os
+import sys
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -289,6 +290,9 @@ class GatewayMiddleware:
             max_room_name_length=settings.max_room_name_length,
         )
         table.gateway.server = server
+        kept = self._kept_streams()
+        if kept is not None:  # keyed streams reach the other workers through Redis
+            server.streams.share(kept, namespace)
         runner = GatewayRunner(
             table,
             server,
@@ -310,6 +314,26 @@ class GatewayMiddleware:
                 self.backplane.add(namespace, keeper.deliver_remote)
             server.rooms.watcher = self.backplane.interest(namespace)
         return runner
+
+    def _kept_streams(self) -> Any:
+        """The Redis side of keyed streams (``stores._redis_kept``), one per middleware,
+        when the broker is a ``RedisBroker``; else ``None`` (they stay in this process)."""
+        kept = getattr(self, "_kept", None)
+        if kept is None:
+            redis_broker = sys.modules.get("gatewayasgi.brokers.redis")
+            if redis_broker is None or not isinstance(self.broker, redis_broker.RedisBroker):
+                return None
+            if getattr(self.broker, "cluster", False):  # no cluster client there yet
+                return None
+            from gatewayasgi.runtime.keyed_streams import GRACE, KEPT_BYTES, KEPT_ITEMS
+            from gatewayasgi.stores._redis_kept import RedisKeptStreams
+
+            # TODO(cluster): a cluster broker (``getattr(broker, "cluster", False)``)
+            # needs a cluster client there (see ``stores._redis_kept._client``).
+            kept = self._kept = RedisKeptStreams(
+                self.broker.url, max_items=KEPT_ITEMS, max_bytes=KEPT_BYTES, grace=GRACE
+            )
+        return kept
 
     def _recovery_of(self, table: GatewayTable) -> Recovery | None:
         chosen = table.meta.recovery

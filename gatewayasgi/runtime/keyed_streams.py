@@ -4,16 +4,23 @@ A stream request that names a ``key`` runs here, in the hub's task group, instea
 in the requester's connection. Clients re-attach by key (``$attach``) and get the kept
 items after their position, the live ones, then the end. See ``runtime.streams`` for
 the unkeyed streams and the wire.
+
+With a Redis broker, the hub also writes each keyed stream to Redis
+(``stores._redis_kept``): a client of another worker process re-attaches to it there,
+and its ``$cancel`` (or a request that supersedes the key) reaches the worker that runs
+it as an order. Redis failing never stops a keyed stream: it runs on, in memory.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 
 from gatewayasgi.gateway.streams import StreamEnd
 from gatewayasgi.protocol import codec
@@ -32,6 +39,7 @@ from gatewayasgi.runtime.streams import (
 if TYPE_CHECKING:
     from gatewayasgi.runtime.connection import Connection
     from gatewayasgi.settings import Settings
+    from gatewayasgi.stores._redis_kept import Kept, RedisKeptStreams, Run
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -42,7 +50,15 @@ KEPT_BYTES = 4 * 1024 * 1024
 GRACE = 30.0
 """Seconds a finished keyed stream stays re-attachable (a reload racing its last item)."""
 MAX_KEYED = 10_000
-"""Keyed streams one gateway keeps at once in a process (running or in their grace)."""
+"""Keyed streams one gateway keeps at once in a process (running or in their grace);
+also the most attachments of this process's clients to other processes' streams."""
+STREAM_LOST = "The stream's worker went away"
+"""An attachment to another worker's stream whose worker stopped writing it."""
+READ_BATCH = 256
+"""Entries read from Redis at once by an attachment to another worker's stream."""
+CHECK_EVERY = 2.0
+"""Seconds an attachment waits for another worker's next item before it asks Redis
+whether that stream still lives."""
 
 
 class _Subscriber:
@@ -64,10 +80,12 @@ class _Keyed:
         "error",
         "event",
         "first_seq",
+        "h",
         "items",
         "kept",
         "key",
         "last_seq",
+        "run",
         "stream",
         "subscribers",
     )
@@ -85,6 +103,10 @@ class _Keyed:
         self.done = False
         self.end: Any = None
         self.error: tuple[str, dict[str, Any] | None] | None = None
+        self.h = ""
+        """Its id in Redis (with a Redis broker)."""
+        self.run: Run | None = None
+        """What Redis keeps of it for the other workers (with a Redis broker)."""
 
     def item(self, seq: int) -> Any:
         return self.items[seq - self.first_seq][0]
@@ -99,6 +121,9 @@ class StreamHub:
 
     They run in the hub's own task group (``serve``, started in the lifespan); without a
     lifespan, in the requester's connection (they end with it).
+
+    ``share`` (the middleware calls it when the broker is Redis) makes them reach the
+    other worker processes too (module docstring).
     """
 
     def __init__(self) -> None:
@@ -107,16 +132,43 @@ class StreamHub:
         self._finished: deque[tuple[float, _Keyed]] = deque()
         """Finished streams in the order their grace ends (the same for all)."""
         self._task_group: Any = None
+        self._shared: RedisKeptStreams | None = None
+        self._namespace = ""
+        self._by_hash: dict[str, _Keyed] = {}
+        self._remote: dict[tuple[int, str | int], _Remote] = {}
+        """This process's clients attached to other processes' streams."""
+
+    def share(self, kept: RedisKeptStreams, namespace: str) -> None:
+        """Keep this gateway's keyed streams in ``kept`` too, for the other workers."""
+        self._shared = kept
+        self._namespace = namespace
+        kept.on_cancel(self._cancel_order)
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Hold the task group keyed streams run in, until cancelled (the lifespan's end)."""
+        shared = self._shared
+        owner = False
         try:
             async with anyio.create_task_group() as task_group:
+                if shared is not None:
+                    owner = await shared.start(task_group)
                 self._task_group = task_group
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             self._task_group = None
+            if owner and shared is not None:
+                await shared.close()
+
+    async def in_use(self, key: str) -> bool:
+        """Whether a stream with ``key`` runs, here or (with Redis) in another worker."""
+        if self.running(key):
+            return True
+        shared = self._shared
+        if shared is None:
+            return False
+        pointer = await shared.lookup(shared.hash(self._namespace, key))
+        return pointer is not None and not pointer.done and pointer.node != shared.node
 
     def running(self, key: str) -> bool:
         self._expire()
@@ -137,6 +189,8 @@ class StreamHub:
             _, keyed = finished.popleft()
             if self._keyed.get(keyed.key) is keyed:  # not superseded by a newer one
                 del self._keyed[keyed.key]
+            if keyed.h and self._by_hash.get(keyed.h) is keyed:
+                del self._by_hash[keyed.h]
 
     def start(
         self,
@@ -157,6 +211,11 @@ class StreamHub:
             old.stream.cancelled = True
             old.stream.scope.cancel()
         keyed = self._keyed[key] = _Keyed(key, event)
+        shared = self._shared
+        if shared is not None:
+            keyed.h = shared.hash(self._namespace, key)
+            keyed.run = shared.open(keyed.h, event)
+            self._by_hash[keyed.h] = keyed
         keyed.subscribers.append(_Subscriber(client, frame_id, 1))
         task_group = self._task_group
         launch = task_group.start_soon if task_group is not None else spawn
@@ -172,7 +231,26 @@ class StreamHub:
                     keyed.stream.cancelled = True
                     keyed.stream.scope.cancel()
                     return True
+        remote = self._remote.get((id(client), frame_id))
+        if remote is not None and remote.client is client and self._shared is not None:
+            self._shared.cancel(remote.node, remote.h, remote.run)  # its end comes from there
+            return True
         return False
+
+    def _cancel_order(self, h: str, run: str, superseded: bool) -> None:
+        """Another worker's order: end our run ``run`` of ``h`` (a ``$cancel`` of a client
+        attached there, or a request there that ``superseded`` the key: then the key is
+        that worker's, and this one forgets its run at once)."""
+        keyed = self._by_hash.get(h)
+        if keyed is None or keyed.run is None or keyed.run.id != run:
+            return
+        if not keyed.done:
+            keyed.stream.cancelled = True
+            keyed.stream.scope.cancel()
+        if superseded:
+            del self._by_hash[h]
+            if self._keyed.get(keyed.key) is keyed:
+                del self._keyed[keyed.key]
 
     async def attach(self, client: Connection, frame_id: str | int, key: str, after: int) -> None:
         """Send ``key``'s kept items after sequence ``after``, then its live ones and its
@@ -189,6 +267,9 @@ class StreamHub:
         self._expire()
         keyed = self._keyed.get(key)
         if keyed is None:
+            if self._shared is not None:
+                await self._attach_remote(self._shared, client, frame_id, key, after)
+                return
             await send(client, protocol.encode_stream_missing(ATTACH_EVENT, frame_id))
             return
         subscriber = _Subscriber(client, frame_id, after + 1)
@@ -247,6 +328,8 @@ class StreamHub:
         finally:
             keyed.done = True
             self._finished.append((anyio.current_time() + GRACE, keyed))
+            if keyed.run is not None:
+                self._finish_shared(keyed, keyed.run)
             with anyio.CancelScope(shield=True), anyio.move_on_after(settings.close_timeout):
                 await close_source(items, source, qualname)
                 for subscriber in list(keyed.subscribers):
@@ -257,6 +340,7 @@ class StreamHub:
                             logger.error("ending stream %r failed", keyed.key[:200], exc_info=exc)
 
     async def _pump(self, keyed: _Keyed, items: Any) -> None:
+        shared, run = self._shared, keyed.run
         async for item in items:
             if isinstance(item, StreamEnd):
                 keyed.end = item.value
@@ -290,6 +374,12 @@ class StreamHub:
                     await outbox.send(message, cost)
                 else:
                     outbox.put_nowait(message, cost)
+            if run is not None:
+                assert shared is not None
+                data = _json(item)
+                shared.add(run, seq, data)
+                if not size:
+                    size = len(data) if data is not None else 0
             if not size:
                 size = len(codec.dumps(item))
             keyed.items[seq - keyed.first_seq] = (item, size)
@@ -321,3 +411,147 @@ class StreamHub:
                 end = protocol.encode_error(codec.INTERNAL_ERROR, frame_id)
         if not subscriber.client.closed:
             await send(subscriber.client, end)
+
+    def _finish_shared(self, keyed: _Keyed, run: Run) -> None:
+        """Tell the other workers how ``keyed`` ended."""
+        shared = self._shared
+        assert shared is not None
+        if keyed.error is not None:
+            message, details = keyed.error
+            shared.finish_error(run, message, None if details is None else _json(details))
+        elif keyed.stream.cancelled:
+            shared.finish_cancelled(run)
+        else:
+            value = _json(keyed.end)
+            if value is None:
+                shared.finish_error(run, codec.INTERNAL_ERROR, None)
+            else:
+                shared.finish_end(run, value)
+
+    async def _attach_remote(
+        self,
+        shared: RedisKeptStreams,
+        client: Connection,
+        frame_id: str | int,
+        key: str,
+        after: int,
+    ) -> None:
+        """``_attach`` for a stream another worker runs: its kept items and its end are
+        read from Redis, at the pace of ``client``'s socket."""
+        protocol = client.protocol
+        h = shared.hash(self._namespace, key)
+        pointer = await shared.lookup(h)
+        if pointer is None or pointer.node == shared.node:  # ours ended here: forgotten
+            await send(client, protocol.encode_stream_missing(ATTACH_EVENT, frame_id))
+            return
+        if len(self._remote) >= MAX_KEYED:
+            await send(
+                client, protocol.encode_error(codec.STREAM_LIMIT.format(limit=MAX_KEYED), frame_id)
+            )
+            return
+        remote = _Remote(client, pointer.node, h, pointer.run)
+        slot = (id(client), frame_id)
+        self._remote[slot] = remote
+        watch = shared.watch(h, pointer.run, after)
+        try:
+            start = protocol.encode_stream_start(pointer.event, frame_id)
+            if start is not None:
+                await send(client, start)
+            await self._follow(shared, remote, watch, frame_id, pointer.event, after + 1)
+        finally:
+            shared.unwatch(watch)
+            if self._remote.get(slot) is remote:
+                del self._remote[slot]
+
+    async def _follow(
+        self,
+        shared: RedisKeptStreams,
+        remote: _Remote,
+        watch: Any,
+        frame_id: str | int,
+        event: str,
+        expected: int,
+    ) -> None:
+        client, h, run = remote.client, remote.h, remote.run
+        protocol = client.protocol
+        outbox = client.outbox
+        half = max(1, outbox.max_messages // 2)
+        heard = anyio.current_time()
+        first = True
+        while not client.closed:
+            changed = watch.changed
+            entries = await shared.entries(h, run, expected, READ_BATCH)
+            now = anyio.current_time()
+            if entries is None:  # Redis failed (logged): try again, for a while
+                if now - heard > shared.live:
+                    await send(client, protocol.encode_error(STREAM_LOST, frame_id))
+                    return
+                await anyio.sleep(0.2)
+                continue
+            heard = now
+            if not entries and first and expected > 1:
+                entries = await shared.tail(h, run)  # ``after`` may be past its end
+            first = False
+            for entry in _from(entries, expected):
+                if entry.end is not None and entry.seq <= expected:
+                    await send(client, _end_frame(protocol, event, frame_id, entry))
+                    return
+                if (
+                    entry.seq != expected or entry.end is not None or entry.data is None
+                ):  # trimmed, or not kept
+                    await send(client, protocol.encode_error(codec.STREAM_TRIMMED, frame_id))
+                    return
+                if len(outbox) >= half:
+                    await outbox.wait_below(max(1, half // 2))
+                item = orjson.loads(entry.data)
+                await send(client, protocol.encode_stream_item(event, item, frame_id, expected))
+                expected += 1
+            if entries:
+                continue
+            if not watch.active:  # until the reader follows it, look now and then
+                await anyio.sleep(0.02)
+                continue
+            with anyio.move_on_after(CHECK_EVERY) as waited:
+                await changed.wait()
+            if waited.cancelled_caught and await shared.alive(h, run) is False:
+                await send(client, protocol.encode_error(STREAM_LOST, frame_id))
+                return
+
+
+class _Remote:
+    """A client of this process attached to another process's stream."""
+
+    __slots__ = ("client", "h", "node", "run")
+
+    def __init__(self, client: Connection, node: str, h: str, run: str) -> None:
+        self.client = client
+        self.node = node
+        self.h = h
+        self.run = run
+
+
+def _from(entries: Iterable[Kept], expected: int) -> Iterable[Kept]:
+    """``entries`` without those before ``expected`` (an end read by ``tail``)."""
+    for entry in entries:
+        if entry.seq >= expected or entry.end is not None:
+            yield entry
+
+
+def _json(value: Any) -> bytes | None:
+    """``value`` as JSON for Redis; ``None`` when it has no JSON form."""
+    try:
+        return codec.dumps(value)
+    except Exception:
+        return None
+
+
+def _end_frame(protocol: Any, event: str, frame_id: str | int, entry: Kept) -> Any:
+    """The end frame of another worker's stream, as Redis has it."""
+    if entry.end == b"cancelled":
+        return protocol.encode_stream_end(event, None, frame_id, cancelled=True)
+    if entry.end == b"end":
+        value = None if entry.value is None else orjson.loads(entry.value)
+        return protocol.encode_stream_end(event, value, frame_id)
+    details = None if entry.details is None else orjson.loads(entry.details)
+    message = entry.message or codec.INTERNAL_ERROR
+    return protocol.encode_error(message, frame_id, details if type(details) is dict else None)

@@ -353,7 +353,7 @@ class Session:
             # needs the same permission as attaching to it.
             if hub.full():
                 refusal = codec.STREAM_LIMIT.format(limit=MAX_KEYED)
-            elif hub.running(key) and not await self._may_attach(key):
+            elif await hub.in_use(key) and not await self._may_attach(key):
                 refusal = codec.STREAM_KEY_IN_USE
         frame_id = frame.id
         if refusal is not None or frame_id is None:  # ``refusal`` says so for no id
