@@ -343,7 +343,9 @@ class GatewayClient:
         The request goes out when the loop starts. ``timeout`` bounds the wait for each
         item (``StreamTimeout``); leaving the loop early cancels the stream on the server
         (``$cancel``). An error frame raises ``CallError``, and a connection that closes
-        mid-stream raises ``ConnectionClosed``. The end frame's data is ``stream.result``.
+        mid-stream raises ``ConnectionClosed`` (with ``recover=True`` an unkeyed stream goes
+        on across a reconnect that resumes the session: its missed items are replayed).
+        The end frame's data is ``stream.result``.
         A ``key`` makes it a keyed stream: it outlives the connection, and
         ``attach_stream(key)`` re-attaches to it (from another connection too).
         """
@@ -376,6 +378,9 @@ class GatewayClient:
             streams.pop(stream_id, None)
 
         stream = Stream(event, stream_id, timeout, start, cancel, forget)
+        # With recovery, an unkeyed stream belongs to the session: it goes on across a
+        # reconnect that resumes it (its items are replayed), keyed ones re-attach by key.
+        stream.lasting = self._recovery.enabled and "key" not in request
         return stream
 
     async def receive(self, timeout: float | None = None) -> Message:
@@ -498,6 +503,12 @@ class GatewayClient:
             return
         if session.reason is not None:
             logger.info("session %s: not recovered (%s)", session.id, session.reason)
+        if not session.recovered:
+            # Streams kept across the drop belonged to the session that is gone.
+            closed = self.last_close or ConnectionClosed(1006, "", terminal=False)
+            for stream in list(self._streams.values()):
+                if stream.lasting:
+                    stream.fail(closed)
         self._dispatch.fire("session", session)
 
     async def _retry(self, *, first_delay: bool) -> _Link | None:
@@ -551,7 +562,12 @@ class GatewayClient:
         link.detached.set()
         self.last_close = closed
         self._calls.reject_sent(link.generation, closed)
+        resuming = (
+            not closed.terminal and self._recovery.enabled and self._recovery.session is not None
+        )
         for stream in list(self._streams.values()):
+            if resuming and stream.lasting:
+                continue  # the session keeps it: its items come back with the session
             stream.fail(closed)  # the server closed them with the connection
         if self._state == "connected":
             self._set_state("reconnecting")

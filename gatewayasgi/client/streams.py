@@ -54,6 +54,9 @@ class Stream:
         self.cancelled = False
         self.missing = False
         """A re-attach found no stream with its key (it ended at once)."""
+        self.lasting = False
+        """An unkeyed stream of a client with ``recover=True``: it outlives a reconnect
+        that resumes the session (and fails with the session if it is not recovered)."""
         self._start = start
         self._cancel = cancel
         self._forget = forget
