@@ -229,6 +229,23 @@ async def test_ai_sdk_page_resumes_after_a_reload(tmp_path: Path) -> None:
         assert await running.closed_how(page, chat) == "finished"
 
 
+async def test_ai_sdk_page_stops_a_resumed_answer(tmp_path: Path) -> None:
+    """A stop after a reload aborts the resume request: the gateway cancels the stream."""
+    async with example(tmp_path) as running:
+        page, chat = await ai_page(running)
+        await ask(page, LONG)
+        await tokens_shown(page, 5)
+        await page.send("Page.reload")
+        await page.wait_for(logged("resuming the answer in progress"), "the reloaded page")
+        await tokens_shown(page, 10)
+        await page.evaluate("document.querySelector('#stop').click(), true")
+        assert await running.closed_how(page, chat) == "cancelled"
+        await page.wait_for(f"{STATUS} === 'ready'", "the chat to be ready after the stop")
+        partial = str(await page.evaluate(ANSWER))
+        assert answer(LONG).startswith(partial) and len(partial) < len(answer(LONG))
+        await stays(page, partial, 10 * DELAY)
+
+
 async def test_ai_sdk_page_resumes_after_the_connection_is_cut(tmp_path: Path) -> None:
     async with example(tmp_path) as running:
         page, chat = await ai_page(running)
@@ -288,6 +305,23 @@ async def test_ts_page_attaches_after_a_reload(tmp_path: Path) -> None:
         assert await page.evaluate(TS_CHAT) == chat
         await watch_answer(page, answer(LONG))
         assert await running.closed_how(page, chat) == "finished"
+
+
+async def test_ts_page_stops_an_attached_answer(tmp_path: Path) -> None:
+    """A stop after a reload aborts the attached stream: the gateway cancels the stream."""
+    async with example(tmp_path) as running:
+        page, chat = await ts_page(running)
+        await ask(page, LONG)
+        await tokens_shown(page, 5)
+        await page.send("Page.reload")
+        await page.wait_for(logged("resuming after token"), "the reloaded page")
+        await tokens_shown(page, 10)
+        await page.evaluate("document.querySelector('#stop').click(), true")
+        assert await running.closed_how(page, chat) == "cancelled"
+        await page.wait_for(f"{STATUS} === 'ready'", "the page to be ready after the stop")
+        partial = str(await page.evaluate(ANSWER))
+        assert answer(LONG).startswith(partial) and len(partial) < len(answer(LONG))
+        await stays(page, partial, 10 * DELAY)
 
 
 async def test_ts_page_attaches_after_the_connection_is_cut(tmp_path: Path) -> None:
