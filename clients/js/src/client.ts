@@ -315,6 +315,7 @@ export class GatewayClient<
       signal: options.signal,
       key: fields?.key,
       after: fields?.after,
+      lasting: fields === undefined,
     });
     if (!stream.checkSignal()) return stream; // aborted already: nothing is sent
     this.streams.set(id, stream as GatewayStream<unknown>);
@@ -497,7 +498,11 @@ export class GatewayClient<
       this.currentState = "reconnecting";
       this.acks.rejectSent(error);
       // The server closed them with the connection; requests still buffered go out on reconnect.
-      for (const stream of [...this.streams.values()]) if (stream.isSent) stream.fail(error);
+      // A session's streams go on if the next connection resumes it (the gateway has recovery).
+      const resuming = this.recovery.resumable;
+      for (const stream of [...this.streams.values()]) {
+        if (stream.isSent && !(resuming && stream.lasting)) stream.fail(error);
+      }
     } else {
       this.finish(error);
     }
@@ -675,6 +680,13 @@ export class GatewayClient<
    * `recovery_failed` when it says that an open connection lost frames.
    */
   private sessionFrame(socket: WebSocketLike, session: SessionEvent, opening: boolean): void {
+    if (!session.recovered) {
+      // Streams kept across a drop belonged to a session that is gone.
+      const error = new DisconnectedError(1006, "session not recovered", false);
+      for (const stream of [...this.streams.values()]) {
+        if (stream.isSent && stream.lasting) stream.fail(error);
+      }
+    }
     this.lifecycle.emit("session", session);
     if (this.socket !== socket) return; // a listener closed the client
     if (this.currentState === "connecting") this.opened(socket, session.reason);

@@ -52,6 +52,8 @@ export interface SessionRecovery {
   readonly recovered: boolean;
   /** The id of the session the client holds (the server's `client.id`), if any. */
   readonly id: string | undefined;
+  /** Whether the next connection will offer to resume a session the client holds. */
+  readonly resumable: boolean;
   /** The session ended: the next connection starts a new one. */
   forget(): void;
 }
@@ -102,6 +104,10 @@ export class SessionTracker implements SessionRecovery {
 
   get recovered(): boolean {
     return this.resumed;
+  }
+
+  get resumable(): boolean {
+    return this.offer && this.held !== undefined;
   }
 
   /** A gateway that sent `$session` before sends it first on every connection. */

@@ -74,6 +74,12 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
   readonly id: number;
   /** The keyed stream's key (`stream(..., { key })`, `attachStream(key)`); else `undefined`. */
   readonly key: string | undefined;
+  /**
+   * An unkeyed stream of a client that resumes sessions (`recover`, the default): on a gateway
+   * with recovery it belongs to the session, so it goes on across a reconnection that resumes
+   * the session (its missed items are replayed) and fails only when the session is not recovered.
+   */
+  readonly lasting: boolean;
   /** The end frame's data, or the error the stream ended with (see the class comment). */
   readonly result: Promise<unknown>;
 
@@ -110,11 +116,13 @@ export class GatewayStream<T = unknown> implements AsyncIterableIterator<T> {
       signal?: AbortSignalLike | undefined;
       key?: string | undefined;
       after?: number | undefined;
+      lasting?: boolean | undefined;
     } = {},
   ) {
     this.event = event;
     this.id = id;
     this.key = options.key;
+    this.lasting = options.lasting ?? false;
     this.readSeq = this.fedSeq = options.after ?? 0;
     this.hooks = hooks;
     this.timeout = options.timeout ?? Infinity;

@@ -159,6 +159,20 @@ after(async () => {
 });
 
 describe("session recovery against a gatewayasgi server", () => {
+  it("a stream goes on across cuts that the session survives: every item once, in order", async () => {
+    const proxy = await newProxy();
+    const { gateway } = member(chat(proxy.port));
+    await connectWithSession(gateway);
+    const got = [];
+    const stream = gateway.stream("tokens", { count: 60, delay: 0.01 }, { timeout: WAIT });
+    for await (const n of stream) {
+      got.push(n);
+      if (n === 10 || n === 40) assert.equal(proxy.cut(), 1);
+    }
+    assert.deepEqual(got, Array.from({ length: 60 }, (_, n) => n));
+    assert.equal(gateway.recovered, true);
+  });
+
   it("a cut client resumes on its own: same id, the 300 missed frames once in order, then live ones", async () => {
     const proxy = await newProxy();
     const { gateway, seen, wire } = member(chat(proxy.port));

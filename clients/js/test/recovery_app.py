@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 from gatewayasgi import (
     ConnectedSocket,
     GatewayMiddleware,
@@ -56,6 +58,13 @@ class RecoveryTestGateway:
         for n in range(start, start + data["count"]):
             await self.server.to_room(data["room"]).emit("said", n)  # type: ignore[attr-defined]
         return "done"
+
+    @SubscribeMessage("tokens")
+    async def tokens(self, data: Any = MessageBody()) -> Any:
+        """A stream of ``count`` numbers, ``delay`` seconds apart: it belongs to the session."""
+        for n in range(data["count"]):
+            await anyio.sleep(data["delay"])
+            yield n
 
     @SubscribeMessage("connections")
     async def connections(self) -> list[dict[str, Any]]:
