@@ -70,7 +70,14 @@ class BroadcastOperator:
         return BroadcastOperator(self._server, self._targets, merge(self._exclude, _names(targets)))
 
     async def emit(self, event: str, data: JSONValue = None) -> int:
-        """Send ``{"event", "data"}`` to the targets; returns how many local clients got it."""
+        """Send ``{"event", "data"}`` to the targets; returns how many clients of this
+        process it was handed to now.
+
+        Clients on other workers are not counted (the broker carries it to them), and on a
+        gateway whose history is in Redis the count is 0: there every worker's reader of
+        the history delivers it, this one too, right after. Either way a reply or stream
+        item the calling handler sends later reaches its client after this frame.
+        """
         return await self._server.delivery.emit(Emission(event, data, self._targets, self._exclude))
 
     async def stream(self, event: str, source: Any, *, stream_id: str | None = None) -> RoomStream:
@@ -255,7 +262,8 @@ class WebSocketServer:
     # -- emitting -------------------------------------------------------------
 
     async def emit(self, event: str, data: JSONValue = None) -> int:
-        """Send ``{"event", "data"}`` to every client of this gateway."""
+        """Send ``{"event", "data"}`` to every client of this gateway; returns what
+        ``BroadcastOperator.emit`` returns (clients of this process handed it now)."""
         return await self.delivery.emit(Emission(event, data))
 
     broadcast = emit
