@@ -200,3 +200,53 @@ async def test_a_stream_waits_for_a_client_that_is_away_past_a_bound() -> None:
     assert big.made == 1000
     items = [f for f in frames if not f.get("end")]
     assert [f["seq"] for f in items] == list(range(6, 1001))
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+async def test_bad_streams_end_with_bounded_errors_and_the_session_stays_healthy(
+    server: str,
+) -> None:
+    @WebSocketGateway("/chat", recovery=Recovery(window=30))
+    class Bad:
+        @SubscribeMessage("raises")
+        async def raises(self) -> Any:
+            yield 1
+            raise RuntimeError("x" * 100_000)
+
+        @SubscribeMessage("huge")
+        async def huge(self) -> Any:
+            yield "x" * 200_000  # larger than the outbox allows
+
+        @SubscribeMessage("never")
+        async def never(self) -> Any:
+            await anyio.sleep_forever()
+            yield None
+
+        @SubscribeMessage("ping")
+        async def ping(self) -> Any:
+            return "pong"
+
+    app = GatewayMiddleware(gateways=[Bad], outbox_max_bytes=128 * 1024, max_streams=2)
+    async with run_server(app, server) as address:
+        session = Session(address)
+        await session.open()
+        await send(session, "raises", None, 1)
+        frames = await read_until_end(session, 1)
+        assert frames[0]["data"] == 1 and frames[-1]["event"] == "error"
+        assert frames[-1]["data"] == {"message": "Internal server error"}
+        assert len(json.dumps(frames[-1])) < 4096 and "offset" in frames[-1]
+        await send(session, "huge", None, 2)
+        frames = await read_until_end(session, 2)
+        assert frames[-1]["event"] == "error" and "larger than" in frames[-1]["data"]["message"]
+        # Two streams that never yield hold the limit; a third is refused, others answer.
+        await send(session, "never", None, 3)
+        await send(session, "never", None, 4)
+        await send(session, "never", None, 5)
+        frames = await read_until_end(session, 5)
+        assert frames[-1]["event"] == "error" and "2" in frames[-1]["data"]["message"]
+        assert await session.request("ping", None, frame_id=6) == "pong"
+        await send(session, "$cancel", None, 3)
+        assert (await read_until_end(session, 3))[-1]["cancelled"] is True
+        await send(session, "never", None, 7)  # a place is free again
+        await send(session, "$cancel", None, 7)
+        assert (await read_until_end(session, 7))[-1]["cancelled"] is True
