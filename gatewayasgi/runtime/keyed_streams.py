@@ -160,11 +160,17 @@ class StreamHub:
             if owner and shared is not None:
                 await shared.close()
 
+    def _sharing(self) -> RedisKeptStreams | None:
+        """The Redis side, once its tasks run (in the lifespan; without one, keyed
+        streams stay in this process, as the broker's emits do)."""
+        shared = self._shared
+        return shared if shared is not None and shared.started else None
+
     async def in_use(self, key: str) -> bool:
         """Whether a stream with ``key`` runs, here or (with Redis) in another worker."""
         if self.running(key):
             return True
-        shared = self._shared
+        shared = self._sharing()
         if shared is None:
             return False
         pointer = await shared.lookup(shared.hash(self._namespace, key))
@@ -211,7 +217,7 @@ class StreamHub:
             old.stream.cancelled = True
             old.stream.scope.cancel()
         keyed = self._keyed[key] = _Keyed(key, event)
-        shared = self._shared
+        shared = self._sharing()
         if shared is not None:
             keyed.h = shared.hash(self._namespace, key)
             keyed.run = shared.open(keyed.h, event)
@@ -267,8 +273,9 @@ class StreamHub:
         self._expire()
         keyed = self._keyed.get(key)
         if keyed is None:
-            if self._shared is not None:
-                await self._attach_remote(self._shared, client, frame_id, key, after)
+            shared = self._sharing()
+            if shared is not None:
+                await self._attach_remote(shared, client, frame_id, key, after)
                 return
             await send(client, protocol.encode_stream_missing(ATTACH_EVENT, frame_id))
             return

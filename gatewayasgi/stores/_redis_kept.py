@@ -69,6 +69,8 @@ BUDGET = 256 * 1024 * 1024
 (past it, the stream that adds trims its own oldest items)."""
 LIVE = 10.0
 """Seconds a running stream's keys live in Redis unless its node renews them."""
+SCRIPT_ITEMS = 512
+"""Items one script call adds at most (Redis runs a script alone: keep each one short)."""
 BLOCK = 0.25
 """Seconds the reader's ``XREAD`` blocks: a newly watched stream waits at most this."""
 LOG_INTERVAL = 60.0
@@ -83,6 +85,26 @@ END = b"end"
 CANCELLED = b"cancelled"
 ERROR = b"error"
 
+# KEYS: a run's stream. ARGV: the first item to keep (0: trim nothing), the seq of the
+# first item here, then the items (consecutive: a run's pending items always are), each
+# its JSON, or "" for a marker. An entry that is there already (a batch sent again) is
+# skipped.
+_ADD = """
+local stream = KEYS[1]
+local seq = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  if ARGV[i] == '' then
+    redis.pcall('XADD', stream, seq .. '-0', 'x', '1')
+  else
+    redis.pcall('XADD', stream, seq .. '-0', 'd', ARGV[i])
+  end
+  seq = seq + 1
+end
+if ARGV[1] ~= '0' then
+  redis.call('XTRIM', stream, 'MINID', ARGV[1] .. '-0')
+end
+return 0
+"""
 # KEYS: pointer. ARGV: run, new value, ttl ms. The pointer still names this run: set it.
 _DONE = """
 local current = redis.call('GET', KEYS[1])
@@ -104,8 +126,8 @@ return 0
 
 def stream_hash(namespace: str, key: str) -> str:
     """The id of ``key`` of gateway ``namespace`` in Redis (any length of key: fixed)."""
-    digest = hashlib.sha256(namespace.encode("utf-8", "surrogatepass"))
-    digest.update(b"\0")
+    space = namespace.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(b"%d:%s" % (len(space), space))  # no two pairs alike
     digest.update(key.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:40]
 
@@ -271,6 +293,7 @@ class RedisKeptStreams:
         self._timeout = command_timeout
         self._client = _client(url, timeout=command_timeout, max_connections=max_connections)
         self._reader = _client(url, timeout=command_timeout + BLOCK, max_connections=1)
+        self._add_script = self._client.register_script(_ADD)
         self._done_script = self._client.register_script(_DONE)
         self._renew_script = self._client.register_script(_RENEW)
         self._dirty: dict[Run, None] = {}
@@ -296,6 +319,11 @@ class RedisKeptStreams:
         """``callback(h, run, superseded)`` for each order to cancel a run of this node
         (``superseded``: another node runs ``h`` now)."""
         self._on_cancel.append(callback)
+
+    @property
+    def started(self) -> bool:
+        """The writer and the reader run (``start``)."""
+        return self._started
 
     def hash(self, namespace: str, key: str) -> str:
         """The id of ``key`` of gateway ``namespace`` here (``stream_hash``)."""
@@ -330,7 +358,7 @@ class RedisKeptStreams:
 
     def add(self, run: Run, seq: int, data: bytes | None) -> None:
         """Item ``seq`` of ``run`` (its JSON; ``None``: it has none). Never waits."""
-        if run.released or run.end is not None:
+        if run.end is not None or run.released:
             return
         if data is not None and len(data) > self.max_item_bytes:
             data = None
@@ -340,7 +368,15 @@ class RedisKeptStreams:
         run.kept += size
         run.last = seq
         self.total += size
-        sizes = run.sizes
+        if run.kept > self.max_bytes or self.total > self.budget or len(run.sizes) > self.max_items:
+            self._trim(run)
+        if run not in self._dirty:
+            self._mark(run)
+
+    def _trim(self, run: Run) -> None:
+        """Drop ``run``'s oldest items until it is within its bounds and the budget (its
+        newest always stays)."""
+        sizes, pending = run.sizes, run.pending
         while len(sizes) > 1 and (
             len(sizes) > self.max_items or run.kept > self.max_bytes or self.total > self.budget
         ):
@@ -349,10 +385,8 @@ class RedisKeptStreams:
             self.total -= gone
             run.first = sizes[0][0]
             run.trim = True
-            pending = run.pending
             while pending and pending[0][0] < run.first:
                 pending.popleft()
-        self._mark(run)
 
     def finish_end(self, run: Run, value: bytes) -> None:
         """``run`` ended with ``value`` (JSON); kept ``grace`` seconds from now."""
@@ -459,17 +493,26 @@ class RedisKeptStreams:
                 opening.append((count, run))
                 count += 1
             upto = run.pending[-1][0] if run.pending else 0
-            for seq, data in run.pending:
-                fields: dict[Any, Any] = {"d": data} if data is not None else {"x": b"1"}
-                pipe.xadd(stream, fields, id=f"{seq}-0")
-                count += 1
             trimmed = run.trim
-            if trimmed:
-                pipe.xtrim(stream, minid=f"{run.first}-0", approximate=False)
+            # The items in one script call per ``SCRIPT_ITEMS`` (one command to encode,
+            # one reply to read; Redis does the ``XADD``s), the trim with the last one.
+            batch: list[bytes] = []
+            first = 0
+            for seq, data in run.pending:
+                if not batch:
+                    first = seq
+                batch.append(b"" if data is None else data)
+                if len(batch) >= SCRIPT_ITEMS:
+                    await self._add_script(keys=[stream], args=[0, first, *batch], client=pipe)
+                    count += 1
+                    batch = []
+            if batch or trimmed:
+                minid = run.first if trimmed else 0
+                await self._add_script(keys=[stream], args=[minid, first, *batch], client=pipe)
                 count += 1
             if ending:
                 assert end is not None
-                fields = {"e": end.end}
+                fields: dict[Any, Any] = {"e": end.end}
                 if end.value is not None:
                     fields["v"] = end.value
                 if end.message is not None:
