@@ -239,7 +239,9 @@ class StreamHub:
                     return True
         remote = self._remote.get((id(client), frame_id))
         if remote is not None and remote.client is client and self._shared is not None:
-            self._shared.cancel(remote.node, remote.h, remote.run)  # its end comes from there
+            if not remote.cancelled:  # one order, however many times the client asks
+                remote.cancelled = True
+                self._shared.cancel(remote.node, remote.h, remote.run)  # its end comes back
             return True
         return False
 
@@ -528,13 +530,14 @@ class StreamHub:
 class _Remote:
     """A client of this process attached to another process's stream."""
 
-    __slots__ = ("client", "h", "node", "run")
+    __slots__ = ("cancelled", "client", "h", "node", "run")
 
     def __init__(self, client: Connection, node: str, h: str, run: str) -> None:
         self.client = client
         self.node = node
         self.h = h
         self.run = run
+        self.cancelled = False
 
 
 def _from(entries: Iterable[Kept], expected: int) -> Iterable[Kept]:

@@ -15,6 +15,7 @@ import pytest
 
 from gatewayasgi.client import GatewayClient
 from gatewayasgi.protocol import codec
+from gatewayasgi.runtime.keyed_streams import STREAM_LOST
 from tests.redis_server import RedisServer, running_redis_server
 from tests.servers import Client, connect
 from tests.workers import Node, start_node, stop_node
@@ -232,3 +233,21 @@ async def test_without_redis_keyed_streams_work_in_each_process(
     finally:
         if outage == "frozen":
             redis.thaw()
+
+
+async def test_a_client_attached_to_a_worker_that_dies_is_told_within_bounds(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    _, a, b = cluster
+    async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
+        await starter.send("run", {"n": 10_000, "tag": "k", "delay": 0.02}, id=1, key="chat-k")
+        await _frames(starter, 1, count=2)
+        await other.send("$attach", None, id=2, key="chat-k")
+        await _frames(other, 2, count=3)
+        a.kill()  # no goodbye: its entries in Redis expire once nobody renews them
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                frame = await other.recv(TIMEOUT)
+                if frame.get("id") == 2 and "seq" not in frame:
+                    break
+        assert frame == {"event": "error", "data": {"message": STREAM_LOST}, "id": 2}
