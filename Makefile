@@ -58,9 +58,9 @@ run: $(RUN_STAMP) $(CHAT_CLIENT) ## Serve the example chat app (FastAPI + gatewa
 	$(VENV)/bin/hypercorn examples.chat.app:app --bind $(HOST):$(PORT)
 
 redis-server: ## Install redis-server (Debian/apt) when it is missing; tests start their own
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else echo "redis-server not found: install it (apt-get install redis-server) to run the Redis tests"; fi; }
 
 node: ## Install Node.js and npm (Debian/apt) when they are missing; the TypeScript client needs them

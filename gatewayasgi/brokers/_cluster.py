@@ -37,7 +37,7 @@ from gatewayasgi.brokers._resp import Message, Push
 
 try:
     from redis.asyncio.cluster import ClusterPubSub, RedisCluster
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - the broker's import says the same
     raise ImportError(
         'RedisBroker needs the "redis" package: pip install "gatewayasgi[redis]"'
@@ -45,7 +45,10 @@ except ImportError as exc:  # pragma: no cover - the broker's import says the sa
 
 logger = logging.getLogger("gatewayasgi.brokers.redis")
 
-_IO_ERRORS = (RedisError, OSError, TimeoutError)
+# ``RedisClusterException`` (no node reachable, a slot not covered) is no ``RedisError``.
+# IndexError: redis-py's cluster client reading the layout of a cluster still forming
+# (a node that knows no master yet).
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError, IndexError)
 POLL_TIMEOUT = 0.05
 """How long one read of every node's connection waits for a message (seconds): also
 about how long a ``subscribe`` waits for the reader to let go of the connection."""
@@ -58,8 +61,8 @@ class ClusterSubscriber:
 
     The same surface as ``_subscriber.Subscriber`` (``channels``, ``connected``,
     ``connects``, ``disconnects``, ``start``, ``subscribe``, ``unsubscribe``,
-    ``close``). ``client`` is the broker's cluster client, shared with its publisher
-    so that a topology refresh either side makes reaches both.
+    ``close``). ``client`` makes a cluster client: each attempt gets a fresh one of
+    its own (a client that met a cluster still forming can be left unusable).
     """
 
     def __init__(
@@ -86,11 +89,13 @@ class ClusterSubscriber:
         self.resubscribed = 0
         """Channels subscribed again by a repair pass (the server or the library lost them)."""
         self._pubsub: ClusterPubSub | None = None
+        self._cluster: RedisCluster | None = None
         self._acks: dict[str, anyio.Event] = {}
         self._scope: anyio.CancelScope | None = None
         self._first_attempt: anyio.Event | None = None
         self._done: anyio.Event | None = None
         self._repair_now: anyio.Event | None = None
+        self._stale = False
         self._attempt = 0
         self._closed = False
 
@@ -173,7 +178,7 @@ class ClusterSubscriber:
             self._first_attempt.set()
 
     async def _connect_and_read(self) -> None:
-        client = self._client()
+        self._cluster = client = self._client()
         with anyio.fail_after(self._connect_timeout):
             await client.initialize()
         pubsub = client.pubsub()
@@ -240,12 +245,12 @@ class ClusterSubscriber:
 
     async def _repair(self, client: RedisCluster, pubsub: ClusterPubSub) -> None:
         unreachable = getattr(pubsub, "_unreachable_nodes", None)
-        if unreachable:
-            # A node is down: ask for the topology now, so that a replica's promotion
-            # moves its channels over without waiting for the library's own schedule.
-            request = getattr(client, "_request_refresh", None)
-            if request is not None:
-                request()
+        if unreachable or self._stale:
+            # A node is down, or a subscription failed: ask for the layout now, so that
+            # a replica's promotion moves its channels over without waiting for the
+            # library's own schedule (a refresh that changes it re-routes them).
+            self._stale = False
+            _ask_for_layout(client)
             with anyio.fail_after(self._connect_timeout):
                 await client.initialize()
         held: set[str] = set()
@@ -258,8 +263,12 @@ class ClusterSubscriber:
         for channel in missing:
             if channel not in self.channels:
                 continue
-            with anyio.fail_after(self._connect_timeout):
-                await pubsub.ssubscribe(channel)
+            try:
+                with anyio.fail_after(self._connect_timeout):
+                    await pubsub.ssubscribe(channel)
+            except _IO_ERRORS:
+                self._stale = True  # the next pass reads the layout first
+                raise
             self.resubscribed += 1
 
     # -- state -----------------------------------------------------------------------
@@ -297,16 +306,30 @@ class ClusterSubscriber:
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
+        client, self._cluster = self._cluster, None
         if self.connected and not self._closed:
             self.connected = False
             self.disconnects += 1
         for event in self._acks.values():
             event.set()
         self._acks.clear()
-        if pubsub is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._connect_timeout):
-                with contextlib.suppress(*_IO_ERRORS):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._connect_timeout):
+            with contextlib.suppress(Exception):
+                if pubsub is not None:
                     await pubsub.aclose()
+            with contextlib.suppress(Exception):
+                if client is not None:
+                    await client.aclose()
+
+
+def _ask_for_layout(client: RedisCluster) -> None:
+    """Make the client's next ``initialize()`` read the cluster's layout again.
+
+    redis-py does this itself after a failed command; ``_request_refresh`` is how it
+    asks (absent from another version: then the library's own schedule applies)."""
+    request = getattr(client, "_request_refresh", None)
+    if callable(request):
+        request()
 
 
 def _text(channel: object) -> str:

@@ -70,6 +70,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 DROP_LOG_INTERVAL = 60.0
 # Errors that mean "Redis is unreachable or the connection broke", not a bug of ours.
 _IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+# What redis-py's cluster client has been seen to raise while a cluster was forming.
+_PUBLISH_ERRORS = (*_IO_ERRORS, IndexError, KeyError)
 # A cluster client's connections per node (publishes, sharded subscriptions, scripts).
 CLUSTER_CONNECTIONS_PER_NODE = 64
 
@@ -190,7 +192,7 @@ class RedisBroker(Broker):
         self._subscriber: Subscriber | ClusterSubscriber
         if cluster:
             self._subscriber = ClusterSubscriber(
-                self._get_cluster,
+                self._new_cluster,
                 display,
                 self._handle,
                 reconnect_delay=reconnect_delay,
@@ -288,7 +290,7 @@ class RedisBroker(Broker):
                 await self._get_cluster().spublish(channel, data)
             else:
                 await self._get_publisher().publish(channel, data)
-        except _IO_ERRORS as exc:
+        except _PUBLISH_ERRORS as exc:
             self._count(publish_failures=1)
             if not self._publish_failing:
                 self._publish_failing = True
@@ -415,17 +417,21 @@ class RedisBroker(Broker):
         return self._publisher
 
     def _get_cluster(self) -> RedisCluster:
-        """The cluster client: publishes, the subscriber's shard connections, sessions."""
+        """The cluster client of publishes and sessions."""
         if self._cluster_client is None:
-            from gatewayasgi.stores.redis import connect_cluster
-
-            self._cluster_client = connect_cluster(
-                self.url,
-                timeout=self._publish_timeout,
-                max_connections=max(CLUSTER_CONNECTIONS_PER_NODE, self._max_publish_connections),
-                health_check_interval=self._health_check_interval,
-            )
+            self._cluster_client = self._new_cluster()
         return self._cluster_client
+
+    def _new_cluster(self) -> RedisCluster:
+        """A cluster client (the subscriber makes one per connection attempt)."""
+        from gatewayasgi.stores.redis import connect_cluster
+
+        return connect_cluster(
+            self.url,
+            timeout=self._publish_timeout,
+            max_connections=max(CLUSTER_CONNECTIONS_PER_NODE, self._max_publish_connections),
+            health_check_interval=self._health_check_interval,
+        )
 
     # -- counters ------------------------------------------------------------------------
 

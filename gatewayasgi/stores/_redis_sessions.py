@@ -32,7 +32,9 @@ except ImportError as exc:  # pragma: no cover - the broker's import says the sa
 
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
-_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+# IndexError: redis-py's cluster client reading the layout of a cluster still forming
+# (a node that knows no master yet).
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError, IndexError)
 _MAX_CLIENT_ID = 128
 # Keys of unserialisable state values already reported (bounded, so a stream of odd
 # keys cannot grow it forever).

@@ -99,7 +99,9 @@ DROP_LOG_INTERVAL = 60.0
 # An oversized frame's live copy is kept at least this long (and longer when readers
 # may be reconnecting: twice their longest reconnect), unless ``max_bytes`` of them wait.
 MIN_LIVE = 10.0
-_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+# IndexError: redis-py's cluster client reading the layout of a cluster still forming
+# (a node that knows no master yet).
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError, IndexError)
 # Stream entries as redis-py returns them with RESP2 and bytes responses.
 Raw = list[tuple[bytes, dict[bytes, bytes]]]
 Client = Redis | RedisCluster

@@ -37,3 +37,8 @@ app = GatewayMiddleware(
     gateways=[ScaleGateway, ClusterGateway, RecoveringGateway],
     broker=make_broker(os.environ.get(URL_VARIABLE, "redis://127.0.0.1:7000")),
 )
+
+if os.environ.get("GATEWAYASGI_TEST_DEBUG"):
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG)

@@ -1,0 +1,146 @@
+"""``RedisBroker(..., cluster=True)`` in this process, on a real Redis Cluster: many
+channels subscribed and unsubscribed, size and signature bounds, stats, URLs, and a
+cluster that is down when the app starts (the broker connects once it is up)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from gatewayasgi.brokers.redis import RedisBroker
+from gatewayasgi.brokers.signing import Signer
+from tests.cluster.nodes import eventually, peers
+from tests.cluster_redis.test_cluster_redis import emitter, start_workers, texts
+from tests.redis_cluster import RedisCluster
+from tests.workers import stop_node
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+WAIT = 15.0
+SECRET = "broker-test-secret-0123456789"
+
+
+@asynccontextmanager
+async def started(url: str, **options: Any) -> AsyncIterator[tuple[RedisBroker, list[Any]]]:
+    got: list[tuple[str, bytes]] = []
+    broker = RedisBroker(url, cluster=True, connect_timeout=1.0, **options)
+    async with anyio.create_task_group() as tg:
+        await broker.start(lambda channel, data: got.append((channel, data)), tg)
+        try:
+            yield broker, got
+        finally:
+            await broker.close()
+            tg.cancel_scope.cancel()
+
+
+async def until(condition: Any, timeout: float = WAIT) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+async def test_many_channels_subscribed_and_unsubscribed_at_runtime(
+    redis_cluster: RedisCluster,
+) -> None:
+    async with (
+        started(redis_cluster.url) as (broker, got),
+        started(redis_cluster.url.split(",")[-1]) as (publisher, _),
+    ):
+        assert broker.connected
+        channels = [f"gw-test:room:{n}" for n in range(300)]
+        for channel in channels:
+            await broker.subscribe(channel)  # returns once Redis acknowledged it
+        for n, channel in enumerate(channels):
+            assert await publisher.publish(channel, b"m%d" % n)
+        await until(lambda: len(got) == 300)
+        assert sorted(got) == sorted((c, b"m%d" % n) for n, c in enumerate(channels))
+        for channel in channels[::2]:
+            await broker.unsubscribe(channel)
+        got.clear()
+        for channel in channels:
+            assert await publisher.publish(channel, b"again")
+        await until(lambda: len(got) == 150)
+        await anyio.sleep(0.3)
+        assert sorted(c for c, _ in got) == sorted(channels[1::2])
+        stats = broker.stats
+        assert stats.connected and stats.connects == 1 and stats.received == 450
+        assert publisher.stats.published == 600
+
+
+async def test_oversize_and_forged_messages_are_dropped_and_counted(
+    redis_cluster: RedisCluster,
+) -> None:
+    async with (
+        started(redis_cluster.url, secret=SECRET, max_message_size=1000) as (broker, got),
+        started(redis_cluster.url, secret=SECRET, max_message_size=5000) as (big, _),
+    ):
+        await broker.subscribe("gw-test:signed")
+        # Too large to send: refused here.
+        assert await broker.publish("gw-test:signed", b"x" * 1001) is False
+        assert broker.stats.oversize_dropped == 1
+        # Sent by a peer with a larger limit: dropped on arrival.
+        assert await big.publish("gw-test:signed", b"y" * 2000)
+        # Unsigned and wrongly signed, straight onto the shard.
+        port = redis_cluster.master_of("gw-test:signed").port
+        server = redis_cluster.server(port)
+        server.command("SPUBLISH", "gw-test:signed", b"unsigned")
+        wrong = Signer("another-secret-0123456789").sign("gw-test:signed", b"wrong")
+        server.command("SPUBLISH", "gw-test:signed", wrong)
+        assert await big.publish("gw-test:signed", b"fine")
+        await until(lambda: got == [("gw-test:signed", b"fine")])
+        stats = broker.stats
+        assert stats.oversize_dropped == 2 and stats.forged_dropped == 2 and stats.received == 1
+
+
+async def test_urls_a_list_or_comma_separated(redis_cluster: RedisCluster) -> None:
+    urls = redis_cluster.url.split(",")
+    assert RedisBroker(urls, cluster=True).url == redis_cluster.url
+    with pytest.raises(ValueError, match="redis://"):
+        RedisBroker("unix:///tmp/redis.sock", cluster=True)
+    with pytest.raises(TypeError, match="cluster=True"):
+        RedisBroker(urls)
+    async with started(urls[1:3]) as (broker, got):
+        await broker.subscribe("gw-test:list")
+        assert await broker.publish("gw-test:list", b"hi")
+        await until(lambda: got == [("gw-test:list", b"hi")])
+
+
+async def test_a_cluster_down_at_startup_is_joined_once_it_is_up(tmp_path: Path) -> None:
+    """The broker (and a worker serving an app on it) start while no node answers; the
+    cluster is created afterwards, and both connect by themselves."""
+    cluster = RedisCluster(tmp_path, masters=3, replicas=0)
+    nodes = []
+    try:
+        async with started(cluster.url, reconnect_delay=0.05, max_reconnect_delay=0.5) as (
+            broker,
+            got,
+        ):
+            assert not broker.connected
+            await broker.subscribe("gw-test:late")  # kept for the first connection
+            assert await broker.publish("gw-test:late", b"lost") is False  # fails fast
+            nodes = start_workers(cluster, tmp_path, ("late",))
+            await anyio.to_thread.run_sync(cluster.start)
+            await until(lambda: broker.connected)
+            assert await broker.publish("gw-test:late", b"hello")
+            await until(lambda: got == [("gw-test:late", b"hello")])
+            # The worker joined too: a client on it hears an emitter's broadcast.
+            async with (
+                peers(f"ws://{nodes[0].address}/scale") as (client,),
+                emitter(cluster, "/scale") as outside,
+            ):
+
+                async def heard() -> bool:
+                    await outside.emit("broadcast", {"text": "late"})
+                    await anyio.sleep(0.2)
+                    return "late" in texts(client, "broadcast")
+
+                await eventually(heard, WAIT)
+    finally:
+        for node in nodes:
+            stop_node(node)
+        cluster.stop()
