@@ -334,6 +334,12 @@ class StreamHub:
                     await self._pump(keyed, items)
         except Exception as exc:
             keyed.error = failure(exc, qualname)
+        except anyio.get_cancelled_exc_class():
+            # Cancelled from outside (the lifespan's end, or the requester's connection
+            # without a lifespan): its clients, here and on other workers, get the
+            # cancelled end, not one that looks finished.
+            keyed.stream.cancelled = True
+            raise
         finally:
             keyed.done = True
             self._finished.append((anyio.current_time() + GRACE, keyed))

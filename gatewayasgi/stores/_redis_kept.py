@@ -341,7 +341,15 @@ class RedisKeptStreams:
         return True
 
     async def close(self) -> None:
+        """Send what is still queued (the ends of the streams the shutdown cancelled: the
+        other workers' clients get them at once), within one command timeout; close."""
         with anyio.CancelScope(shield=True):
+            runs = [run for run in self._dirty if not run.released]
+            orders = list(self._orders)
+            self._dirty.clear()
+            self._orders.clear()
+            with anyio.move_on_after(self._timeout), contextlib.suppress(*_IO_ERRORS):
+                await self._write(runs, orders, False)
             for client in (self._client, self._reader):
                 with contextlib.suppress(*_IO_ERRORS):
                     await client.aclose(close_connection_pool=True)

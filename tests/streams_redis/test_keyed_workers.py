@@ -251,3 +251,19 @@ async def test_a_client_attached_to_a_worker_that_dies_is_told_within_bounds(
                 if frame.get("id") == 2 and "seq" not in frame:
                     break
         assert frame == {"event": "error", "data": {"message": STREAM_LOST}, "id": 2}
+
+
+async def test_a_worker_that_shuts_down_sends_the_cancelled_end_to_other_workers(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    _, a, b = cluster
+    async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
+        await starter.send("run", {"n": 10_000, "tag": "d", "delay": 0.02}, id=1, key="chat-d")
+        await _frames(starter, 1, count=2)
+        await other.send("$attach", None, id=2, key="chat-d")
+        await _frames(other, 2, count=3)
+        started = anyio.current_time()
+        await anyio.to_thread.run_sync(stop_node, a)  # SIGTERM: a graceful shutdown
+        frames = await _frames(other, 2)
+        assert frames[-1] == {"event": "run", "data": None, "id": 2, "end": True, "cancelled": True}
+        assert anyio.current_time() - started < 8.0  # not the 10 s of an expiry
