@@ -42,6 +42,12 @@ class Streaming:
         for i in range(n):
             yield {"type": "text-delta", "id": "text-1", "delta": f"token {i} "}
 
+    @SubscribeMessage("ticks")
+    async def ticks(self, n: int = MessageBody()) -> Any:
+        for _ in range(n):
+            await asyncio.sleep(0.005)
+            yield {"t": time.perf_counter()}
+
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -106,6 +112,54 @@ async def caught_up(app: Any, key: str) -> float:
         while not run.end_written:
             await anyio.sleep(0.0005)
     return time.perf_counter() - started
+
+
+async def socket_of(app: Any, frames: list[str], on_frame: Any) -> None:
+    """One connection to ``app``: sends ``frames``, hands each frame sent back to
+    ``on_frame`` (which returns True at the last one), then disconnects."""
+    done = asyncio.Event()
+    queue = [{"type": "websocket.connect"}] + [
+        {"type": "websocket.receive", "text": frame} for frame in frames
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if queue:
+            return queue.pop(0)
+        await done.wait()
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send" and on_frame(orjson.loads(message["text"])):
+            done.set()
+
+    await app(dict(SCOPE), receive, send)
+
+
+async def live_latency(a: Any, b: Any, items: int) -> list[float]:
+    """Seconds from each item's making on ``a`` to its arrival at a client attached to it
+    on ``b`` (two apps in one process: one clock; they share its CPU too)."""
+    key = "chat-live"
+    got: list[float] = []
+    started = asyncio.Event()
+
+    def at_a(frame: dict[str, Any]) -> bool:
+        started.set()
+        return bool(frame.get("end"))
+
+    def at_b(frame: dict[str, Any]) -> bool:
+        if "seq" in frame:
+            got.append(time.perf_counter() - frame["data"]["t"])
+        return ("seq" not in frame and frame.get("event") != "ticks") or bool(frame.get("end"))
+
+    request = orjson.dumps({"event": "ticks", "data": items, "id": 1, "key": key}).decode()
+    attach = orjson.dumps({"event": "$attach", "key": key, "after": 0, "id": 2}).decode()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(socket_of, a, [request], at_a)
+        await started.wait()
+        await asyncio.sleep(0.05)  # the stream's pointer is in Redis
+        with anyio.fail_after(60):
+            await socket_of(b, [attach], at_b)
+    return got[5:]  # the replayed first ones are not live
 
 
 def free_port() -> int:
@@ -185,6 +239,17 @@ async def measure(url: str, items: int, reps: int) -> None:
     extra = statistics.median(cpu["memory + Redis"]) - statistics.median(cpu["memory only"])
     print(f"with Redis / without: {ratio:.2f}x; Redis costs this process {extra * 1e6:.2f} us/item")
     print(f"Redis copy complete {statistics.median(behind) * 1e3:.1f} ms after the end (median)")
+    a, b = (
+        GatewayMiddleware(gateways=[Streaming], rate_limit=None, broker=RedisBroker(url))
+        for _ in range(2)
+    )
+    async with lifespan(a), lifespan(b):
+        latencies = sorted(await live_latency(a, b, 400))
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(
+        f"live item, made on one worker, at a client attached on another: p50 "
+        f"{p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms ({len(latencies)} items)"
+    )
 
 
 def main() -> None:

@@ -291,11 +291,8 @@ class RedisKeptStreams:
         self._grace_ms = max(1, int(grace * 1000))
         self._live_ms = max(1, int(live * 1000))
         self._timeout = command_timeout
-        self._client = _client(url, timeout=command_timeout, max_connections=max_connections)
-        self._reader = _client(url, timeout=command_timeout + BLOCK, max_connections=1)
-        self._add_script = self._client.register_script(_ADD)
-        self._done_script = self._client.register_script(_DONE)
-        self._renew_script = self._client.register_script(_RENEW)
+        self._max_connections = max_connections
+        self._connect()
         self._dirty: dict[Run, None] = {}
         self._running: dict[Run, None] = {}
         self._finished: deque[tuple[float, Run]] = deque()
@@ -320,6 +317,16 @@ class RedisKeptStreams:
         (``superseded``: another node runs ``h`` now)."""
         self._on_cancel.append(callback)
 
+    def _connect(self) -> None:
+        """New clients (at first, and for a lifespan after one that closed them)."""
+        timeout = self._timeout
+        self._client = _client(self.url, timeout=timeout, max_connections=self._max_connections)
+        self._reader = _client(self.url, timeout=timeout + BLOCK, max_connections=1)
+        self._add_script = self._client.register_script(_ADD)
+        self._done_script = self._client.register_script(_DONE)
+        self._renew_script = self._client.register_script(_RENEW)
+        self._closed = False
+
     @property
     def started(self) -> bool:
         """The writer and the reader run (``start``)."""
@@ -335,6 +342,8 @@ class RedisKeptStreams:
         if self._started:
             return False
         self._started = True
+        if self._closed:  # a later lifespan of the same app
+            self._connect()
         self._wake = anyio.Event()
         task_group.start_soon(self._write_loop, name="keyed streams writer")
         task_group.start_soon(self._read_loop, name="keyed streams reader")
@@ -353,6 +362,8 @@ class RedisKeptStreams:
             for client in (self._client, self._reader):
                 with contextlib.suppress(*_IO_ERRORS):
                     await client.aclose(close_connection_pool=True)
+        self._closed = True
+        self._started = False
 
     # -- writing (the node that runs a stream) ---------------------------------------
 
