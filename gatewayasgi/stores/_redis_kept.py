@@ -114,10 +114,15 @@ if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
 end
 return 0
 """
-# KEYS: pointer. ARGV: run, ttl ms. The pointer still names this run: renew it.
+# KEYS: pointer. ARGV: run, ttl ms, value. The pointer still names this run: renew it;
+# it is gone (Redis restarted without its data): set it again.
 _RENEW = """
 local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+if not current then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+  return 1
+end
+if string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -554,8 +559,11 @@ class RedisKeptStreams:
         if renew:
             for run in self._running:
                 if run.end is None:
+                    value = f"{run.id}:{self.node}:0:{run.event}"
                     await self._renew_script(
-                        keys=[_pointer_key(run.h)], args=[run.id, self._live_ms], client=pipe
+                        keys=[_pointer_key(run.h)],
+                        args=[run.id, self._live_ms, value],
+                        client=pipe,
                     )
                     pipe.pexpire(_stream_key(run.h, run.id), self._live_ms)
                     count += 2

@@ -163,3 +163,21 @@ async def test_without_redis_nothing_fails_or_waits(redis_server: RedisServer) -
         entries = await store.entries(run.h, run.id, 1, 100_000)
         assert entries is not None and len(entries) == store.max_items + 1
         assert entries[-1].end == b"cancelled"
+
+
+async def test_a_running_stream_is_found_again_after_redis_lost_its_data(
+    redis_server: RedisServer,
+) -> None:
+    async with kept(redis_server.url, live=0.6) as store:  # renewed every 0.2 s
+        run = store.open(stream_hash("/t", "chat-1"), "run")
+        store.add(run, 1, b"1")
+        await written(store, run)
+        redis_server.restart()  # no persistence: everything is gone
+        with anyio.fail_after(WAIT):
+            while (pointer := await store.lookup(run.h)) is None:
+                await anyio.sleep(0.05)
+        assert pointer.run == run.id and not pointer.done
+        store.add(run, 2, b"2")
+        await written(store, run)
+        entries = await store.entries(run.h, run.id, 1, 10)
+        assert entries is not None and [e.seq for e in entries] == [2]  # 1 is lost: trimmed
