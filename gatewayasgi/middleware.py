@@ -311,7 +311,8 @@ class GatewayMiddleware:
                 # pub/sub is an Emitter's that was given no ``recovery``.
                 self.backplane.add(namespace, keeper.deliver_unlogged)
             else:
-                self.backplane.add(namespace, keeper.deliver_remote)
+                # Every process keeps its own history of every frame: it needs them all.
+                self.backplane.add(namespace, keeper.deliver_remote, every_order=True)
             server.rooms.watcher = self.backplane.interest(namespace)
         return runner
 

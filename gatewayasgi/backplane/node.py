@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from time import monotonic
 
 import anyio
 from anyio.abc import TaskGroup
@@ -60,6 +61,7 @@ class Backplane:
         self._metrics = metrics
         self._routes: dict[str, tuple[str, Deliver]] = {}  # channel -> (namespace, deliver)
         self._delivers: dict[str, Deliver] = {}  # namespace -> deliver
+        self._every_order: set[str] = set()  # namespaces routed in namespace mode
         self._live = False
         self._orders = 0
         self._seen = Seen()
@@ -78,15 +80,22 @@ class Backplane:
         """Orders received, dropped as not for this node, duplicates; channels."""
         return self.subscriptions.stats
 
-    def add(self, namespace: str, deliver: Deliver) -> None:
-        """Route envelopes of ``namespace`` to ``deliver`` (before ``start``)."""
+    def add(self, namespace: str, deliver: Deliver, *, every_order: bool = False) -> None:
+        """Route envelopes of ``namespace`` to ``deliver`` (before ``start``).
+
+        ``every_order``: every node must see every order of the namespace (it keeps its
+        own history of them: session recovery in process memory), so the namespace is
+        routed in namespace mode whatever ``routing`` says.
+        """
         self._routes[channel_for(namespace)] = (namespace, deliver)
         self._delivers[namespace] = deliver
+        if every_order:
+            self._every_order.add(namespace)
 
     def interest(self, namespace: str) -> Interest | None:
         """The watcher that turns ``namespace``'s local rooms and clients into channel
         subscriptions (``runtime.rooms.RoomWatcher``); ``None`` in namespace mode."""
-        if not self.routing.interest:
+        if not self.routing.interest or namespace in self._every_order:
             return None
         return Interest(self.subscriptions, namespace)
 
@@ -123,7 +132,15 @@ class Backplane:
             carrier: dict[str, str] = {}
             watch = metrics.wrap_publish(namespace, carrier)
             trace = carrier or None
-        channels = channels_for(namespace, targets, self.routing)
+        if namespace in self._every_order:
+            channels = [channel_for(namespace)]
+        else:
+            channels = channels_for(namespace, targets, self.routing)
+            if len(channels) > 1 and 2 * len(channels) > self._peer_count(namespace):
+                # Copies on k channels reach up to k nodes each: with fewer than 2k other
+                # nodes, one copy on the namespace channel costs no more receipts and
+                # fewer publishes.
+                channels = [channel_for(namespace)]
         order = None
         if len(channels) > 1:
             self._orders += 1
@@ -148,6 +165,10 @@ class Backplane:
                 metrics.on_broker_failure(namespace)
         elif metrics is not None:
             metrics.on_broker_publish(namespace)
+
+    def _peer_count(self, namespace: str) -> int:
+        """Other live nodes serving ``namespace`` (heard from within the liveness timeout)."""
+        return len(self.cluster.peers.live(namespace, monotonic()))
 
     def _on_message(self, channel: str, data: bytes) -> None:
         route = self._routes.get(channel)

@@ -18,12 +18,18 @@ default):
   envelope): a node delivers the whole order to its local recipients at the first copy
   it gets and drops the later ones (``duplicates``), so a client in two targeted rooms
   gets the frame once. Past ``max_split`` channels the order goes to the namespace
-  channel instead, as in ``"namespace"`` mode;
+  channel instead, as in ``"namespace"`` mode; so does a node's order for ``k``
+  channels when fewer than ``2k`` other nodes are live (k copies, each read by up to a
+  few nodes, would cost more than one copy every node reads). An ``Emitter`` knows no
+  node count and splits up to ``max_split``;
 * an order for everybody (with or without ``except_``) goes to the namespace channel,
   which every node keeps reading. A node in interest mode therefore also serves orders
   published in namespace mode (an older ``Emitter``), not the other way round.
 
 Excludes travel in the envelope and are applied by each receiving node, as before.
+A gateway whose session recovery keeps its history in process memory needs every order
+on every node (each keeps its own history of all of them): it is routed in namespace
+mode whatever the setting (``Backplane.add(..., every_order=True)``).
 
 The join edge: ``server.join`` returns once the room's channel subscription is
 acknowledged by the broker (Redis answers SUBSCRIBE on the subscriber connection), so a

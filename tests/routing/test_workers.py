@@ -144,13 +144,16 @@ async def test_rooms_direct_messages_broadcasts_and_excludes_exactly_once(
             | {c1: ["emitted direct"]}
         )
 
-        # C has no member of r1 or r2: it received none of their orders, only the two
-        # addressed to c1, the broadcast and the many-room order from other nodes (its
-        # own "all but r1" comes back as an echo) and the fences.
+        # C has no member of r1 or r2: it received none of their orders on their
+        # channels, only the two addressed to c1, and on the namespace channel the
+        # broadcast, the many-room order, A's two-room order (three other nodes are too
+        # few to split an order over two channels: one copy for all costs less) and the
+        # fences; its own "all but r1" came back as an echo.
         counts = delta(await stats(c1), c_before)
         assert counts["received_room"] == 0, counts
         assert counts["received_client"] == 2, counts
-        assert counts["received_broadcast"] == 2 + 9, counts
+        assert counts["received_broadcast"] == 3 + 9, counts
+        assert counts["echoes"] >= 1, counts
         assert counts["duplicates"] == 0, counts
 
 
