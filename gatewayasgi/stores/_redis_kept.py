@@ -49,7 +49,7 @@ try:
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
 except ImportError as exc:  # pragma: no cover - the broker imports redis first
     raise ImportError(
         'keyed streams on Redis need the "redis" package: pip install "gatewayasgi[redis]"'
@@ -86,13 +86,13 @@ CANCELLED = b"cancelled"
 ERROR = b"error"
 
 # KEYS: a run's stream. ARGV: the first item to keep (0: trim nothing), the seq of the
-# first item here, then the items (consecutive: a run's pending items always are), each
-# its JSON, or "" for a marker. An entry that is there already (a batch sent again) is
-# skipped.
+# first item here, the seq of the end (0: no end here), how many items, the items
+# (consecutive: a run's pending items always are), each its JSON or "" for a marker, then
+# the end's fields. An entry that is there already (a batch sent again) is skipped.
 _ADD = """
 local stream = KEYS[1]
-local seq = tonumber(ARGV[2])
-for i = 3, #ARGV do
+local seq, count = tonumber(ARGV[2]), tonumber(ARGV[4])
+for i = 5, 4 + count do
   if ARGV[i] == '' then
     redis.pcall('XADD', stream, seq .. '-0', 'x', '1')
   else
@@ -102,6 +102,11 @@ for i = 3, #ARGV do
 end
 if ARGV[1] ~= '0' then
   redis.call('XTRIM', stream, 'MINID', ARGV[1] .. '-0')
+end
+if ARGV[3] ~= '0' then
+  local fields = {}
+  for i = 5 + count, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.pcall('XADD', stream, ARGV[3] .. '-0', unpack(fields))
 end
 return 0
 """
@@ -465,7 +470,13 @@ class RedisKeptStreams:
             self._running.pop(run, None)
             self._dirty.pop(run, None)
 
+    async def _load_scripts(self) -> None:
+        for script in (self._add_script, self._done_script, self._renew_script):
+            await self._client.script_load(script.script)
+
     async def _write_loop(self) -> None:
+        with contextlib.suppress(*_IO_ERRORS), anyio.move_on_after(self._timeout):
+            await self._load_scripts()  # else the first batch finds out, and goes again
         renew_every = self.live / 3
         renewed = anyio.current_time()
         delay = 0.05
@@ -519,7 +530,9 @@ class RedisKeptStreams:
             upto = run.pending[-1][0] if run.pending else 0
             trimmed = run.trim
             # The items in one script call per ``SCRIPT_ITEMS`` (one command to encode,
-            # one reply to read; Redis does the ``XADD``s), the trim with the last one.
+            # one reply to read; Redis does the ``XADD``s); the trim and the end go with
+            # the last one (the end never before an item: an item after it is refused).
+            add = self._add_script.sha
             batch: list[bytes] = []
             first = 0
             for seq, data in run.pending:
@@ -527,30 +540,30 @@ class RedisKeptStreams:
                     first = seq
                 batch.append(b"" if data is None else data)
                 if len(batch) >= SCRIPT_ITEMS:
-                    await self._add_script(keys=[stream], args=[0, first, *batch], client=pipe)
+                    pipe.evalsha(add, 1, stream, 0, first, 0, len(batch), *batch)
                     count += 1
                     batch = []
-            if batch or trimmed:
+            if batch or trimmed or ending:
                 minid = run.first if trimmed else 0
-                await self._add_script(keys=[stream], args=[minid, first, *batch], client=pipe)
+                closing: list[Any] = []
+                if ending:
+                    assert end is not None
+                    closing += ("e", end.end)
+                    if end.value is not None:
+                        closing += ("v", end.value)
+                    if end.message is not None:
+                        closing += ("m", end.message)
+                    if end.details is not None:
+                        closing += ("j", end.details)
+                end_seq = end.seq if ending and end is not None else 0
+                pipe.evalsha(add, 1, stream, minid, first, end_seq, len(batch), *batch, *closing)
                 count += 1
             if ending:
-                assert end is not None
-                fields: dict[Any, Any] = {"e": end.end}
-                if end.value is not None:
-                    fields["v"] = end.value
-                if end.message is not None:
-                    fields["m"] = end.message
-                if end.details is not None:
-                    fields["j"] = end.details
-                pipe.xadd(stream, fields, id=f"{end.seq}-0")
                 pipe.pexpire(stream, self._grace_ms)
-                count += 2
+                count += 1
                 if run.opened:
                     value = f"{run.id}:{self.node}:1:{run.event}"
-                    await self._done_script(
-                        keys=[pointer], args=[run.id, value, self._grace_ms], client=pipe
-                    )
+                    pipe.evalsha(self._done_script.sha, 1, pointer, run.id, value, self._grace_ms)
                     count += 1
             elif end is None:
                 pipe.pexpire(stream, self._live_ms)
@@ -560,11 +573,9 @@ class RedisKeptStreams:
             for run in self._running:
                 if run.end is None:
                     value = f"{run.id}:{self.node}:0:{run.event}"
-                    await self._renew_script(
-                        keys=[_pointer_key(run.h)],
-                        args=[run.id, self._live_ms, value],
-                        client=pipe,
-                    )
+                    pointer = _pointer_key(run.h)
+                    sha = self._renew_script.sha
+                    pipe.evalsha(sha, 1, pointer, run.id, self._live_ms, value)
                     pipe.pexpire(_stream_key(run.h, run.id), self._live_ms)
                     count += 2
         for node, h, run_id, superseded in orders:
@@ -577,6 +588,16 @@ class RedisKeptStreams:
             return False
         with anyio.fail_after(self._timeout * 2):
             results = await pipe.execute(raise_on_error=False)
+        if any(isinstance(reply, NoScriptError) for reply in results):
+            # Redis does not know the scripts yet (or lost them): load them and send the
+            # whole batch again (it is idempotent), without the pipeline asking Redis
+            # whether it knows them before each batch.
+            await self._load_scripts()
+            for run in runs:
+                if not run.released:
+                    self._dirty[run] = None
+            self._orders.extend(orders)
+            return True
         for index, run in opening:
             reply = results[index]
             if isinstance(reply, Exception):

@@ -181,3 +181,23 @@ async def test_a_running_stream_is_found_again_after_redis_lost_its_data(
         await written(store, run)
         entries = await store.entries(run.h, run.id, 1, 10)
         assert entries is not None and [e.seq for e in entries] == [2]  # 1 is lost: trimmed
+
+
+async def test_scripts_redis_forgot_are_loaded_again_and_nothing_is_lost(
+    redis_server: RedisServer,
+) -> None:
+    async with kept(redis_server.url) as store:
+        run = store.open(stream_hash("/t", "chat-1"), "run")
+        store.add(run, 1, b"1")
+        await written(store, run)
+        assert redis_server.command("SCRIPT", "FLUSH") == b"+OK"
+        for seq in range(2, 6):
+            store.add(run, seq, b"%d" % seq)
+        store.finish_end(run, b"null")  # in the same batch as the items
+        await wait_until(lambda: run.end_written)
+        entries = await store.entries(run.h, run.id, 1, 10)
+        assert entries is not None
+        assert [(e.seq, e.data, e.end) for e in entries] == [
+            *((n, b"%d" % n, None) for n in range(1, 6)),
+            (6, None, b"end"),
+        ]
