@@ -96,6 +96,7 @@ class ClusterSubscriber:
         self._done: anyio.Event | None = None
         self._repair_now: anyio.Event | None = None
         self._stale = False
+        self._dropped: set[str] = set()  # channels the server unsubscribed (slot moved)
         self._attempt = 0
         self._closed = False
 
@@ -224,6 +225,8 @@ class ClusterSubscriber:
         elif kind == "sunsubscribe" and channel in self.channels:
             # Not ours: the channel's slot moved away from that node. Subscribe again.
             logger.info("redis broker: %s was unsubscribed by the server (slot moved)", channel)
+            self._dropped.add(channel)
+            self._stale = True
             self._wake_repair()
 
     # -- repairs ---------------------------------------------------------------------
@@ -253,6 +256,9 @@ class ClusterSubscriber:
             _ask_for_layout(client)
             with anyio.fail_after(self._connect_timeout):
                 await client.initialize()
+        dropped, self._dropped = self._dropped, set()
+        for channel in dropped & self.channels:
+            _forget_moved(client, pubsub, channel)
         held: set[str] = set()
         for node_pubsub in list(pubsub.node_pubsub_mapping.values()):
             held.update(_text(channel) for channel in node_pubsub.shard_channels)
@@ -320,6 +326,30 @@ class ClusterSubscriber:
             with contextlib.suppress(Exception):
                 if client is not None:
                     await client.aclose()
+
+
+def _forget_moved(client: RedisCluster, pubsub: ClusterPubSub, channel: str) -> None:
+    """Forget ``channel`` on every node connection but its slot's owner's (the server
+    dropped it there: its slot moved), so that the repair subscribes it on the owner.
+
+    redis-py keeps a channel the server unsubscribed in its books (it only forgets those
+    it unsubscribed itself), and its reverse index would send it back to the old node."""
+    try:
+        node = client.get_node_from_key(channel)
+    except _IO_ERRORS:
+        node = None
+    owner = node.name if node is not None else None
+    for name, node_pubsub in list(pubsub.node_pubsub_mapping.items()):
+        if name == owner:
+            continue
+        for key in [k for k in node_pubsub.shard_channels if _text(k) == channel]:
+            node_pubsub.shard_channels.pop(key, None)
+            node_pubsub.pending_unsubscribe_shard_channels.discard(key)
+    index = getattr(pubsub, "_shard_channel_to_node", None)
+    if isinstance(index, dict):
+        for key in [k for k in index if _text(k) == channel]:
+            if index[key] != owner:
+                del index[key]
 
 
 def _ask_for_layout(client: RedisCluster) -> None:

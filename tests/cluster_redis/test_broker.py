@@ -144,3 +144,74 @@ async def test_a_cluster_down_at_startup_is_joined_once_it_is_up(tmp_path: Path)
         for node in nodes:
             stop_node(node)
         cluster.stop()
+
+
+async def every_channel_delivers(
+    broker: RedisBroker, publisher: RedisBroker, got: list[Any], channels: list[str], tag: bytes
+) -> float:
+    """Publish ``tag`` on every channel until each has delivered it once; return how long
+    that took (publishes to a shard that is down fail and are sent again)."""
+    began = anyio.current_time()
+    pending = set(channels)
+    with anyio.fail_after(WAIT):
+        while pending:
+            for channel in sorted(pending):
+                await publisher.publish(channel, tag)
+            await anyio.sleep(0.05)
+            pending -= {c for c, data in got if data == tag}
+    return anyio.current_time() - began
+
+
+async def test_subscriptions_come_back_by_themselves_after_a_failover(
+    redis_cluster: RedisCluster,
+) -> None:
+    channels = [f"gw-test:failover:{n}" for n in range(60)]  # on every master
+    async with (
+        started(redis_cluster.url) as (broker, got),
+        started(redis_cluster.url) as (publisher, _),
+    ):
+        for channel in channels:
+            await broker.subscribe(channel)
+        await every_channel_delivers(broker, publisher, got, channels, b"before")
+        victim = redis_cluster.masters()[0]
+        assert any(redis_cluster.master_of(c).port == victim.port for c in channels)
+        killed = redis_cluster.kill_master(victim)
+        try:
+            began = anyio.current_time()
+            await anyio.to_thread.run_sync(redis_cluster.wait_failover, victim)
+            promoted = anyio.current_time() - began
+            back = await every_channel_delivers(broker, publisher, got, channels, b"after")
+            print(
+                f"\npub/sub failover: replica promoted {promoted:.2f} s after the SIGKILL, "
+                f"every channel delivering {promoted + back:.2f} s after it"
+            )
+            assert broker.stats.connected
+        finally:
+            await anyio.to_thread.run_sync(redis_cluster.revive, killed)
+
+
+async def test_subscriptions_follow_their_slots_when_they_are_resharded(
+    redis_cluster: RedisCluster,
+) -> None:
+    channels = [f"gw-test:reshard:{n}" for n in range(60)]
+    async with (
+        started(redis_cluster.url) as (broker, got),
+        started(redis_cluster.url) as (publisher, _),
+    ):
+        for channel in channels:
+            await broker.subscribe(channel)
+        await every_channel_delivers(broker, publisher, got, channels, b"before")
+        source, target = redis_cluster.masters()[:2]
+        before = {c: redis_cluster.master_of(c).port for c in channels}
+        # All of its slots but one: a master left with none would become a replica.
+        count = sum(last - first + 1 for first, last in source.slots) - 1
+        await anyio.to_thread.run_sync(redis_cluster.reshard, source.port, target.port, count)
+        moved = [c for c in channels if redis_cluster.master_of(c).port != before[c]]
+        assert len(moved) >= 10, moved
+        await every_channel_delivers(broker, publisher, got, channels, b"after")
+        # Exactly once each: no channel is subscribed twice (old owner and new one).
+        for channel in channels:
+            assert await publisher.publish(channel, b"once")
+        await until(lambda: sum(data == b"once" for _, data in got) >= len(channels))
+        await anyio.sleep(0.3)
+        assert sorted(c for c, data in got if data == b"once") == sorted(channels)
