@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from gatewayasgi.backplane.routing import client_channel
 from gatewayasgi.emitter import RedisEmitter
 from tests import workers
 from tests.redis_server import RedisServer, running_redis_server
-from tests.routing.peers import Fences, Peer, peers, texts
+from tests.routing.peers import WAIT, Fences, Peer, peers, texts
 from tests.workers import Node, stop_node
 
 pytestmark = pytest.mark.anyio
@@ -79,6 +81,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         finally:
             for node in nodes:
                 stop_node(node)
+
+
+async def subscribed(redis: RedisServer, channel: str) -> None:
+    """Wait until some node is subscribed to ``channel``."""
+    with anyio.fail_after(WAIT):
+        while redis.pubsub_subscribers(channel) == 0:
+            await anyio.sleep(0.02)
 
 
 async def stats(peer: Peer) -> dict[str, Any]:
@@ -214,6 +223,8 @@ def test_rooms_map_to_channels_and_back(cluster: Cluster) -> None:
 
 async def test_the_subscribe_budget_and_the_linger(cluster: Cluster) -> None:
     async with peers(cluster.c.url, cluster.d.url) as (c1, d1):
+        for peer in (c1, d1):  # their own channels, subscribed in the background
+            await subscribed(cluster.redis, client_channel(NAMESPACE, peer.id))
         # D subscribes at most 50 channels a second (10 at once): 100 fresh rooms take
         # about (100 - 10) / 50 = 1.8 s, and one SUBSCRIBE each.
         subscribes = command_calls(cluster.redis, "subscribe")
@@ -227,13 +238,13 @@ async def test_the_subscribe_budget_and_the_linger(cluster: Cluster) -> None:
         assert cluster.redis.pubsub_subscribers("gatewayasgi:room:/route:budget-7") == 1
         # C lingers 2 s: joining and leaving 5 rooms 400 times costs 5 SUBSCRIBEs.
         subscribes = command_calls(cluster.redis, "subscribe")
-        unsubscribes = command_calls(cluster.redis, "unsubscribe")
+        before = await stats(c1)
         seconds = await c1.call("churn", {"rooms": [f"churn-{n}" for n in range(5)], "times": 400})
         assert command_calls(cluster.redis, "subscribe") - subscribes == 5
-        assert command_calls(cluster.redis, "unsubscribe") - unsubscribes == 0
+        counts = delta(await stats(c1), before)
+        assert (counts["subscribes"], counts["unsubscribes"]) == (5, 0), counts
         assert seconds < 5.0
-        counts = await stats(c1)
-        assert counts["lingering"] >= 5, counts
+        assert (await stats(c1))["lingering"] >= 5
 
 
 async def test_signed_nodes_route_by_interest(tmp_path: Path) -> None:
@@ -258,6 +269,37 @@ async def test_signed_nodes_route_by_interest(tmp_path: Path) -> None:
                 got = await fences.collect()
                 assert texts(got[s2.id]) == ["room", "direct", "emitted"]
                 assert got[s1.id] == []
+        finally:
+            for node in nodes:
+                stop_node(node)
+
+
+async def test_namespace_routing_is_still_selectable(tmp_path: Path) -> None:
+    """``routing="namespace"``: every order on the namespace channel, read by every node."""
+    with running_redis_server(tmp_path) as redis:
+        mode = {"GATEWAYASGI_TEST_ROUTING": "namespace"}
+        nodes = [start_node(name, redis.url, tmp_path, **mode) for name in ("N1", "N2", "N3")]
+        try:
+            async with (
+                RedisEmitter(redis.url, namespace=NAMESPACE, routing="namespace") as emitter,
+                peers(*(node.url for node in nodes)) as everyone,
+            ):
+                n1, n2, n3 = everyone
+                fences = Fences(emitter, everyone)
+                await n2.call("join", {"rooms": ["r", "s"]})
+                await fences.collect()
+                before = await stats(n3)
+                await n1.call("emit", {"to": ["r", "s"], "text": "both"})
+                await n1.call("emit", {"to": [n2.id], "text": "direct"})
+                await emitter.to("r").emit("msg", {"text": "emitted"})
+                got = await fences.collect()
+                assert texts(got[n2.id]) == ["both", "direct", "emitted"]
+                assert got[n1.id] == got[n3.id] == []
+                counts = delta(await stats(n3), before)
+                # n3 has no member of r or s and is not n2: it received and dropped all three.
+                assert counts["received_broadcast"] == 3 + 1 and counts["dropped"] == 3, counts
+                assert counts["subscribes"] == 0 and counts["received_room"] == 0, counts
+                assert redis.pubsub_subscribers("gatewayasgi:room:/route:r") == 0
         finally:
             for node in nodes:
                 stop_node(node)
