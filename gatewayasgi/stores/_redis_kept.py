@@ -58,6 +58,8 @@ except ImportError as exc:  # pragma: no cover - the broker imports redis first
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
 PREFIX = "gatewayasgi:ks:"
+MARKER = 16
+"""Bytes an entry is counted for besides its item (and all a marker is counted for)."""
 MAX_ORDERS = 1000
 """Entries a node's order stream keeps (orders are read within moments)."""
 ORDERS_TTL_MS = 60_000
@@ -391,28 +393,38 @@ class RedisKeptStreams:
             return
         if data is not None and len(data) > self.max_item_bytes:
             data = None
-        size = 16 if data is None else len(data) + 16
+        size = MARKER if data is None else len(data) + MARKER
+        if (
+            run.kept + size > self.max_bytes
+            or self.total + size > self.budget
+            or len(run.sizes) >= self.max_items
+        ):
+            self._trim(run, size)
+            if data is not None and self.total + size > self.budget:
+                # The other streams of this process hold the budget: this item is kept
+                # as a marker (read as trimmed elsewhere), so the budget holds.
+                data, size = None, MARKER
         run.pending.append((seq, data))
         run.sizes.append((seq, size))
         run.kept += size
         run.last = seq
         self.total += size
-        if run.kept > self.max_bytes or self.total > self.budget or len(run.sizes) > self.max_items:
-            self._trim(run)
         if run not in self._dirty:
             self._mark(run)
 
-    def _trim(self, run: Run) -> None:
-        """Drop ``run``'s oldest items until it is within its bounds and the budget (its
-        newest always stays)."""
+    def _trim(self, run: Run, room: int) -> None:
+        """Drop ``run``'s oldest items until one more of ``room`` bytes fits its bounds
+        and the budget (or none of its own is left)."""
         sizes, pending = run.sizes, run.pending
-        while len(sizes) > 1 and (
-            len(sizes) > self.max_items or run.kept > self.max_bytes or self.total > self.budget
+        while sizes and (
+            len(sizes) >= self.max_items
+            or run.kept + room > self.max_bytes
+            or self.total + room > self.budget
         ):
-            _, gone = sizes.popleft()
+            gone_seq, gone = sizes.popleft()
             run.kept -= gone
             self.total -= gone
-            run.first = sizes[0][0]
+            run.first = gone_seq + 1
             run.trim = True
             while pending and pending[0][0] < run.first:
                 pending.popleft()

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gatewayasgi.stores._redis_kept import RedisKeptStreams, Run, stream_hash
+from gatewayasgi.stores._redis_kept import MARKER, RedisKeptStreams, Run, stream_hash
 from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -105,6 +105,15 @@ async def test_bytes_are_bounded_per_stream_and_per_process(redis_server: RedisS
         assert all(isinstance(n, int) and 1 <= n <= 8 for n in lengths), lengths
         held = sum(n for n in lengths if isinstance(n, int)) * len(item)
         assert held <= 3_000
+        # streams that each keep one item: past the budget, their items are markers
+        crowd = [store.open(stream_hash("/t", f"crowd-{n}"), "run") for n in range(20)]
+        for run in crowd:
+            store.add(run, 1, item * 5)
+        assert store.total <= 3_000 + 20 * MARKER  # a marker's bytes are all it holds
+        for run in crowd:
+            await written(store, run)
+        kept_items = [e for run in crowd for e in await store.entries(run.h, run.id, 1, 5) or []]
+        assert len(kept_items) == 20 and sum(len(e.data or b"") for e in kept_items) <= 3_000
         # an item too large for Redis is a marker there: another worker reads it as trimmed
         big = store.open(stream_hash("/t", "chat-big"), "run")
         store.add(big, 1, b'"' + b"y" * 2_000 + b'"')
