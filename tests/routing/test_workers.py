@@ -303,3 +303,31 @@ async def test_namespace_routing_is_still_selectable(tmp_path: Path) -> None:
         finally:
             for node in nodes:
                 stop_node(node)
+
+
+async def test_a_steady_member_loses_nothing_while_others_churn(cluster: Cluster) -> None:
+    """On D (no linger, small budget) one client joins and leaves the steady member's
+    room and fresh ones over and over while another node emits to the room."""
+    async with (
+        RedisEmitter(cluster.redis.url, namespace=NAMESPACE) as emitter,
+        peers(cluster.a.url, cluster.d.url, cluster.d.url) as everyone,
+    ):
+        sender, steady, churner = everyone
+        fences = Fences(emitter, everyone)
+        await steady.call("join", {"rooms": ["steady"]})
+
+        async def churn() -> None:
+            for n in range(100):
+                await churner.call("join", {"rooms": ["steady", f"churn-d{n % 7}"]})
+                await churner.call("leave", {"rooms": ["steady", f"churn-d{n % 7}"]})
+
+        async def emit() -> None:
+            for n in range(150):
+                await sender.call("emit", {"to": ["steady"], "text": n})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(churn)
+            tg.start_soon(emit)
+        got = await fences.collect()
+        assert texts(got[steady.id]) == list(range(150))
+        assert got[sender.id] == []
