@@ -184,10 +184,9 @@ class ClusterSubscriber:
             await client.initialize()
         pubsub = client.pubsub()
         self._pubsub = pubsub
-        with anyio.fail_after(self._connect_timeout + 1.0):
-            snapshot = sorted(self.channels)
-            for channel in snapshot:
-                if channel in self.channels:
+        for channel in sorted(self.channels):
+            if channel in self.channels:
+                with anyio.fail_after(self._connect_timeout):
                     await pubsub.ssubscribe(channel)
         self._on_connected()
         assert self._first_attempt is not None
@@ -223,8 +222,8 @@ class ClusterSubscriber:
             if event is not None:
                 event.set()
         elif kind == "sunsubscribe" and channel in self.channels:
-            # Not ours: the channel's slot moved away from that node. Subscribe again.
-            logger.info("redis broker: %s was unsubscribed by the server (slot moved)", channel)
+            # Not ours: the channel's slot moved away from that node. Subscribe again
+            # (the repair pass logs how many, once).
             self._dropped.add(channel)
             self._stale = True
             self._wake_repair()
@@ -257,6 +256,12 @@ class ClusterSubscriber:
             with anyio.fail_after(self._connect_timeout):
                 await client.initialize()
         dropped, self._dropped = self._dropped, set()
+        if dropped & self.channels:
+            logger.info(
+                "redis broker: %d channel(s) moved with their slots; subscribing them on "
+                "their new owner",
+                len(dropped & self.channels),
+            )
         for channel in dropped & self.channels:
             _forget_moved(client, pubsub, channel)
         held: set[str] = set()
