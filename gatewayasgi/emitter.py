@@ -26,6 +26,7 @@ counted (``emitter.broker.stats`` for Redis), never raised.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +206,8 @@ class Emitter:
 class RedisEmitter(Emitter):
     """An ``Emitter`` over its own ``RedisBroker`` (``pip install "gatewayasgi[redis]"``).
 
-    Extra keyword arguments go to ``RedisBroker`` (``max_message_size``, timeouts).
+    Extra keyword arguments go to ``RedisBroker`` (``max_message_size``, timeouts,
+    ``secret``; ``cluster=True`` with the startup nodes of a Redis Cluster as ``url``).
     Use it as an async context manager, or call ``aclose()``, to release connections.
     ``broker.stats`` counts what was published and what failed.
     """
@@ -214,7 +216,7 @@ class RedisEmitter(Emitter):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         namespace: str = DEFAULT_NAMESPACE,
         *,
         recovery: Recovery | None = None,

@@ -133,7 +133,9 @@ class ClusterSubscriber:
         with anyio.move_on_after(self._connect_timeout):
             try:
                 await pubsub.ssubscribe(channel)
-            except _IO_ERRORS:
+            except Exception as exc:  # never into the caller: the repair pass retries
+                logger.debug("redis broker: subscribing %s failed: %s", channel, _describe(exc))
+                self._stale = True
                 self._wake_repair()  # subscribed again once its node answers
                 return
             await ack.wait()
@@ -148,7 +150,7 @@ class ClusterSubscriber:
         if pubsub is not None:
             # On failure the channel may stay subscribed on a dead connection; what
             # arrives for it is not delivered (the broker checks the set).
-            with contextlib.suppress(*_IO_ERRORS):
+            with contextlib.suppress(Exception):
                 await pubsub.sunsubscribe(channel)
 
     # -- the reader task -----------------------------------------------------------------
