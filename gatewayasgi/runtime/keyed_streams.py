@@ -25,6 +25,7 @@ import orjson
 from gatewayasgi.gateway.streams import StreamEnd
 from gatewayasgi.protocol import codec
 from gatewayasgi.protocol.codec import ATTACH_EVENT
+from gatewayasgi.runtime.delivery import FENCE, Fence
 from gatewayasgi.runtime.outbox import frame_cost
 from gatewayasgi.runtime.streams import (
     Spawn,
@@ -356,7 +357,13 @@ class StreamHub:
 
     async def _pump(self, keyed: _Keyed, items: Any) -> None:
         shared, run = self._shared, keyed.run
+        # What the generator emits through a history in Redis reaches clients through the
+        # readers: an item waits until this worker's reader delivered it (``Fence``).
+        fence = Fence()
+        FENCE.set(fence)
         async for item in items:
+            if fence.mark:
+                await fence.wait()
             if isinstance(item, StreamEnd):
                 keyed.end = item.value
                 return
@@ -405,6 +412,8 @@ class StreamHub:
             ):
                 keyed.kept -= keyed.items.popleft()[1]
                 keyed.first_seq += 1
+        if fence.mark:  # the end, too, comes after what the generator emitted
+            await fence.wait()
 
     async def _end_one(self, keyed: _Keyed, subscriber: _Subscriber) -> None:
         if subscriber.ended:

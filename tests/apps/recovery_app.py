@@ -56,6 +56,13 @@ class RecoveringGateway:
             await client.emit("aside", n)
         return {"done": data["count"]}
 
+    @SubscribeMessage("narrate")
+    async def narrate(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        """A stream (keyed, when asked with a key) that emits a frame before each item."""
+        for n in range(data["count"]):
+            await client.emit("aside", n)
+            yield n
+
     @SubscribeMessage("tell")
     async def tell(self, data: Any = MessageBody()) -> Any:
         """A stream of ``count`` items, ``delay`` apart, then its end."""

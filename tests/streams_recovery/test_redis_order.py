@@ -8,6 +8,7 @@ its handler had emitted before it (20 calls out of 20). Now it waits for them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -67,6 +68,29 @@ async def test_a_reply_never_overtakes_what_its_handler_emitted(
                 before.append((frame["event"], frame["data"]))
             # Every frame the handler emitted arrived, in its order, before the reply.
             assert before == [(e, n) for n in range(3) for e in ("said", "aside")], call
+
+
+@pytest.mark.parametrize("key", [None, "story"])
+async def test_stream_items_come_after_what_the_generator_emitted_before_them(
+    nodes: tuple[Node, Node], key: str | None
+) -> None:
+    a, _ = nodes
+    session = Session(a.address, PATH)
+    await _open(session)
+    request: dict[str, Any] = {"event": "narrate", "data": {"count": 20}, "id": 3}
+    if key is not None:
+        request["key"] = key  # a keyed stream: sent straight, not through the history
+    await session.ws.send(json.dumps(request))
+    seen: list[tuple[str, Any]] = []
+    with anyio.fail_after(TIMEOUT):
+        while True:
+            frame = await session.recv()
+            if frame.get("id") == 3 and frame.get("end"):
+                break
+            seen.append(
+                ("item", frame["data"]) if frame.get("id") == 3 else ("aside", frame["data"])
+            )
+    assert seen == [(kind, n) for n in range(20) for kind in ("aside", "item")]
 
 
 async def test_a_stream_goes_on_when_its_client_moves_to_another_worker(
