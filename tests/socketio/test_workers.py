@@ -213,3 +213,21 @@ async def test_a_socketio_pid_resumes_only_for_its_identity_and_closes_the_old_h
     assert await sio_packet(alice) == f"41{KEPT},"  # the old holder's namespace ends
     for ws in (alice, bob, again):
         await ws.close()
+
+
+async def test_a_socketio_ack_comes_after_what_its_handler_emitted(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    """With the history in Redis, the room emit reaches the sender through the worker's
+    reader while the ack goes straight: the ack waits for it (20 calls of 20)."""
+    _redis, node_a, _ = cluster
+    ws, _ = await kept_connection(node_a.address, {"user": "order"})
+    await ws.send(f'42{KEPT},1["join","order"]')
+    assert (await sio_packet(ws)).startswith(f"43{KEPT},1[")
+    for call in range(20):
+        ack = 100 + call
+        await ws.send(f'42{KEPT},{ack}["say",{{"room":"order","n":{call}}}]')
+        first = await sio_packet(ws)
+        assert said(first)[0] == call, (call, first)  # the emit, then the ack
+        assert (await sio_packet(ws)).startswith(f"43{KEPT},{ack}[")
+    await ws.close()
