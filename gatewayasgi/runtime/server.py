@@ -20,7 +20,6 @@ from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.delivery import Delivery, Emission
 from gatewayasgi.runtime.keyed_streams import StreamHub
-from gatewayasgi.runtime.session_streams import SessionStreams
 from gatewayasgi.runtime.operations import (
     DEFAULT_REQUEST_TIMEOUT,
     CallResults,
@@ -37,6 +36,7 @@ from gatewayasgi.runtime.room_streams import (
     publish_stream,
 )
 from gatewayasgi.runtime.rooms import Rooms
+from gatewayasgi.runtime.session_streams import SessionStreams
 
 if TYPE_CHECKING:
     from gatewayasgi.backplane.node import Backplane
