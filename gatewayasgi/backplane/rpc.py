@@ -50,7 +50,12 @@ DISCONNECT = "disconnect"
 """Close the targeted local clients with ``code`` (no reply)."""
 CALL = "call"
 """Call the targeted local clients; reply with their outcomes."""
-OPS = frozenset({HEARTBEAT, BYE, FETCH, JOIN, LEAVE, DISCONNECT, CALL})
+CANCEL = "cancel"
+"""End the stream answering request ``data`` of the targeted session (the one client id
+named), where it runs: a ``$cancel`` from a session resumed on another node (no reply)."""
+OPS = frozenset({HEARTBEAT, BYE, FETCH, JOIN, LEAVE, DISCONNECT, CALL, CANCEL})
+MAX_STREAM_ID_LENGTH = 128
+"""Longest string request id a cancel order may name (a frame's ``id`` is no longer)."""
 
 MAX_PART_BYTES = 256 * 1024
 """Largest reply part; longer answers are cut in parts (and one item never exceeds it)."""
@@ -159,6 +164,8 @@ def pack_request(request: Request) -> bytes:
             body["why"] = request.reason
     if request.op == CALL:
         body.update(e=request.event, d=request.data, t=request.timeout)
+    elif request.op == CANCEL:
+        body["d"] = request.data
     elif request.op == FETCH and request.timeout > 0:
         body["t"] = min(request.timeout, MAX_CALL_TIMEOUT)
     if request.hello:
@@ -240,6 +247,14 @@ def unpack_request(message: bytes, max_size: int) -> Request:
         return Request(
             op, node, request.id, targets, exclude, event=event, data=body.get("d"), timeout=timeout
         )
+    if op == CANCEL:
+        stream = body.get("d")
+        valid_id = (type(stream) is int and 0 <= stream < 2**53) or (
+            type(stream) is str and 0 < len(stream) <= MAX_STREAM_ID_LENGTH
+        )
+        if not valid_id or len(targets.clients) != 1 or targets.rooms:
+            raise RpcError("a cancel order names one client and one request id")
+        return Request(op, node, request.id, targets, exclude, data=stream)
     if op == FETCH and "t" in body:
         return Request(op, node, request.id, targets, exclude, timeout=_timeout(body))
     return request

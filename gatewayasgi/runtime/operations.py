@@ -55,6 +55,8 @@ class LocalServer(Protocol):
 
     async def leave(self, client: str, room: str) -> None: ...
 
+    def cancel_session_stream(self, client_id: str, frame_id: str | int) -> bool: ...
+
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -224,6 +226,12 @@ class ClusterOperations:
             return await self.local_call(
                 targets, exclude, request.event, request.data, request.timeout
             )
+        if request.op == rpc.CANCEL:
+            # The session may have no connection here (it resumed on the asking node).
+            frame_id = request.data
+            if type(frame_id) is str or type(frame_id) is int:
+                self._server.cancel_session_stream(targets.clients[0], frame_id)
+            return []
         if request.op == rpc.DISCONNECT:
             await self.local_disconnect(targets, exclude, request.code, request.reason)
         elif request.op in (rpc.JOIN, rpc.LEAVE) and request.room is not None:
@@ -269,6 +277,12 @@ class ClusterOperations:
         """Targeted clients leave ``room``, here and on every node."""
         await self.local_leave(targets, exclude, room)
         await self._order(rpc.Request(rpc.LEAVE, "", targets=targets, exclude=exclude, room=room))
+
+    async def cancel_stream(self, client_id: str, frame_id: str | int) -> None:
+        """End the session stream answering ``frame_id`` of ``client_id`` on the other
+        nodes (one runs it: where the session began it, before it moved here)."""
+        targets = Targets((), (client_id,))
+        await self._order(rpc.Request(rpc.CANCEL, "", targets=targets, data=frame_id))
 
     async def disconnect(
         self, targets: Targets, exclude: Targets, code: int, reason: str | None

@@ -203,6 +203,11 @@ class WebSocketServer:
         if self.rooms.watcher is not None:
             self.rooms.watcher.detached(client.id)
 
+    def cancel_session_stream(self, client_id: str, frame_id: str | int) -> bool:
+        """End the session stream answering ``frame_id`` of ``client_id`` if it runs here
+        (another node's order: the session resumed there)."""
+        return self.session_streams.cancel(client_id, frame_id)
+
     def get_client_id(self, client: Connection) -> str:
         """The id assigned to a connected client (unique across processes)."""
         return client.id

@@ -84,7 +84,7 @@ _PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT, CANCEL_EVENT, ATTACH_EVENT))
 class Session:
     """Serves one accepted connection for its gateway's ``GatewayRunner``."""
 
-    __slots__ = ("client", "fault", "runner", "spawn", "streams", "throttle")
+    __slots__ = ("client", "fault", "forwarded", "runner", "spawn", "streams", "throttle")
 
     def __init__(self, runner: SessionHost, client: Connection) -> None:
         self.runner = runner
@@ -95,6 +95,8 @@ class Session:
         """The connection's running streams (made by its first stream request)."""
         self.spawn: Callable[..., Any] | None = None
         """Starts a task in the connection's task group (set once it exists)."""
+        self.forwarded = 0
+        """``$cancel`` frames passed on to the other nodes (``_cancel_elsewhere``)."""
         self.fault: BaseException | None = None
         """What the handler being wrapped raised (instrumented sessions only): its
         ``Watch`` ends with it."""
@@ -267,9 +269,11 @@ class Session:
             ):
                 return True
             if self.streams is not None:
-                self.streams.cancel(frame.id, server.streams)
+                found = self.streams.cancel(frame.id, server.streams)
             else:
-                server.streams.cancel(self.client, frame.id)  # type: ignore[arg-type]
+                found = server.streams.cancel(self.client, frame.id)  # type: ignore[arg-type]
+            if not found and self.client.recovered:
+                await self._cancel_elsewhere(frame.id)
             return True
         if frame.event == ATTACH_EVENT:
             return await self._attach(frame)
@@ -391,6 +395,18 @@ class Session:
         assert self.spawn is not None
         self.spawn(self.runner.server.streams.attach, self.client, frame.id, frame.key, frame.after)
         return True
+
+    async def _cancel_elsewhere(self, frame_id: object) -> None:
+        """A ``$cancel`` naming no stream here, on a resumed session: its stream may run
+        on the node where the session was before. At most ``max_streams`` such orders
+        per connection (a stream started there is one of those), so cancels cannot be
+        turned into a flood of cluster messages."""
+        if type(frame_id) is not str and type(frame_id) is not int:
+            return
+        if self.forwarded >= self.runner.settings.max_streams:
+            return
+        self.forwarded += 1
+        await self.runner.server.cluster.cancel_stream(self.client.id, frame_id)
 
     async def _may_attach(self, key: str) -> bool:
         """The gateway's ``can_attach(client, key)``: without one, nobody may."""

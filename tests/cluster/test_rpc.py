@@ -20,6 +20,12 @@ def test_requests_round_trip_with_their_fields() -> None:
     assert rpc.unpack_request(rpc.pack_request(call), MAX) == call
     order = rpc.Request(rpc.DISCONNECT, "n1", targets=Targets(("r",), ()), code=4000, reason="x")
     assert rpc.unpack_request(rpc.pack_request(order), MAX) == order
+    for stream in (7, "req-7"):
+        cancel = rpc.Request(rpc.CANCEL, "n1", targets=Targets((), ("c1",)), data=stream)
+        assert rpc.unpack_request(rpc.pack_request(cancel), MAX) == cancel
+    too_long = rpc.Request(rpc.CANCEL, "n1", targets=Targets((), ("c1",)), data="x" * 129)
+    with pytest.raises(rpc.RpcError):
+        rpc.unpack_request(rpc.pack_request(too_long), MAX)
     beat = rpc.Request(rpc.HEARTBEAT, "n2", hello=True)
     assert rpc.unpack_request(rpc.pack_request(beat), MAX) == beat
 
@@ -38,6 +44,11 @@ def test_requests_round_trip_with_their_fields() -> None:
         b'{"o": "disconnect", "n": "a", "code": 1011}',
         b'{"o": "call", "n": "a", "e": "x", "t": 301}',
         b'{"o": "call", "n": "a", "e": "", "t": 1}',
+        b'{"o": "cancel", "n": "a", "c": ["c1"]}',
+        b'{"o": "cancel", "n": "a", "c": ["c1", "c2"], "d": 1}',
+        b'{"o": "cancel", "n": "a", "r": ["r"], "c": ["c1"], "d": 1}',
+        b'{"o": "cancel", "n": "a", "c": ["c1"], "d": [1]}',
+        b'{"o": "cancel", "n": "a", "c": ["c1"], "d": -1}',
     ],
 )
 def test_malformed_or_out_of_bounds_requests_are_refused(body: bytes) -> None:

@@ -125,3 +125,32 @@ async def test_a_stream_goes_on_when_its_client_moves_to_another_worker(
     assert [item["data"]["n"] for item in items] == list(range(60))
     assert {item["data"]["node"] for item in items} == {"A"}
     assert frame.get("cancelled") is None and frame["end"] is True
+
+
+async def test_a_cancel_from_the_other_worker_ends_the_stream_where_it_runs(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    proxy = CutProxy(a.address)
+    async with proxy.running():
+        session = Session(proxy.address, PATH)
+        await _open(session)
+        await session.ws.send('{"event":"tell","data":{"count":100000,"delay":0.01},"id":8}')
+        with anyio.fail_after(TIMEOUT):
+            while (await session.recv()).get("id") != 8:
+                pass
+        proxy.cut()
+        proxy.target = b.address
+        assert (await _open(session, resume=True))["recovered"] is True
+        await session.ws.send('{"event":"$cancel","id":8}')  # the stream runs on A
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                frame = await session.recv()
+                if frame.get("id") == 8 and frame.get("end"):
+                    break
+        assert frame["cancelled"] is True and "offset" in frame
+        # Nothing of the stream comes after its end.
+        with anyio.move_on_after(0.5):
+            while True:
+                late = await session.recv()
+                assert late.get("id") != 8, late
