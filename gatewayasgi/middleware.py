@@ -11,7 +11,6 @@ import gc
 import inspect
 import logging
 import os
-import sys
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -35,7 +34,7 @@ from gatewayasgi.protocol.resume import RESUME_PREFIX, SUBPROTOCOL
 from gatewayasgi.recovery import Recovery
 from gatewayasgi.recovery.keeper import SessionKeeper
 from gatewayasgi.recovery.waiting import WaitingBudget
-from gatewayasgi.runtime import eager
+from gatewayasgi.runtime import eager, keyed_streams
 from gatewayasgi.runtime.handshake import FORBIDDEN, refuse
 from gatewayasgi.runtime.outbox import OutboxBudget
 from gatewayasgi.runtime.runner import GatewayRunner
@@ -206,6 +205,16 @@ class GatewayMiddleware:
             if broker is not None
             else None
         )
+        self.kept_streams = (
+            None
+            if broker is None
+            else broker.kept_streams(
+                max_items=keyed_streams.KEPT_ITEMS,
+                max_bytes=keyed_streams.KEPT_BYTES,
+                grace=keyed_streams.GRACE,
+            )
+        )
+        """Keyed streams of every gateway, kept for the other processes (the broker's)."""
         self.keepers: list[SessionKeeper] = []
         self.waiting = WaitingBudget(self.settings.waiting_budget)
         """What sessions waiting for their client hold, every gateway's together."""
@@ -290,9 +299,8 @@ class GatewayMiddleware:
             max_room_name_length=settings.max_room_name_length,
         )
         table.gateway.server = server
-        kept = self._kept_streams()
-        if kept is not None:  # keyed streams reach the other workers through Redis
-            server.streams.share(kept, namespace)
+        if self.kept_streams is not None:  # keyed streams reach the other workers
+            server.streams.share(self.kept_streams, namespace)
         runner = GatewayRunner(
             table,
             server,
@@ -315,26 +323,6 @@ class GatewayMiddleware:
                 self.backplane.add(namespace, keeper.deliver_remote, every_order=True)
             server.rooms.watcher = self.backplane.interest(namespace)
         return runner
-
-    def _kept_streams(self) -> Any:
-        """The Redis side of keyed streams (``stores._redis_kept``), one per middleware,
-        when the broker is a ``RedisBroker``; else ``None`` (they stay in this process)."""
-        kept = getattr(self, "_kept", None)
-        if kept is None:
-            redis_broker = sys.modules.get("gatewayasgi.brokers.redis")
-            if redis_broker is None or not isinstance(self.broker, redis_broker.RedisBroker):
-                return None
-            if getattr(self.broker, "cluster", False):  # no cluster client there yet
-                return None
-            from gatewayasgi.runtime.keyed_streams import GRACE, KEPT_BYTES, KEPT_ITEMS
-            from gatewayasgi.stores._redis_kept import RedisKeptStreams
-
-            # TODO(cluster): a cluster broker (``getattr(broker, "cluster", False)``)
-            # needs a cluster client there (see ``stores._redis_kept._client``).
-            kept = self._kept = RedisKeptStreams(
-                self.broker.url, max_items=KEPT_ITEMS, max_bytes=KEPT_BYTES, grace=GRACE
-            )
-        return kept
 
     def _recovery_of(self, table: GatewayTable) -> Recovery | None:
         chosen = table.meta.recovery

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
+    from gatewayasgi.stores._redis_kept import RedisKeptStreams
     from gatewayasgi.stores.base import EmissionLog, SessionStore
 
 MessageHandler = Callable[[str, bytes], None]
@@ -81,5 +82,16 @@ class Broker(ABC):
         broker.
 
         ``None``: this broker keeps no sessions; recovery then uses process memory.
+        """
+        return None
+
+    def kept_streams(
+        self, *, max_items: int, max_bytes: int, grace: float
+    ) -> RedisKeptStreams | None:
+        """Where keyed streams are kept for the other processes (re-attaching there,
+        cancelling from there), each run bounded to ``max_items`` and ``max_bytes`` and
+        kept ``grace`` seconds after its end.
+
+        ``None``: this broker keeps none; each process keeps its own keyed streams.
         """
         return None

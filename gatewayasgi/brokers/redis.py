@@ -49,6 +49,7 @@ from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
 from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
+    from gatewayasgi.stores._redis_kept import RedisKeptStreams
     from gatewayasgi.stores.redis import RedisLog, RedisSessionStore
 
 try:
@@ -343,6 +344,24 @@ class RedisBroker(Broker):
             connect_timeout=self._connect_timeout,
             command_timeout=self._publish_timeout,
             cluster=self.cluster,
+        )
+
+    def kept_streams(
+        self, *, max_items: int, max_bytes: int, grace: float
+    ) -> RedisKeptStreams | None:
+        """A ``RedisKeptStreams`` on this broker's Redis (its own connections, with this
+        broker's timeouts). On a cluster, ``None`` for now: keyed streams stay in each
+        process there (their reader waits on many keys in one ``XREAD``)."""
+        if self.cluster:
+            return None
+        from gatewayasgi.stores._redis_kept import RedisKeptStreams
+
+        return RedisKeptStreams(
+            self.url,
+            max_items=max_items,
+            max_bytes=max_bytes,
+            grace=grace,
+            command_timeout=self._publish_timeout,
         )
 
     def session_store(self, namespace: str) -> RedisSessionStore:
