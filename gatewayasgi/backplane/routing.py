@@ -399,6 +399,10 @@ class Interest:
         channel = client_channel(self._namespace, client_id)
         self._subscriptions.acquire(self._namespace, "client", channel)
 
+    async def attached_ready(self, client_id: str) -> None:
+        """Return once the channel of a client that connected here is acknowledged."""
+        await self._subscriptions.ready(client_channel(self._namespace, client_id))
+
     def detached(self, client_id: str) -> None:
         """A client's connection here ended."""
         self._subscriptions.release(client_channel(self._namespace, client_id))

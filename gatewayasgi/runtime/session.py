@@ -111,6 +111,11 @@ class Session:
         keeper = runner.keeper
         opening = None if keeper is None else await keeper.open(client, credential)
         runner.server.register(client)
+        watcher = runner.server.rooms.watcher
+        if watcher is not None:
+            # Interest routing: what another worker sends this client once it is
+            # connected (an emit from its ``on_connection``, say) must find its channel.
+            await watcher.attached_ready(client.id)
         if runner.metrics is not None:
             runner.metrics.on_open(runner.namespace, client)
         client.last_seen = monotonic()
