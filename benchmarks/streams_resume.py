@@ -19,10 +19,12 @@ session stream waits for its client to come back) and waits. Once they are all m
 (and 0.3 s more), the clock starts and the client reconnects: with its resume
 credential, or with a plain handshake and then ``$attach`` after the last ``seq`` it
 read. As soon as it is back (the ``$session`` frame, or the ``$attach`` sent) the
-generator is told to go on, one item every 5 ms. Timed from the start of the reconnect:
-the handshake, the last of the missed items, the first item made after them; and the
-bytes received (WebSocket payload plus frame headers, the HTTP upgrade left out) up to
-the last missed item. Every missed item must arrive once, in order.
+generator is told to go on, one item every 5 ms (with ``--hold``: only once the client
+has the last missed item, so that no live item is made during the catch-up). Timed
+from the start of the reconnect: the handshake, the first and the last of the missed
+items, the first item made after them; and the bytes received (WebSocket payload plus
+frame headers, the HTTP upgrade left out) up to the last missed item. Every missed item
+must arrive once, in order.
 
 The servers (uvicorn, or ``--server hypercorn``) and redis-server are pinned to core 0,
 this client (picows on uvloop) to core 1; medians of ``--runs``. The app is this module's
@@ -205,9 +207,17 @@ class Wire(WSListener):  # type: ignore[misc]
             waiting[1].set_result(now)
             self._waiting = None
 
-    def until(self, predicate: Callable[[dict[str, Any]], bool]) -> asyncio.Future[float]:
-        """Resolves with the arrival time of the next frame that ``predicate`` accepts."""
+    def until(
+        self, predicate: Callable[[dict[str, Any]], bool], *, past: bool = False
+    ) -> asyncio.Future[float]:
+        """Resolves with the arrival time of the next frame that ``predicate`` accepts
+        (with ``past``, of the first one received so far, if any)."""
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if past:
+            for at, _, message in self.frames:
+                if predicate(message):
+                    future.set_result(at)
+                    return future
         self._waiting = (predicate, future)
         return future
 
@@ -290,11 +300,13 @@ async def one_run(opts: argparse.Namespace, kind: str, first: str, back: str, ta
     else:
         again = await _open(f"ws://{back}/keyed")
     back_at = time.perf_counter()
-    live_at = again.until(
-        lambda m: _item(2 if kind == "keyed" else 1)(m) and m["data"]["n"] >= first_live
-    )
+    item = _item(2 if kind == "keyed" else 1)
     if kind == "keyed":
         again.send({"event": "$attach", "key": f"bench-{tag}", "after": warm, "id": 2})
+    if opts.hold:  # the generator goes on once the client has every missed item
+        caught_up = again.until(lambda m: item(m) and m["data"]["n"] >= last_missed, past=True)
+        await asyncio.wait_for(caught_up, 60)
+    live_at = again.until(lambda m: item(m) and m["data"]["n"] >= first_live, past=True)
     control_a.send({"event": "live", "data": tag, "id": "l"})
     try:
         arrived = await asyncio.wait_for(live_at, 60)
@@ -375,6 +387,11 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=5)
     parser.add_argument("--pad", type=int, default=0, help="bytes of padding in each item")
     parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "hypercorn"])
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="the generator goes on only once the client has every missed item",
+    )
     parser.add_argument("--cases", default="1,2,3,4", help="which of the four, e.g. 1,3")
     opts = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
