@@ -46,14 +46,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 try:
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
     from redis.exceptions import NoScriptError, RedisError
 except ImportError as exc:  # pragma: no cover - the broker imports redis first
     raise ImportError(
         'keyed streams on Redis need the "redis" package: pip install "gatewayasgi[redis]"'
     ) from exc
+
+from gatewayasgi.stores.redis import connect
 
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
@@ -154,25 +153,6 @@ def _stream_key(h: str, run: str) -> str:
 
 def _orders_key(node: str) -> str:
     return f"{PREFIX}ctl:{{{node}}}"
-
-
-def _client(url: str, *, timeout: float, max_connections: int) -> Redis:
-    """A redis-py client like the broker's publisher: RESP2, no hidden retries.
-
-    TODO(cluster): when the broker is a cluster (``getattr(broker, "cluster", False)``),
-    this becomes a cluster client; every command here names keys of one slot (``{h}``),
-    except the reader's ``XREAD``, which must then be made per node of the keys it reads.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        protocol=2,
-    )
-    return Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,8 +312,11 @@ class RedisKeptStreams:
     def _connect(self) -> None:
         """New clients (at first, and for a lifespan after one that closed them)."""
         timeout = self._timeout
-        self._client = _client(self.url, timeout=timeout, max_connections=self._max_connections)
-        self._reader = _client(self.url, timeout=timeout + BLOCK, max_connections=1)
+        # TODO(cluster): on a cluster broker these become cluster clients; every command
+        # here names keys of one slot (``{h}``) but the reader's ``XREAD``, which must
+        # then be made per node of the keys it reads.
+        self._client = connect(self.url, timeout=timeout, max_connections=self._max_connections)
+        self._reader = connect(self.url, timeout=timeout + BLOCK, max_connections=1)
         self._add_script = self._client.register_script(_ADD)
         self._done_script = self._client.register_script(_DONE)
         self._renew_script = self._client.register_script(_RENEW)
