@@ -23,7 +23,10 @@ b. **Counts**: on the cluster (and on redis-server, for comparison), 1, 2, 4 and
    shard; and on every worker (``Backplane.stats``): orders received per worker per
    delivered frame.
 
-Writes ``benchmarks/results/cluster.md``. ``--quick``: 2 workers for the fan-out, 1, 2
+Writes ``benchmarks/results/cluster.md``. ``--poll-latency`` measures only the cluster
+reader's polling: redis-py's ``get_sharded_message(timeout=...)`` in a loop, one channel
+on each master, 20 messages a second (adds its table to the results file of an earlier
+full run). ``--quick``: 2 workers for the fan-out, 1, 2
 and 4 for the counts, one repetition.
 """
 
@@ -399,6 +402,97 @@ def one_line(row: dict[str, Any]) -> str:
     )
 
 
+# -- the cluster reader's polling, apart from the gateway --------------------------------
+
+
+async def poll_latency(url: str, masters: dict[int, str], timeout: float) -> list[str]:
+    """redis-py's ``ClusterPubSub.get_sharded_message(timeout=...)`` read in a loop (as the
+    broker's cluster subscriber reads), one channel subscribed on each master: send-to-
+    receive latency of 200 messages at 20 a second to each master's channel, then with
+    only one master's channel subscribed."""
+    from redis.asyncio.cluster import RedisCluster
+
+    async def measure(subscribed: list[str], target: str) -> tuple[float, float, float]:
+        sub = RedisCluster.from_url(url.split(",")[0])
+        pub = RedisCluster.from_url(url.split(",")[0])
+        pubsub = sub.pubsub()
+        await pubsub.ssubscribe(*subscribed)
+        latencies: list[float] = []
+
+        async def read() -> None:
+            while True:
+                message = await pubsub.get_sharded_message(
+                    timeout=timeout, ignore_subscribe_messages=True
+                )
+                if message and message["type"] in (b"smessage", "smessage"):
+                    latencies.append(time.perf_counter() - float(message["data"]))
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.sleep(0.5)
+            for _ in range(200):
+                await pub.spublish(target, str(time.perf_counter()))
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+        finally:
+            reader.cancel()
+            await pubsub.aclose()
+            await sub.aclose()
+            await pub.aclose()
+        return (
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.9),
+            percentile(latencies, 0.99),
+        )
+
+    lines = []
+    channels = list(masters.values())
+    for port, channel in masters.items():
+        p50, p90, p99 = await measure(channels, channel)
+        lines.append(
+            f"| {timeout * 1e3:.0f} ms | 3 | {port} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} "
+            f"| {p99 * 1e3:.1f} |"
+        )
+    port, channel = next(iter(masters.items()))
+    p50, p90, p99 = await measure([channel], channel)
+    lines.append(
+        f"| {timeout * 1e3:.0f} ms | 1 | {port} | {p50 * 1e3:.1f} | {p90 * 1e3:.1f} "
+        f"| {p99 * 1e3:.1f} |"
+    )
+    return lines
+
+
+def channel_per_master(backplane: Backplane) -> dict[int, str]:
+    """A room channel name owned by each master."""
+    import redis
+
+    with redis.Redis(port=backplane.masters[0]) as client:
+        slots = client.execute_command("CLUSTER", "SLOTS")
+        owned: dict[int, str] = {}
+        for i in range(1000):
+            channel = f"gatewayasgi:room:{NAMESPACE}:poll-{i}"
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", channel))
+            for first, last, master, *_ in slots:
+                if first <= slot <= last:
+                    owned.setdefault(int(master[1]), channel)
+            if len(owned) == len(backplane.masters):
+                break
+    return dict(sorted(owned.items()))
+
+
+POLL_HEAD = [
+    "## The cluster reader's polling",
+    "",
+    "`python -m benchmarks.cluster --poll-latency` (written after the full run, on the "
+    "same VM): redis-py's `ClusterPubSub.get_sharded_message(timeout=...)` read in a loop "
+    "by one task, as the broker's cluster subscriber reads (with a 50 ms poll), one room "
+    "channel subscribed on each of the 3 masters; 200 messages at 20 a second to each "
+    "master's channel in turn, then with one master's channel subscribed only. "
+    "Send-to-receive latency, no gateway involved.",
+    "",
+]
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -535,6 +629,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--cluster-only", action="store_true", help="counts on the cluster only (not redis-server)"
     )
     parser.add_argument("--quick", action="store_true", help="fewer workers, one repetition")
+    parser.add_argument(
+        "--poll-latency",
+        action="store_true",
+        help="only: latency of redis-py's sharded reader polling 3 masters (50 and 5 ms)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cluster.md")
     return parser.parse_args(argv)
@@ -547,6 +646,23 @@ def main(argv: list[str] | None = None) -> None:
     if opts.quick:
         fan_counts, counts_for, opts.reps = fan_counts[:1], [n for n in counts_for if n <= 4], 1
     room_counts = [int(n) for n in opts.rooms.split(",")]
+    if opts.poll_latency:
+        with cluster() as many:
+            masters = channel_per_master(many)
+            lines = [
+                "| poll timeout | masters subscribed | message sent to | p50 ms | p90 ms "
+                "| p99 ms |",
+                "|---|---|---|---|---|---|",
+            ]
+            for timeout in (0.05, 0.005):
+                lines += asyncio.run(poll_latency(many.url, masters, timeout))
+        text = "\n".join([*POLL_HEAD, *lines]) + "\n"
+        print(text)
+        if opts.out.exists():  # replace (or add) this section of an earlier full run's file
+            earlier = opts.out.read_text().split(POLL_HEAD[0])[0].rstrip("\n")
+            opts.out.write_text(earlier + "\n\n" + text)
+            print(f"section written to {opts.out}")
+        return
     fan: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     with single() as one, cluster() as many:
