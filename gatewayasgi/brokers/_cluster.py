@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
+from gatewayasgi.brokers._reader import Reader, describe
 from gatewayasgi.brokers._resp import Message, Push
 
 try:
@@ -56,14 +55,15 @@ REPAIR_INTERVAL = 0.5
 """Seconds between two repair passes (lost channels, unreachable nodes)."""
 
 
-class ClusterSubscriber:
+class ClusterSubscriber(Reader):
     """Keeps ``channels`` subscribed (sharded) on a Redis Cluster; messages to ``on_push``.
 
-    The same surface as ``_subscriber.Subscriber`` (``channels``, ``connected``,
-    ``connects``, ``disconnects``, ``start``, ``subscribe``, ``unsubscribe``,
-    ``close``). ``client`` makes a cluster client: each attempt gets a fresh one of
-    its own (a client that met a cluster still forming can be left unusable).
+    The same surface as ``_subscriber.Subscriber``. ``client`` makes a cluster client:
+    each attempt gets a fresh one of its own (a client that met a cluster still forming
+    can be left unusable).
     """
+
+    io_errors = _IO_ERRORS
 
     def __init__(
         self,
@@ -75,51 +75,26 @@ class ClusterSubscriber:
         max_reconnect_delay: float,
         connect_timeout: float,
     ) -> None:
+        super().__init__(
+            display_url,
+            on_push,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            connect_timeout=connect_timeout,
+            place=f"the cluster at {display_url}",
+        )
         self._client = client
-        self._display_url = display_url
-        self._on_push = on_push
-        self._reconnect_delay = reconnect_delay
-        self._max_reconnect_delay = max_reconnect_delay
-        self._connect_timeout = connect_timeout
-        self.channels: set[str] = set()
-        """The subscription set: what every (re)connect and repair pass subscribes."""
-        self.connected = False
-        self.connects = 0
-        self.disconnects = 0
         self.resubscribed = 0
         """Channels subscribed again by a repair pass (the server or the library lost them)."""
         self._pubsub: ClusterPubSub | None = None
         self._cluster: RedisCluster | None = None
-        self._acks: dict[str, anyio.Event] = {}
-        self._scope: anyio.CancelScope | None = None
-        self._first_attempt: anyio.Event | None = None
-        self._done: anyio.Event | None = None
         self._repair_now: anyio.Event | None = None
         self._stale = False
         self._dropped: set[str] = set()  # channels the server unsubscribed (slot moved)
-        self._attempt = 0
-        self._closed = False
-
-    async def start(self, task_group: TaskGroup) -> None:
-        """Start the reader task; return after its first attempt (or a timeout)."""
-        self._scope = anyio.CancelScope()
-        self._first_attempt = first = anyio.Event()
-        self._done = anyio.Event()
-        task_group.start_soon(self._run, name=f"redis cluster broker {self._display_url}")
-        with anyio.move_on_after(self._connect_timeout + 1.0):
-            await first.wait()
-
-    async def close(self) -> None:
-        """Stop the reader task and close the pub/sub connections. Idempotent."""
-        self._closed = True
-        self.channels.clear()
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._done is not None:
-            with anyio.move_on_after(self._connect_timeout, shield=True):
-                await self._done.wait()
-        await self._drop_pubsub()
-        self.connected = False
+        self._confirmed: set[str] = set()
+        """Channels Redis acknowledged (``ssubscribe``) and has not dropped since: what
+        the repair pass trusts, rather than the library's books (which can list a
+        channel on its new owner before any subscription reached it)."""
 
     async def subscribe(self, channel: str) -> None:
         """Add ``channel``; while connected, wait (at most the connect timeout) for the ack."""
@@ -130,21 +105,26 @@ class ClusterSubscriber:
         if pubsub is None:
             return  # subscribed on the next (re)connect
         ack = self._acks.setdefault(channel, anyio.Event())
-        with anyio.move_on_after(self._connect_timeout):
-            try:
-                await pubsub.ssubscribe(channel)
-            except Exception as exc:  # never into the caller: the repair pass retries
-                logger.debug("redis broker: subscribing %s failed: %s", channel, _describe(exc))
-                self._stale = True
-                self._wake_repair()  # subscribed again once its node answers
-                return
-            await ack.wait()
+        try:
+            with anyio.move_on_after(self._connect_timeout):
+                try:
+                    await pubsub.ssubscribe(channel)
+                except Exception as exc:  # never into the caller: the repair pass retries
+                    logger.debug("redis broker: subscribing %s failed: %s", channel, describe(exc))
+                    self._stale = True
+                    self._wake_repair()  # subscribed again once its node answers
+                    return
+                await ack.wait()
+        finally:
+            if self._acks.get(channel) is ack:  # no longer in flight: the repair's now
+                del self._acks[channel]
 
     async def unsubscribe(self, channel: str) -> None:
         """Remove ``channel`` and tell Redis when connected."""
         if channel not in self.channels:
             return
         self.channels.discard(channel)
+        self._confirmed.discard(channel)
         self._acks.pop(channel, None)
         pubsub = self._pubsub
         if pubsub is not None:
@@ -154,31 +134,6 @@ class ClusterSubscriber:
                 await pubsub.sunsubscribe(channel)
 
     # -- the reader task -----------------------------------------------------------------
-
-    async def _run(self) -> None:
-        assert self._scope is not None and self._done is not None
-        try:
-            with self._scope:
-                while not self._closed:
-                    await self._attempt_once()
-                    await anyio.sleep(self._backoff(self._attempt))
-                    self._attempt += 1
-        finally:
-            self._done.set()
-
-    async def _attempt_once(self) -> None:
-        try:
-            await self._connect_and_read()
-        except _IO_ERRORS as exc:
-            self._on_connection_lost(exc)
-        except Exception as exc:
-            if not self._closed:
-                logger.exception("redis broker: cluster subscriber failed")
-            self._on_connection_lost(exc)
-        finally:
-            await self._drop_pubsub()
-            assert self._first_attempt is not None
-            self._first_attempt.set()
 
     async def _connect_and_read(self) -> None:
         self._cluster = client = self._client()
@@ -191,8 +146,6 @@ class ClusterSubscriber:
                 with anyio.fail_after(self._connect_timeout):
                     await pubsub.ssubscribe(channel)
         self._on_connected()
-        assert self._first_attempt is not None
-        self._first_attempt.set()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._repair_loop, client, pubsub)
             try:
@@ -220,10 +173,13 @@ class ClusterSubscriber:
             if isinstance(raw, bytes) and isinstance(data, bytes):
                 self._on_push(Message(raw, data))
         elif kind == "ssubscribe":
+            if channel in self.channels:
+                self._confirmed.add(channel)
             event = self._acks.pop(channel, None)
             if event is not None:
                 event.set()
         elif kind == "sunsubscribe" and channel in self.channels:
+            self._confirmed.discard(channel)
             # Not ours: the channel's slot moved away from that node. Subscribe again
             # (the repair pass logs how many, once).
             self._dropped.add(channel)
@@ -266,15 +222,11 @@ class ClusterSubscriber:
             )
         for channel in dropped & self.channels:
             _forget_moved(client, pubsub, channel)
-        held: set[str] = set()
-        for node_pubsub in list(pubsub.node_pubsub_mapping.values()):
-            held.update(_text(channel) for channel in node_pubsub.shard_channels)
-            held.difference_update(
-                _text(channel) for channel in node_pubsub.pending_unsubscribe_shard_channels
-            )
-        missing = sorted(self.channels - held)
+        # Not yet acknowledged: dropped, lost on the way, or still in flight (subscribing
+        # once more is harmless: Redis acknowledges it again).
+        missing = sorted(self.channels - self._confirmed - self._acks.keys())
         for channel in missing:
-            if channel not in self.channels:
+            if channel not in self.channels or channel in self._confirmed:
                 continue
             try:
                 with anyio.fail_after(self._connect_timeout):
@@ -284,48 +236,13 @@ class ClusterSubscriber:
                 raise
             self.resubscribed += 1
 
-    # -- state -----------------------------------------------------------------------
+    # -- the connections ---------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self._max_reconnect_delay, self._reconnect_delay * 2.0 ** min(attempt, 30))
-        return delay / 2 + random.uniform(0, delay / 2)
-
-    def _on_connected(self) -> None:
-        self._attempt = 0
-        self.connected = True
-        self.connects += 1
-        level = logging.INFO if self.connects == 1 else logging.WARNING
-        logger.log(level, "redis broker: connected to the cluster at %s", self._display_url)
-
-    def _on_connection_lost(self, exc: BaseException) -> None:
-        if self._closed:
-            return
-        if self.connected:
-            self.connected = False
-            self.disconnects += 1
-            logger.warning(
-                "redis broker: lost the cluster at %s (%s); reconnecting",
-                self._display_url,
-                _describe(exc),
-            )
-        elif self._first_attempt is not None and not self._first_attempt.is_set():
-            logger.warning(
-                "redis broker: cannot reach the cluster at %s (%s); local delivery only, retrying",
-                self._display_url,
-                _describe(exc),
-            )
-        else:
-            logger.debug("redis broker: reconnect failed: %s", _describe(exc))
-
-    async def _drop_pubsub(self) -> None:
+    async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         client, self._cluster = self._cluster, None
-        if self.connected and not self._closed:
-            self.connected = False
-            self.disconnects += 1
-        for event in self._acks.values():
-            event.set()
-        self._acks.clear()
+        self._confirmed.clear()
+        self._forget_connection()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._connect_timeout):
             with contextlib.suppress(Exception):
                 if pubsub is not None:
@@ -371,7 +288,3 @@ def _ask_for_layout(client: RedisCluster) -> None:
 
 def _text(channel: object) -> str:
     return channel.decode(errors="replace") if isinstance(channel, bytes) else str(channel)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

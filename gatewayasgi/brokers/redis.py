@@ -42,8 +42,9 @@ from anyio.abc import TaskGroup
 
 from gatewayasgi.brokers._cluster import ClusterSubscriber
 from gatewayasgi.brokers._pubsub import parse_url
+from gatewayasgi.brokers._reader import describe
 from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
-from gatewayasgi.brokers._subscriber import Subscriber, describe
+from gatewayasgi.brokers._subscriber import Subscriber
 from gatewayasgi.brokers.base import Broker, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
 from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
