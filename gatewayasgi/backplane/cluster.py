@@ -7,7 +7,7 @@ request out on the node's own clients. Then:
 * ``ask`` publishes a request and gathers the answers of every live node (``peers``)
   until all answered, the ones that did not stopped being live, or the timeout passed;
 * ``order`` publishes a request nobody answers (join, leave, disconnect); with
-  ``acknowledge_joins`` (interest routing) a join is asked instead, and returns once
+  ``acknowledge_joins`` (what the backplane asks) a join is asked instead, returning once
   every live node reported its clients joined (their room channels subscribed), at
   most ``JOIN_TIMEOUT`` seconds;
 * requests from other nodes run in the backplane's task group, with two budgets so

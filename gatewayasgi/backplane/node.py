@@ -71,7 +71,9 @@ class Backplane:
             broker,
             self.node_id,
             max_message_size=max_envelope_size,
-            acknowledge_joins=self.routing.interest,
+            # A join made here for a client of another node returns once that node has
+            # applied it, whatever the routing: an emit right after it reaches the client.
+            acknowledge_joins=True,
         )
         """Cluster requests (presence, fetch, join/leave, disconnect, calls) and heartbeats."""
 
