@@ -49,6 +49,12 @@ logger = logging.getLogger("gatewayasgi.brokers.redis")
 # (a node that knows no master yet).
 _IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError, IndexError)
 POLL_TIMEOUT = 0.05
+BUSY_POLL_TIMEOUT = 0.005
+"""The read's wait while messages flow (one came in the last ``BUSY_WINDOW`` seconds).
+The library reads the masters' connections in turns, splitting the wait between them:
+a message on one master waits while another's slice runs, so a short wait keeps that
+delay to a few milliseconds, and an idle broker goes back to ``POLL_TIMEOUT``."""
+BUSY_WINDOW = 2.0
 """How long one read of every node's connection waits for a message (seconds): also
 about how long a ``subscribe`` waits for the reader to let go of the connection."""
 REPAIR_INTERVAL = 0.5
@@ -154,13 +160,19 @@ class ClusterSubscriber(Reader):
                 tg.cancel_scope.cancel()
 
     async def _read_forever(self, pubsub: ClusterPubSub) -> None:
+        last_message = -BUSY_WINDOW
         while True:
-            message = await pubsub.get_sharded_message(timeout=POLL_TIMEOUT)
+            nodes = len(pubsub.node_pubsub_mapping)
+            busy = nodes > 1 and anyio.current_time() - last_message < BUSY_WINDOW
+            message = await pubsub.get_sharded_message(
+                timeout=BUSY_POLL_TIMEOUT if busy else POLL_TIMEOUT
+            )
             if message is None:
-                if not pubsub.node_pubsub_mapping:
+                if not nodes:
                     # Nothing subscribed anywhere: the library would return at once.
                     await anyio.sleep(POLL_TIMEOUT)
                 continue
+            last_message = anyio.current_time()
             self._handle(message)
 
     def _handle(self, message: dict[str, Any]) -> None:
