@@ -15,9 +15,7 @@ not in). Every wait has a timeout.
 
 ``GATEWAYASGI_TEST_ROUTING=namespace`` (in the environment of pytest) starts the workers
 and the emitter in namespace routing: the counters of the worker without members then
-show every order of the room, and that test fails. (A cross-worker join is acknowledged
-only in interest routing: in namespace routing the frame emitted right after it can be
-lost, on one Redis as on a cluster, so the join test can fail there too.)
+show every order of the room, and that test fails.
 """
 
 from __future__ import annotations
