@@ -19,7 +19,7 @@ from gatewayasgi import (
 )
 from gatewayasgi.client import ConnectionClosed, GatewayClient
 from tests.recovery.cut_proxy import CutProxy
-from tests.servers import TIMEOUT, run_server
+from tests.servers import TIMEOUT, free_port, run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -83,24 +83,24 @@ async def test_leaving_the_loop_after_a_cut_cancels_on_the_server() -> None:
 
 
 async def test_a_session_that_is_not_recovered_fails_the_stream() -> None:
-    app, _ = make_app(window=0.2)
+    app, tokens = make_app(window=0.2)
     async with run_server(app, "hypercorn") as address:
         proxy = CutProxy(address)
         async with proxy.running():
-            client = GatewayClient(
-                f"ws://{proxy.address}/chat",
-                recover=True,
-                reconnect_delay=1.0,  # longer than the window: the session is gone
-                reconnect_delay_max=1.0,
-                connect_timeout=TIMEOUT,
-            )
+            client = GatewayClient(f"ws://{proxy.address}/chat", recover=True, **FAST)
             async with client:
                 got = []
                 with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed):
                     async for n in client.stream("tokens", {"count": 10_000, "delay": 0.01}):
                         got.append(n)
                         if n == 3:
+                            # Nowhere to reconnect to until the session's window passed
+                            # and the server ended it (its generator closed with it).
+                            proxy.target = f"127.0.0.1:{free_port()}"
                             proxy.cut()
+                            while not tokens.closed:
+                                await anyio.sleep(0.02)
+                            proxy.target = address
                 assert got == [0, 1, 2, 3]
                 assert not client.recovered
                 assert client.session_reason in ("expired", "trimmed")
