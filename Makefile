@@ -87,7 +87,7 @@ test: $(STAMP) redis-server node chromium $(CHAT_CLIENT) $(AI_EXAMPLE) lint type
 	cd tests/socketio/conformance && npm ci --no-audit --no-fund   # the Socket.IO protocol test suite (mocha)
 	cd tests/socketio/node && npm ci --no-audit --no-fund   # socket.io-client v4 for the real-client tests
 	cd tests/ai/node && npm ci --no-audit --no-fund   # the ai package's WebSocketChatTransport for the AI SDK tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile   # two processes, a test file each: most tests wait on sockets
 	$(MAKE) --no-print-directory test-js
 
 soak: $(STAMP) redis-server ## Run the reliability suite SOAK_RUNS times in a row (default 5)
