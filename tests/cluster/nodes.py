@@ -35,7 +35,7 @@ def start_node(name: str, redis_url: str, workdir: Path) -> Node:
 _ids = itertools.count(1)
 
 
-@dataclass
+@dataclass(eq=False)
 class Peer:
     ws: Any
     silent: bool = False
@@ -91,21 +91,24 @@ class Peer:
         await self.until(lambda: frame_id in self.replies, within)
         reply = self.replies.pop(frame_id)
         assert reply["event"] != "error", reply
-        return reply["data"]
+        return reply.get("data")
 
     def heard(self, event: str) -> list[Any]:
         return [frame["data"] for frame in self.pushes if frame["event"] == event]
 
 
 @asynccontextmanager
-async def peers(*urls: str, silent: tuple[int, ...] = ()) -> AsyncIterator[list[Peer]]:
-    """One client per URL (those at the ``silent`` positions never answer calls)."""
+async def peers(
+    *urls: str, silent: tuple[int, ...] = (), kind: type[Peer] = Peer
+) -> AsyncIterator[list[Any]]:
+    """One client (a ``kind``) per URL (those at the ``silent`` positions never answer
+    calls), each reading in the background until the block ends."""
     async with anyio.create_task_group() as tg:
         connected: list[Peer] = []
         try:
             for index, url in enumerate(urls):
-                ws = await websockets.connect(url, open_timeout=WAIT)
-                peer = Peer(ws, silent=index in silent)
+                ws = await websockets.connect(url, open_timeout=WAIT, max_size=None)
+                peer = kind(ws, silent=index in silent)
                 connected.append(peer)
                 tg.start_soon(peer.read)
                 await peer.welcome()

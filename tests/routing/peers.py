@@ -3,63 +3,24 @@ benchmark. Every wait is bounded."""
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-import websockets
-
 from gatewayasgi.emitter import Emitter
+from tests.cluster.nodes import WAIT, Frame
+from tests.cluster.nodes import Peer as ClientPeer
+from tests.cluster.nodes import peers as cluster_peers
 
-WAIT = 10.0
-Frame = dict[str, Any]
-_ids = itertools.count(1)
+__all__ = ["WAIT", "Fences", "Frame", "Peer", "peers", "texts"]
 
 
-@dataclass(eq=False)
-class Peer:
-    """A websocket client: its id, its node, and frames sorted into pushes and replies."""
-
-    ws: Any
-    id: str = ""
-    node: str = ""
-    pushes: list[Frame] = field(default_factory=list)
-    replies: dict[int, Frame] = field(default_factory=dict)
-    changed: anyio.Event = field(default_factory=anyio.Event)
-
-    async def read(self) -> None:
-        async for raw in self.ws:
-            frame = json.loads(raw)
-            if "id" in frame:
-                self.replies[frame["id"]] = frame
-            else:
-                self.pushes.append(frame)
-            self.changed.set()
-            self.changed = anyio.Event()
-
-    async def until(self, predicate: Callable[[], bool], within: float = WAIT) -> None:
-        with anyio.fail_after(within):
-            while not predicate():
-                await self.changed.wait()
-
-    async def welcome(self) -> None:
-        await self.until(lambda: bool(self.pushes))
-        welcome = self.pushes.pop(0)
-        assert welcome["event"] == "welcome", welcome
-        self.id, self.node = welcome["data"]["id"], welcome["data"]["node"]
+class Peer(ClientPeer):
+    """A client of the routing app (``tests.cluster.nodes.Peer``), with fences."""
 
     async def call(self, event: str, data: Any = None, within: float = WAIT) -> Any:
         """Send a frame with an id; the reply's data."""
-        frame_id = next(_ids)
-        await self.ws.send(json.dumps({"event": event, "data": data, "id": frame_id}))
-        await self.until(lambda: frame_id in self.replies, within)
-        reply = self.replies.pop(frame_id)
-        assert reply["event"] != "error", reply
-        return reply.get("data")
+        return await self.request(event, data, within)
 
     async def take_until_fence(self, tag: str, within: float = WAIT) -> list[Frame]:
         """Pushes received before the fence ``tag`` (which is consumed too)."""
@@ -76,20 +37,8 @@ class Peer:
 @asynccontextmanager
 async def peers(*urls: str) -> AsyncIterator[list[Peer]]:
     """Connect one client per URL; each reads in the background until the block ends."""
-    async with anyio.create_task_group() as tg:
-        connected: list[Peer] = []
-        try:
-            for url in urls:
-                peer = Peer(await websockets.connect(url, open_timeout=WAIT, max_size=None))
-                connected.append(peer)
-                tg.start_soon(peer.read)
-                await peer.welcome()
-            yield connected
-        finally:
-            with anyio.move_on_after(WAIT, shield=True):
-                for peer in connected:
-                    await peer.ws.close()
-            tg.cancel_scope.cancel()
+    async with cluster_peers(*urls, kind=Peer) as connected:
+        yield connected
 
 
 class Fences:
