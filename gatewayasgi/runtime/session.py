@@ -84,7 +84,16 @@ _PROTOCOL_EVENTS = frozenset((ACK_EVENT, END_EVENT, CANCEL_EVENT, ATTACH_EVENT))
 class Session:
     """Serves one accepted connection for its gateway's ``GatewayRunner``."""
 
-    __slots__ = ("client", "fault", "forwarded", "runner", "spawn", "streams", "throttle")
+    __slots__ = (
+        "client",
+        "fault",
+        "fence",
+        "forwarded",
+        "runner",
+        "spawn",
+        "streams",
+        "throttle",
+    )
 
     def __init__(self, runner: SessionHost, client: Connection) -> None:
         self.runner = runner
@@ -95,6 +104,8 @@ class Session:
         """The connection's running streams (made by its first stream request)."""
         self.spawn: Callable[..., Any] | None = None
         """Starts a task in the connection's task group (set once it exists)."""
+        self.fence: Fence | None = None
+        """On a gateway whose history is in Redis: what replies wait for (``Fence``)."""
         self.forwarded = 0
         """``$cancel`` frames passed on to the other nodes (``_cancel_elsewhere``)."""
         self.fault: BaseException | None = None
@@ -122,7 +133,10 @@ class Session:
         client.reader = anyio.get_current_task().id  # handlers run here (runtime.calls)
         history = runner.server.delivery.history
         if history is not None and history.carries:
-            FENCE.set(Fence())  # replies wait for what their handler emitted (Fence)
+            # Replies wait for what their handler emitted (``Fence``); ``Delivery.emit``
+            # finds it in the context, the tasks this connection starts share it.
+            self.fence = Fence()
+            FENCE.set(self.fence)
         async with anyio.create_task_group() as tasks:
             client.cancel_scope = tasks.cancel_scope
             client.outbox.attach(tasks.start_soon)
@@ -325,7 +339,7 @@ class Session:
         except Exception as exc:
             return await self._failed(handler, frame, context, exc)
         # Inline of _reply: this is the request/response hot path.
-        fence = FENCE.get()
+        fence = self.fence
         if fence is not None and fence.mark:
             await fence.wait()
         if type(payload) is str:
@@ -429,7 +443,7 @@ class Session:
 
     async def _reply(self, payload: Payload) -> None:
         client = self.client
-        fence = FENCE.get()
+        fence = self.fence
         if fence is not None and fence.mark:
             await fence.wait()
         await client.outbox.send(self.runner.protocol.message(payload), frame_cost(payload))

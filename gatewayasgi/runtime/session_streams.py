@@ -58,8 +58,6 @@ class SessionStreams:
         self._clients = clients
         self._running: dict[str, dict[str | int, StreamState]] = {}
         self._task_group: Any = None
-        self.unknown_cancels = 0
-        """``$cancel`` frames naming no running session stream."""
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Hold the task group the streams run in, until cancelled (the lifespan's end)."""
@@ -70,10 +68,6 @@ class SessionStreams:
                 await anyio.sleep_forever()
         finally:
             self._task_group = None
-
-    def running(self, client_id: str) -> int:
-        """How many streams the session of ``client_id`` runs here."""
-        return len(self._running.get(client_id, ()))
 
     def refusal(self, client: Connection, frame_id: str | int | None, limit: int) -> str | None:
         """Why a stream request of ``client`` with this id cannot start (``None``: it can)."""
