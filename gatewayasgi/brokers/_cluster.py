@@ -102,36 +102,27 @@ class ClusterSubscriber(Reader):
         the repair pass trusts, rather than the library's books (which can list a
         channel on its new owner before any subscription reached it)."""
 
-    async def subscribe(self, channel: str) -> None:
-        """Add ``channel``; while connected, wait (at most the connect timeout) for the ack."""
-        if self._closed or channel in self.channels:
-            return
-        self.channels.add(channel)
+    def _online(self) -> bool:
+        return self._pubsub is not None
+
+    async def _send_subscribe(self, channel: str) -> bool:
         pubsub = self._pubsub
         if pubsub is None:
-            return  # subscribed on the next (re)connect
-        ack = self._acks.setdefault(channel, anyio.Event())
+            return False
         try:
-            with anyio.move_on_after(self._connect_timeout):
-                try:
-                    await pubsub.ssubscribe(channel)
-                except Exception as exc:  # never into the caller: the repair pass retries
-                    logger.debug("redis broker: subscribing %s failed: %s", channel, describe(exc))
-                    self._stale = True
-                    self._wake_repair()  # subscribed again once its node answers
-                    return
-                await ack.wait()
-        finally:
-            if self._acks.get(channel) is ack:  # no longer in flight: the repair's now
-                del self._acks[channel]
+            await pubsub.ssubscribe(channel)
+        except Exception as exc:  # never into the caller: the repair pass retries
+            logger.debug("redis broker: subscribing %s failed: %s", channel, describe(exc))
+            self._stale = True
+            self._wake_repair()  # subscribed again once its node answers
+            return False
+        return True
 
     async def unsubscribe(self, channel: str) -> None:
-        """Remove ``channel`` and tell Redis when connected."""
-        if channel not in self.channels:
-            return
-        self.channels.discard(channel)
         self._confirmed.discard(channel)
-        self._acks.pop(channel, None)
+        await super().unsubscribe(channel)
+
+    async def _send_unsubscribe(self, channel: str) -> None:
         pubsub = self._pubsub
         if pubsub is not None:
             # On failure the channel may stay subscribed on a dead connection; what

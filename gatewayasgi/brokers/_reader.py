@@ -90,7 +90,46 @@ class Reader:
         await self._drop()
         self.connected = False
 
+    async def subscribe(self, channel: str) -> None:
+        """Add ``channel``; while connected, wait (at most the connect timeout) for the ack."""
+        if self._closed or channel in self.channels:
+            return
+        self.channels.add(channel)
+        if not self._online():
+            return  # subscribed on the next (re)connect
+        ack = self._acks.setdefault(channel, anyio.Event())
+        try:
+            with anyio.move_on_after(self._connect_timeout):
+                if await self._send_subscribe(channel):
+                    await ack.wait()
+        finally:
+            if self._acks.get(channel) is ack:  # no longer in flight
+                del self._acks[channel]
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Remove ``channel`` and tell Redis when connected."""
+        if channel not in self.channels:
+            return
+        self.channels.discard(channel)
+        waiting = self._acks.pop(channel, None)
+        if waiting is not None:
+            waiting.set()  # a subscribe still waiting for its ack returns now
+        if self._online():
+            await self._send_unsubscribe(channel)
+
     # -- what a subclass does ------------------------------------------------------------
+
+    def _online(self) -> bool:
+        """Whether a connection is there to send (un)subscriptions on."""
+        raise NotImplementedError
+
+    async def _send_subscribe(self, channel: str) -> bool:
+        """Send the subscription; False when it failed (never raises)."""
+        raise NotImplementedError
+
+    async def _send_unsubscribe(self, channel: str) -> None:
+        """Send the unsubscription (never raises)."""
+        raise NotImplementedError
 
     async def _connect_and_read(self) -> None:
         """Connect, subscribe every channel, ``_on_connected()``, read until it fails."""

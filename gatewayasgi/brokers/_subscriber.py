@@ -56,27 +56,20 @@ class Subscriber(Reader):
         self._control_channel = CONTROL_CHANNEL_PREFIX + uuid.uuid4().hex
         self._connection: PubSubConnection | None = None
 
-    async def subscribe(self, channel: str) -> None:
-        """Add ``channel``; while connected, wait (at most the connect timeout) for the ack."""
-        if self._closed or channel in self.channels:
-            return
-        self.channels.add(channel)
+    def _online(self) -> bool:
+        return self._connection is not None
+
+    async def _send_subscribe(self, channel: str) -> bool:
         connection = self._connection
         if connection is None:
-            return  # subscribed on the next (re)connect
-        ack = self._acks.setdefault(channel, anyio.Event())
-        with anyio.move_on_after(self._connect_timeout):
-            try:
-                await connection.subscribe(channel)
-            except _IO_ERRORS:
-                return  # the reader sees the broken connection and resubscribes everything
-            await ack.wait()
+            return False
+        try:
+            await connection.subscribe(channel)
+        except _IO_ERRORS:
+            return False  # the reader sees the broken connection and resubscribes everything
+        return True
 
-    async def unsubscribe(self, channel: str) -> None:
-        """Remove ``channel`` and tell Redis when connected."""
-        if channel not in self.channels:
-            return
-        self.channels.discard(channel)
+    async def _send_unsubscribe(self, channel: str) -> None:
         connection = self._connection
         if connection is not None:
             # On failure the reader reconnects, and a fresh connection won't subscribe it.
