@@ -162,6 +162,7 @@ class Emitter:
                 max_age=recovery.window,
                 max_bytes=recovery.max_bytes,
                 max_frame_bytes=recovery.max_frame_bytes,
+                partitions=recovery.partitions,
             )
             if self.history is None:
                 raise ValueError(

@@ -41,6 +41,7 @@ from gatewayasgi.runtime.runner import GatewayRunner
 from gatewayasgi.runtime.server import WebSocketServer
 from gatewayasgi.settings import SETTING_NAMES, Overflow, Settings, unknown_settings
 from gatewayasgi.socketio.options import SocketIO
+from gatewayasgi.stores.base import PARTITION_MASK
 from gatewayasgi.stores.memory import MemoryLog, MemorySessionStore
 
 if TYPE_CHECKING:
@@ -232,6 +233,12 @@ class GatewayMiddleware:
             entries.append((table.meta.namespace, runner, cls.__name__))
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.socketio = None if socketio is None else self._socketio_endpoint(socketio)
+        for keeper in self.keepers if socketio is not None else ():
+            if keeper.log.partitions > 1:
+                raise ConfigurationError(
+                    f"gateway {keeper.server.namespace}: Socket.IO clients keep one offset, "
+                    "so with socketio= the history needs Recovery(partitions=1)"
+                )
         _SERVED.update(table.cls for table in self.tables)
         self._chose_gateways = gateways is not None
         self.asyncapi_url = asyncapi_url
@@ -349,6 +356,7 @@ class GatewayMiddleware:
                 max_age=recovery.window,
                 max_bytes=recovery.max_bytes,
                 max_frame_bytes=recovery.max_frame_bytes,
+                partitions=recovery.partitions,
             )
             store = broker.session_store(namespace)
         keeper = SessionKeeper(
@@ -367,6 +375,8 @@ class GatewayMiddleware:
             self.waiting,
         )
         server.delivery.history = keeper.log
+        if keeper.log.partitions > 1:
+            server.partition_mask = PARTITION_MASK
         server.delivery.quota = keeper.charge
         server.on_rooms_changed = keeper.rooms_changed
         runner.keeper = keeper

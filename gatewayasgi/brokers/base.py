@@ -69,6 +69,7 @@ class Broker(ABC):
         max_age: float,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        partitions: int = 1,
     ) -> EmissionLog | None:
         """A history of ``namespace``'s frames shared by every process on this broker,
         bounded as ``Recovery`` says (entries, age, bytes, the largest frame kept).

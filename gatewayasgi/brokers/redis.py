@@ -47,11 +47,11 @@ from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber
 from gatewayasgi.brokers.base import Broker, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
-from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES
+from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES, EmissionLog
 
 if TYPE_CHECKING:
     from gatewayasgi.stores._redis_kept import RedisKeptStreams
-    from gatewayasgi.stores.redis import RedisLog, RedisSessionStore
+    from gatewayasgi.stores.redis import RedisSessionStore
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -325,27 +325,36 @@ class RedisBroker(Broker):
         max_age: float,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-    ) -> RedisLog:
-        """A ``RedisLog`` (one Redis Stream) for ``namespace``, on this broker's Redis.
+        partitions: int = 1,
+    ) -> EmissionLog:
+        """A ``RedisLog`` (one Redis Stream) for ``namespace``, on this broker's Redis, or
+        with ``partitions`` over 1 a ``PartitionedLog`` of that many (each bounded by
+        ``max_frames`` and ``max_bytes``).
 
-        It has its own connections (a reader and a small pool), with this broker's
-        URL, timeouts and reconnect delays; the runtime follows and closes it.
+        Each stream has its own connections (a reader and a small pool), with this
+        broker's URL, timeouts and reconnect delays; the runtime follows and closes it.
         """
+        from gatewayasgi.stores._redis_partitions import PartitionedLog
         from gatewayasgi.stores.redis import RedisLog
 
-        return RedisLog(
-            self.url,
-            namespace,
-            max_frames=max_frames,
-            max_age=max_age,
-            max_bytes=max_bytes,
-            max_frame_bytes=max_frame_bytes,
-            reconnect_delay=self._reconnect_delay,
-            max_reconnect_delay=self._max_reconnect_delay,
-            connect_timeout=self._connect_timeout,
-            command_timeout=self._publish_timeout,
-            cluster=self.cluster,
-        )
+        parts: list[EmissionLog] = [
+            RedisLog(
+                self.url,
+                namespace,
+                max_frames=max_frames,
+                max_age=max_age,
+                max_bytes=max_bytes,
+                max_frame_bytes=max_frame_bytes,
+                reconnect_delay=self._reconnect_delay,
+                max_reconnect_delay=self._max_reconnect_delay,
+                connect_timeout=self._connect_timeout,
+                command_timeout=self._publish_timeout,
+                cluster=self.cluster,
+                partition=None if partitions == 1 else part,
+            )
+            for part in range(partitions)
+        ]
+        return parts[0] if partitions == 1 else PartitionedLog(parts)
 
     def kept_streams(
         self, *, max_items: int, max_bytes: int, grace: float

@@ -4,6 +4,10 @@ The client reads every ``$session`` frame (the session a connection serves: id, 
 epoch, offset, recovered, reason) and the ``offset`` of every frame, and offers
 ``gatewayasgi`` plus ``gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`` as subprotocols
 in the next handshake, so the credential never appears in a URL.
+
+A history split into partitions (``Recovery(partitions=N)``) gives offsets as
+``<p>~<offset>`` and positions as those joined by ``_``: the client keeps the last offset
+of each ``<p>~`` prefix and offers them all (an offset without ``~`` is the only one).
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ SUBPROTOCOL = "gatewayasgi"
 RESUME_PREFIX = SUBPROTOCOL + ".resume."
 # Parts are opaque, but a subprotocol must be an HTTP token; anything else is not offered
 # (the server would answer "invalid" anyway) rather than breaking the handshake.
-_PART = re.compile(r"[A-Za-z0-9_\-]+\Z")
+_PART = re.compile(r"[A-Za-z0-9_~\-]+\Z")
+_MAX_POSITIONS = 32
+
+
+def _partition(offset: str) -> str:
+    return offset.partition("~")[0] if "~" in offset else ""
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,24 @@ class SessionRecovery:
         read either way."""
         self.session: Session | None = None
         """The latest ``$session`` (its ``offset`` is the one it carried)."""
-        self.offset: str | None = None
-        """The position of the last frame received: what a resume asks to continue from."""
+        self.positions: dict[str, str] = {}
+        """Per partition of the history, the offset of the last frame received."""
         self.recovered = False
         """Whether the current connection resumed the session the client asked for."""
+
+    @property
+    def offset(self) -> str | None:
+        """The position a resume asks to continue from: the last offset received, per
+        partition (``None`` before the first ``$session``)."""
+        positions = self.positions
+        if not positions:
+            return None
+        return "_".join(positions[key] for key in sorted(positions))
+
+    def _take_position(self, position: str) -> None:
+        """A ``$session`` frame's position replaces what was kept."""
+        items = position.split("_")[:_MAX_POSITIONS]
+        self.positions = {_partition(item): item for item in items}
 
     @property
     def client_id(self) -> str | None:
@@ -101,8 +124,12 @@ class SessionRecovery:
 
     def observe(self, frame: InboundFrame) -> None:
         """Record the position of ``frame`` (any frame but a ``$session``)."""
-        if frame.offset is not None:
-            self.offset = frame.offset
+        offset = frame.offset
+        if offset is not None:
+            positions = self.positions
+            key = _partition(offset)
+            if key in positions or len(positions) < _MAX_POSITIONS:
+                positions[key] = offset
 
     def session_frame(self, data: Any) -> Session | None:
         """Take a ``$session`` frame's data: the new id, token, epoch and position; ``None``
@@ -110,12 +137,12 @@ class SessionRecovery:
         session = Session.parse(data)
         if session is not None:
             self.session = session
-            self.offset = session.offset
+            self._take_position(session.offset)
             self.recovered = session.recovered
         return session
 
     def forget(self) -> None:
         """Drop the credential: the next connection starts a new session."""
         self.session = None
-        self.offset = None
+        self.positions = {}
         self.recovered = False

@@ -3,6 +3,8 @@
 It travels as a WebSocket subprotocol, so it is never part of a URL (servers' access logs
 print query strings): the client offers ``gatewayasgi`` and
 ``gatewayasgi.resume.<id>.<token>.<epoch>.<offset>``; the server selects ``gatewayasgi``.
+``<offset>`` is the client's position: one offset, or one per partition of a partitioned
+history (``<p>~<offset>`` joined by ``_``).
 Pure: parsing only, every part checked for shape and length before anything uses it.
 """
 
@@ -29,8 +31,11 @@ RESERVED_PREFIX = "$"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 _EPOCH = re.compile(r"[0-9a-f]{1,64}\Z")
-_OFFSET = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?\Z")
-_MAX_CREDENTIAL = 256
+# A position: one offset, or (a partitioned history) up to 32 ``<p>~<offset>`` joined by
+# ``_`` (``stores._redis_partitions``).
+_ITEM = r"(?:[0-9]{1,2}~)?[0-9]{1,20}(?:-[0-9]{1,20})?"
+_OFFSET = re.compile(rf"{_ITEM}(?:_{_ITEM}){{0,31}}\Z")
+_MAX_CREDENTIAL = 2048
 
 
 class Credential(NamedTuple):

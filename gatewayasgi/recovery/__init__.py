@@ -51,6 +51,14 @@ class Recovery:
     client's handlers run may fill per ``window``: a token bucket holding that share,
     refilled over ``window``. Past it, the emit raises ``WsException`` (the client gets
     an error frame): one client cannot trim every other client's history."""
+    partitions: int = 1
+    """Redis Streams a shared history (``RedisBroker``) is split into, at most 32: on a
+    Redis Cluster they spread over the masters. A frame to one room (one client) alone
+    goes to that room's (client's) partition, everything else to partition 0; a
+    session resumes each partition it follows (``docs/deployment/redis-cluster.md``
+    says what order is kept). Every worker and ``Emitter`` of a gateway must use the
+    same number. Socket.IO clients keep one offset: a middleware with ``socketio=``
+    needs 1. A history in process memory is always one."""
     identity: Callable[[Any], object] | None = None
     """Who a session belongs to: called with the connection after the handshake guards
     ran; ``None`` (the default) reads ``client.state.identity`` (a guard sets it).
@@ -73,6 +81,10 @@ class Recovery:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigurationError(f"Recovery {name} must be an int >= 1, got {value!r}")
+        if type(self.partitions) is not int or not 1 <= self.partitions <= 32:
+            raise ConfigurationError(
+                f"Recovery partitions must be an int from 1 to 32, got {self.partitions!r}"
+            )
         share = self.client_share
         if not (isinstance(share, (int, float)) and 0 < share <= 1):
             raise ConfigurationError(f"Recovery client_share must be in (0, 1], got {share!r}")

@@ -47,6 +47,7 @@ from gatewayasgi.recovery import Recovery
 from gatewayasgi.recovery.waiting import LogLimiter, QuotaBucket, WaitingBudget, session_cost
 from gatewayasgi.runtime.outbox import frame_cost
 from gatewayasgi.stores.base import (
+    SHARED,
     EmissionLog,
     Entry,
     HistoryGap,
@@ -79,10 +80,11 @@ class Ticket:
     """A nonce per connection: the store changes the session's record only for it."""
     identity: str | None = None
     """Hex SHA-256 of who the session belongs to (``Recovery.identity``)."""
-    start: int = 0
-    """The history's offset when the session began: nothing before it is replayed."""
+    start: dict[int, int] = field(default_factory=dict)
+    """Per partition, the history's offset when the session began: nothing before it is
+    replayed."""
     marks: dict[str, int] = field(default_factory=dict)
-    """Per room the session is in, the history's offset when it joined."""
+    """Per room the session is in, the history's offset when it joined (``mark_key``)."""
     quota: QuotaBucket | None = None
     """What emits made by this client's handlers may still add to the history."""
 
@@ -93,8 +95,8 @@ class Opening:
 
     recovered: bool
     reason: str | None
-    offset: int
-    """The client's position: replay starts after it."""
+    position: dict[int, int]
+    """The client's position, per partition it follows: replay starts after it."""
     rooms: tuple[str, ...] = ()
 
 
@@ -117,14 +119,44 @@ def ticket_of(client: Connection) -> Ticket | None:
     return ticket if isinstance(ticket, Ticket) else None
 
 
-def visible(entry: Entry, client_id: str, marks: dict[str, int]) -> bool:
+SHARED_MARK = "\x00"
+"""Prefix of a room's mark in the shared partition of a partitioned history (frames to
+several targets go there, ``stores._redis_partitions``)."""
+
+
+def mark_key(log: EmissionLog, room: str, offset: int) -> str:
+    """The key in ``Ticket.marks`` to compare ``offset`` (an entry to ``room``) with: the
+    room's own, unless the entry is in the shared partition and the room is not."""
+    if log.partitions == 1 or log.room_partition(room) == log.partition_of(offset):
+        return room
+    return SHARED_MARK + room
+
+
+def room_marks(
+    log: EmissionLog, rooms: tuple[str, ...], marks: dict[str, int], start: dict[int, int]
+) -> dict[str, int]:
+    """The marks of ``rooms`` (where the session joined each, in every partition that can
+    carry its frames), the session's start where one is missing."""
+    kept: dict[str, int] = {}
+    for room in rooms:
+        part = log.room_partition(room)
+        kept[room] = marks.get(room, start.get(part, 0))
+        if part != SHARED:
+            key = SHARED_MARK + room
+            kept[key] = marks.get(key, start.get(SHARED, 0))
+    return kept
+
+
+def visible(log: EmissionLog, entry: Entry, client_id: str, marks: dict[str, int]) -> bool:
     """Whether ``entry`` was addressed to this session: to its id, or to a room it is in
     (``marks``: room -> the history's offset at the join), counted only for frames after
     it joined, and excluded neither by id nor by room."""
     targets = entry.targets
     if targets and client_id not in targets.clients:
         offset = entry.offset
-        if not any(offset > marks.get(room, offset) for room in targets.rooms):
+        if not any(
+            offset > marks.get(mark_key(log, room, offset), offset) for room in targets.rooms
+        ):
             return False
     exclude = entry.exclude
     return not (
@@ -207,17 +239,23 @@ class SessionKeeper:
                 return resumed
             reason = resumed
         token = new_token()
-        start = self.log.head
+        log = self.log
+        start = log.heads()
         ticket = client.ticket = Ticket(token, token_hash(token), owner, identity, start)
         record = SessionRecord(
-            client.id, ticket.token_hash, self.log.epoch, identity=identity, start=start
+            client.id,
+            ticket.token_hash,
+            log.epoch,
+            identity=identity,
+            start=start.get(SHARED, 0),
+            starts=start if log.partitions > 1 else {},
         )
         try:
             await self.store.save(record, owner, window)
         except Exception:
             # The store is unreachable: the connection works, its session may not resume.
             logger.exception("gateway %s: saving a session failed", self.server.namespace)
-        return Opening(False, reason, self.log.head)
+        return Opening(False, reason, self._followed(client.id, (), start))
 
     def _identity(self, client: Connection) -> str | None:
         """Who ``client`` is by its handshake (``Recovery.identity``), hashed."""
@@ -235,11 +273,12 @@ class SessionKeeper:
         log = self.log
         if credential.epoch != log.epoch:
             return "epoch"
-        after = log.parse_offset(credential.offset)
+        after = log.parse_position(credential.offset)
         if after is None:
             return "invalid"
         try:
-            await log.replay(after, 1)  # the history still reaches back that far
+            for offset in after.values():
+                await log.replay(offset, 1)  # the history still reaches back that far
         except HistoryGap as gap:
             return gap.reason
         hashed = token_hash(credential.token)
@@ -288,12 +327,28 @@ class SessionKeeper:
         client.id = record.id
         client.scope["state"] = record.state
         client.__dict__.pop("state", None)  # the cached State view of the old dict
-        start = record.start
-        marks = {room: record.marks.get(room, start) for room in record.rooms}
+        start = record.starts or {SHARED: record.start}
+        marks = room_marks(log, record.rooms, record.marks, start)
         client.ticket = Ticket(token, new_hash, owner, identity, start, marks)
         client.recovered = True
         # Never a frame from before the session began (an offset the client forged).
-        return Opening(True, None, max(after, start), record.rooms)
+        position = {
+            part: max(after.get(part, offset), offset)
+            for part, offset in self._followed(record.id, record.rooms, start).items()
+        }
+        return Opening(True, None, position, record.rooms)
+
+    def _followed(
+        self, client_id: str, rooms: tuple[str, ...], position: dict[int, int]
+    ) -> dict[int, int]:
+        """``position`` in the partitions a session follows: the shared one, its own
+        client id's, and its rooms' (all of it while the history is one stream)."""
+        log = self.log
+        if log.partitions == 1:
+            return {SHARED: position.get(SHARED, 0)}
+        parts = {SHARED, log.room_partition(client_id)}
+        parts.update(log.room_partition(room) for room in rooms)
+        return {part: position.get(part, 0) for part in sorted(parts)}
 
     async def start(self, client: Connection, opening: Opening) -> bool:
         """Send ``$session``, the missed frames, then the buffered live ones.
@@ -304,12 +359,12 @@ class SessionKeeper:
         server, log = self.server, self.log
         for room in opening.rooms:
             server.rooms.join(client.id, room)
-        client.position = opening.offset
+        client.positions = dict(opening.position)
         if client.reader is not None:
             self._readers[client.reader] = client
         await client.send_payload(
             self._session_frame(
-                client, log.epoch, opening.offset, opening.recovered, opening.reason
+                client, log.epoch, opening.position, opening.recovered, opening.reason
             )
         )
         if opening.recovered:
@@ -317,15 +372,17 @@ class SessionKeeper:
                 await self._replay(client, opening)
             except HistoryGap as gap:
                 # Trimmed between the check in ``open`` and now: say so, go on afresh.
-                client.position = log.head
+                client.positions = self._followed(client.id, opening.rooms, log.heads())
                 client.recovered = False
                 await client.send_payload(
-                    self._session_frame(client, log.epoch, client.position, False, gap.reason)
+                    self._session_frame(client, log.epoch, client.positions, False, gap.reason)
                 )
         buffered, client.resume_buffer = client.resume_buffer, None
+        positions = client.positions
         for offset, message, size in buffered or ():
-            if offset > client.position:
-                client.position = offset
+            part = log.partition_of(offset)
+            if offset > positions.get(part, 0):
+                positions[part] = offset
                 client.outbox.put_nowait(message, size)
         return not client.closed
 
@@ -334,25 +391,28 @@ class SessionKeeper:
         ticket = ticket_of(client)
         assert ticket is not None
         marks = ticket.marks
-        after = opening.offset
         pace = max(1, outbox.max_messages // 2)
-        while True:
-            entries = await log.replay(after, REPLAY_PAGE)
-            for entry in entries:
-                after = entry.offset
-                if not visible(entry, client.id, marks):
-                    continue
-                if not entry.frame:  # kept out of the history (too large): lost
-                    raise HistoryGap("trimmed")
-                # The history keeps canonical (JSON) frames: other protocols transcode.
-                frame = self.protocol.with_offset(entry.frame, log.format_offset(entry.offset))
-                frame = protocol.transcode(frame)
-                client.position = entry.offset
-                outbox.put_nowait(protocol.message(frame), frame_cost(frame))
-                if len(outbox) >= pace:
-                    await outbox.wait_below(pace // 2 or 1)  # the socket sets the pace
-            if client.closed or len(entries) < REPLAY_PAGE:
-                return
+        # One partition after the other: their frames have no order among them.
+        for part, after in opening.position.items():
+            while True:
+                entries = await log.replay(after, REPLAY_PAGE)
+                for entry in entries:
+                    after = entry.offset
+                    if not visible(log, entry, client.id, marks):
+                        continue
+                    if not entry.frame:  # kept out of the history (too large): lost
+                        raise HistoryGap("trimmed")
+                    # The history keeps canonical (JSON) frames: other protocols transcode.
+                    frame = self.protocol.with_offset(entry.frame, log.format_offset(entry.offset))
+                    frame = protocol.transcode(frame)
+                    client.positions[part] = entry.offset
+                    outbox.put_nowait(protocol.message(frame), frame_cost(frame))
+                    if len(outbox) >= pace:
+                        await outbox.wait_below(pace // 2 or 1)  # the socket sets the pace
+                if client.closed:
+                    return
+                if len(entries) < REPLAY_PAGE:
+                    break
 
     def reset(self, epoch: str, reason: str) -> None:
         """The history lost frames (a new ``epoch``, or this worker fell behind): tell
@@ -361,13 +421,20 @@ class SessionKeeper:
             ticket = ticket_of(client)
             if ticket is None or client.closed:
                 continue
-            client.position = 0
+            client.positions = {}
             client.recovered = False
-            frame = self._session_frame(client, epoch, self.log.head, False, reason)
+            rooms = tuple(self.server.rooms.rooms_of(client.id))
+            position = self._followed(client.id, rooms, self.log.heads())
+            frame = self._session_frame(client, epoch, position, False, reason)
             client.outbox.put_nowait(client.protocol.message(frame), frame_cost(frame))
 
     def _session_frame(
-        self, client: Connection, epoch: str, offset: int, recovered: bool, reason: str | None
+        self,
+        client: Connection,
+        epoch: str,
+        position: dict[int, int],
+        recovered: bool,
+        reason: str | None,
     ) -> Payload:
         """The ``$session`` frame telling ``client`` which session it is in, and where."""
         ticket = ticket_of(client)
@@ -376,7 +443,7 @@ class SessionKeeper:
             "id": client.id,
             "token": ticket.token,
             "epoch": epoch,
-            "offset": self.log.format_offset(offset),
+            "offset": self.log.format_position(position),
             "recovered": recovered,
             "reason": reason,
         }
@@ -386,17 +453,18 @@ class SessionKeeper:
         """What the store keeps of ``client``'s session: its rooms, and its state once it
         waits (``detached``)."""
         rooms = tuple(self.server.rooms.rooms_of(client.id))
-        marks = ticket.marks
+        log = self.log
         return SessionRecord(
             client.id,
             ticket.token_hash,
-            self.log.epoch,
+            log.epoch,
             rooms,
             client.scope.setdefault("state", {}) if detached else {},
             detached=detached,
             identity=ticket.identity,
-            start=ticket.start,
-            marks={room: marks.get(room, ticket.start) for room in rooms},
+            start=ticket.start.get(SHARED, 0),
+            marks=room_marks(log, rooms, ticket.marks, ticket.start),
+            starts=ticket.start if log.partitions > 1 else {},
         )
 
     async def rooms_changed(self, client: Connection, room: str, joined: bool) -> None:
@@ -406,10 +474,19 @@ class SessionKeeper:
         ticket = ticket_of(client)
         if ticket is None or client.superseded:
             return
+        log = self.log
         if joined:
-            ticket.marks.setdefault(room, self.log.head)
+            if log.partitions == 1:
+                ticket.marks.setdefault(room, log.head)
+            else:
+                heads = log.heads()
+                part = log.room_partition(room)
+                ticket.marks.setdefault(room, heads[part])
+                if part != SHARED:
+                    ticket.marks.setdefault(SHARED_MARK + room, heads[SHARED])
         else:
             ticket.marks.pop(room, None)
+            ticket.marks.pop(SHARED_MARK + room, None)
         if not self.store.shared:
             return
         record = self._record(client, ticket, detached=False)

@@ -88,8 +88,9 @@ class Connection:
         self.ticket: object | None = None
         """The slot of the capability that keeps this connection's session (its token
         and ownership, for ``gatewayasgi.recovery``); ``None`` on gateways without one."""
-        self.position = 0
-        """Offset of the last history frame given to this connection (recovery only)."""
+        self.positions: dict[int, int] = {}
+        """Per partition of the history, the offset of the last history frame given to
+        this connection (recovery only; one partition, 0, unless the history has more)."""
         self.resume_buffer: list[tuple[int, Message, int]] | None = None
         """Live frames held while the session's missed frames are replayed."""
         self.superseded = False

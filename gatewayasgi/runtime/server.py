@@ -171,6 +171,9 @@ class WebSocketServer:
         """Keyed streams of this gateway in this process (``runtime.streams``)."""
         self._foreign: set[Connection] = set()
         """Clients that speak another protocol than the canonical one (Socket.IO)."""
+        self.partition_mask = 0
+        """The bits of a history offset that name its partition (``Recovery.partitions``;
+        0 while the history is one stream)."""
         self.cluster = ClusterOperations(self, None if backplane is None else backplane.cluster)
         """Presence, fetch, join/leave, disconnect and calls on every node (``operations``)."""
 
@@ -345,6 +348,7 @@ class WebSocketServer:
         formats = None
         if self._foreign:
             formats = {self.delivery.protocol: (message, size)}
+        part = 0 if offset is None else offset & self.partition_mask
         for client_id in self._recipients(targets, exclude):
             client = clients.get(client_id)
             if client is None:
@@ -355,7 +359,8 @@ class WebSocketServer:
                 if client.outbox.put_nowait(message, size):
                     count += 1
                 continue
-            if offset <= client.position:
+            positions = client.positions
+            if offset <= positions.get(part, 0):
                 continue
             held = client.resume_buffer
             if held is not None:
@@ -364,7 +369,7 @@ class WebSocketServer:
                     continue
                 held.append((offset, message, size))
             elif client.outbox.put_nowait(message, size):
-                client.position = offset
+                positions[part] = offset
                 count += 1
         return count
 

@@ -85,6 +85,8 @@ class RedisSessionStore(SessionStore):
             "t": record.start,
             "m": record.marks,
         }
+        if record.starts:
+            data["p"] = {str(part): offset for part, offset in record.starts.items()}
         args: list[str | bytes | int] = [
             owner,
             record.token_hash,
@@ -134,6 +136,7 @@ class RedisSessionStore(SessionStore):
             identity,
             fields.get("t", 0),
             fields.get("m", {}),
+            {int(part): offset for part, offset in fields.get("p", {}).items()},
         )
 
     async def drop(self, client_id: str, owner: str) -> bool:

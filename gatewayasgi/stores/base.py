@@ -38,6 +38,14 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 """The largest frame a history keeps by default (``Recovery.max_frame_bytes``)."""
 
 
+PARTITION_BITS = 6
+PARTITION_MASK = (1 << PARTITION_BITS) - 1
+"""In a partitioned history, an offset's low bits name its partition."""
+SHARED = 0
+"""The partition every session follows: a history's only one, or in a partitioned history
+the one of broadcasts and of frames to several targets."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One emitted frame in a log."""
@@ -72,6 +80,10 @@ class EmissionLog(ABC):
     carries: bool = False
     """True when ``follow`` delivers every entry (the log is the transport)."""
 
+    partitions: int = 1
+    """How many ordered streams the history is split into. Offsets of one partition
+    compare; offsets of different ones do not (``stores._redis_partitions``)."""
+
     epoch: str
     """Names this history; a different epoch means the history was lost."""
 
@@ -88,13 +100,35 @@ class EmissionLog(ABC):
     def head(self) -> int:
         """The offset of the last entry delivered to this process's clients (0: none)."""
 
+    def heads(self) -> dict[int, int]:
+        """``head`` of every partition, by partition."""
+        return {0: self.head}
+
+    def partition_of(self, offset: int) -> int:
+        """The partition ``offset`` belongs to."""
+        return 0
+
+    def room_partition(self, room: str) -> int:
+        """The partition of the frames addressed to ``room`` (or to a client id) alone."""
+        return 0
+
+    def format_position(self, position: dict[int, int]) -> str:
+        """The wire form of a position (an offset per partition)."""
+        return self.format_offset(position.get(0, 0))
+
+    def parse_position(self, text: str) -> dict[int, int] | None:
+        """``format_position``'s inverse; ``None`` for anything it could not have made."""
+        offset = self.parse_offset(text)
+        return None if offset is None else {0: offset}
+
     @abstractmethod
     async def append(self, frame: str, targets: Targets, exclude: Targets) -> int | None:
         """Keep ``frame``; its offset when the caller delivers, ``None`` when ``follow`` will."""
 
     @abstractmethod
     async def replay(self, after: int, limit: int) -> list[Entry]:
-        """Entries with an offset above ``after``, oldest first, at most ``limit``.
+        """Entries with an offset above ``after``, oldest first, at most ``limit`` (of
+        ``after``'s partition only, when there are several).
 
         Raises ``HistoryGap`` when an entry above ``after`` is no longer held.
         """
@@ -139,6 +173,8 @@ class SessionRecord:
     marks: dict[str, int] = field(default_factory=dict)
     """Per room, the history's offset when the session joined it: a room's frames up
     to it are never replayed to this session."""
+    starts: dict[int, int] = field(default_factory=dict)
+    """A partitioned history: ``start`` per partition (empty otherwise)."""
 
 
 class WrongIdentity:

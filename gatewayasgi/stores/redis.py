@@ -225,6 +225,7 @@ class RedisLog(EmissionLog):
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         max_connections: int = 4,
         cluster: bool = False,
+        partition: int | None = None,
     ) -> None:
         if max_frames <= 0 or max_age <= 0 or max_bytes <= 0 or max_frame_bytes <= 0:
             raise ValueError("max_frames, max_age, max_bytes and max_frame_bytes must be positive")
@@ -238,11 +239,9 @@ class RedisLog(EmissionLog):
         # On a cluster the name is a hash tag, so that the stream and every key named
         # after it (epoch, bytes, live, producers) live in one slot: the scripts touch
         # several of them at once.
-        self.key = (
-            f"{key_prefix}{{history:{namespace}}}"
-            if cluster
-            else f"{key_prefix}history:{namespace}"
-        )
+        # A partition of a ``PartitionedLog`` adds ``#<p>`` (never part of a path).
+        name = namespace if partition is None else f"{namespace}#{partition}"
+        self.key = f"{key_prefix}{{history:{name}}}" if cluster else f"{key_prefix}history:{name}"
         self.epoch_key = self.key + ":epoch"
         self.bytes_key = self.key + ":bytes"
         """A hash: ``history``, the stream's bytes; ``live``, the live copies' bytes."""

@@ -26,7 +26,15 @@ export const SUBPROTOCOL = "gatewayasgi";
 export const RESUME_PREFIX = `${SUBPROTOCOL}.resume.`;
 
 /** Each part of the credential must be an HTTP token, or the handshake itself would fail. */
-const PART = /^[A-Za-z0-9_-]+$/;
+const PART = /^[A-Za-z0-9_~-]+$/;
+/** A partitioned history (`Recovery(partitions=N)`): at most this many offsets kept. */
+const MAX_POSITIONS = 32;
+
+/** The partition of an offset: the `<p>` of `<p>~<offset>`, `""` for a plain offset. */
+function partitionOf(offset: string): string {
+  const at = offset.indexOf("~");
+  return at < 0 ? "" : offset.slice(0, at);
+}
 
 /** What one server frame was, for the client. */
 export type Observation =
@@ -90,8 +98,12 @@ export function parseSession(
  */
 export class SessionTracker implements SessionRecovery {
   private held: Held | undefined;
-  /** The position of the last frame received: what a resume continues from. */
-  private offset: string | undefined;
+  /**
+   * Per partition of the history, the offset of the last frame received: what a resume
+   * continues from. One history is one partition (`""`); a partitioned one gives offsets as
+   * `<p>~<offset>` and positions as those joined by `_`.
+   */
+  private positions = new Map<string, string>();
   /** No frame yet on the current connection: its first `$session` is the opening one. */
   private fresh = true;
   private resumed = false;
@@ -118,8 +130,12 @@ export class SessionTracker implements SessionRecovery {
   /** `gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`, `undefined` without a session. */
   credential(): string | undefined {
     const held = this.held;
-    if (held === undefined || this.offset === undefined) return undefined;
-    const parts = [held.id, held.token, held.epoch, this.offset];
+    if (held === undefined || this.positions.size === 0) return undefined;
+    const position = [...this.positions.keys()]
+      .sort()
+      .map((key) => this.positions.get(key))
+      .join("_");
+    const parts = [held.id, held.token, held.epoch, position];
     return parts.every((part) => PART.test(part)) ? RESUME_PREFIX + parts.join(".") : undefined;
   }
 
@@ -137,7 +153,7 @@ export class SessionTracker implements SessionRecovery {
       // A connection expected to open with `$session` did not: the gateway keeps no sessions
       // any more (redeployed without recovery). Stop offering and waiting.
       if (opening && this.held !== undefined) this.forget();
-      if (frame.offset !== undefined) this.offset = frame.offset;
+      if (frame.offset !== undefined) this.note(frame.offset);
       return APP_FRAME;
     }
     const parsed = parseSession(frame.data);
@@ -146,7 +162,12 @@ export class SessionTracker implements SessionRecovery {
       return MALFORMED;
     }
     this.held = { id: parsed.id, token: parsed.token, epoch: parsed.epoch };
-    this.offset = parsed.offset;
+    this.positions = new Map(
+      parsed.offset
+        .split("_")
+        .slice(0, MAX_POSITIONS)
+        .map((item) => [partitionOf(item), item]),
+    );
     this.resumed = parsed.recovered;
     return {
       kind: "session",
@@ -155,9 +176,16 @@ export class SessionTracker implements SessionRecovery {
     };
   }
 
+  private note(offset: string): void {
+    const key = partitionOf(offset);
+    if (this.positions.has(key) || this.positions.size < MAX_POSITIONS) {
+      this.positions.set(key, offset);
+    }
+  }
+
   forget(): void {
     this.held = undefined;
-    this.offset = undefined;
+    this.positions = new Map();
     this.resumed = false;
   }
 }
