@@ -82,11 +82,13 @@ class RedisSessionStore(SessionStore):
             "r": list(record.rooms),
             "s": self._portable(record.state),
             "d": record.detached,
-            "t": record.start,
-            "m": record.marks,
+            "t": _portable_offset(record.start),
+            "m": {room: _portable_offset(offset) for room, offset in record.marks.items()},
         }
         if record.starts:
-            data["p"] = {str(part): offset for part, offset in record.starts.items()}
+            data["p"] = {
+                str(part): _portable_offset(offset) for part, offset in record.starts.items()
+            }
         args: list[str | bytes | int] = [
             owner,
             record.token_hash,
@@ -134,9 +136,9 @@ class RedisSessionStore(SessionStore):
             fields["s"],
             fields["d"],
             identity,
-            fields.get("t", 0),
-            fields.get("m", {}),
-            {int(part): offset for part, offset in fields.get("p", {}).items()},
+            int(fields.get("t", 0)),
+            {room: int(offset) for room, offset in fields.get("m", {}).items()},
+            {int(part): int(offset) for part, offset in fields.get("p", {}).items()},
         )
 
     async def drop(self, client_id: str, owner: str) -> bool:
@@ -189,3 +191,9 @@ class RedisSessionStore(SessionStore):
         if self._failing:
             self._failing = False
             logger.info("session store: Redis answers again")
+
+
+def _portable_offset(offset: int) -> int | str:
+    """An offset as JSON can carry it: a partitioned history's offsets pass 64 bits (the
+    partition sits below the stream id), so those travel as decimal strings."""
+    return offset if offset < 1 << 63 else str(offset)

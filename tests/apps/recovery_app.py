@@ -22,6 +22,7 @@ from gatewayasgi import (
 from gatewayasgi.brokers import RedisBroker
 
 NODE = os.environ.get("GATEWAYASGI_TEST_NODE", str(os.getpid()))
+PARTITIONS = 4
 
 
 # ``burst`` emits thousands of frames for one request: the whole history is this app's
@@ -71,7 +72,28 @@ class RecoveringGateway:
             yield {"n": n, "node": NODE}
 
 
+# The same handlers with the history split into partitions (``Recovery.partitions``).
+@WebSocketGateway(
+    "/parts", recovery=Recovery(window=60, client_share=1.0, partitions=PARTITIONS)
+)
+class PartitionedGateway(RecoveringGateway):
+    @SubscribeMessage("mixed")
+    async def mixed(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
+        """``count`` rounds of: a frame to each room alone, to all the rooms at once, to
+        everyone, and to the requester alone (``{"to", "n"}``, ``n`` the round)."""
+        rooms = data["rooms"]
+        for n in range(data["count"]):
+            for room in rooms:
+                await self.server.to_room(room).emit("mixed", {"to": room, "n": n})
+            await self.server.to(*rooms).emit("mixed", {"to": "rooms", "n": n})
+            await self.server.emit("mixed", {"to": "all", "n": n})
+            target = data.get("client")
+            if target:
+                await self.server.to(target).emit("mixed", {"to": "me", "n": n})
+        return "done"
+
+
 app = GatewayMiddleware(
-    gateways=[RecoveringGateway],
+    gateways=[RecoveringGateway, PartitionedGateway],
     broker=RedisBroker(os.environ.get("GATEWAYASGI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")),
 )

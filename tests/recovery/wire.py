@@ -20,7 +20,22 @@ class Session:
         self.path = path
         self.ws: Any = None
         self.session: dict[str, Any] = {}
-        self.offset: str | None = None
+        self.positions: dict[str, str] = {}
+        """The last offset per partition (``<p>~`` prefix; ``""`` for a plain offset)."""
+
+    @property
+    def offset(self) -> str:
+        """The position to resume from: the kept offsets joined by ``_``."""
+        return "_".join(self.positions[key] for key in sorted(self.positions))
+
+    @offset.setter
+    def offset(self, position: str) -> None:
+        self.positions = {}
+        for item in position.split("_"):
+            self.keep(item)
+
+    def keep(self, offset: str) -> None:
+        self.positions[offset.partition("~")[0] if "~" in offset else ""] = offset
 
     async def open(self, resume: bool = False) -> dict[str, Any]:
         protocols = ["gatewayasgi"]
@@ -46,7 +61,7 @@ class Session:
     async def recv(self) -> dict[str, Any]:
         frame = await self.recv_raw()
         if "offset" in frame:
-            self.offset = frame["offset"]
+            self.keep(frame["offset"])
         return frame
 
     async def request(self, event: str, data: Any, frame_id: int = 1) -> Any:
