@@ -19,7 +19,9 @@ import anyio
 import pytest
 import redis
 
+from gatewayasgi import Recovery
 from gatewayasgi.client import GatewayClient
+from gatewayasgi.emitter import RedisEmitter
 from gatewayasgi.stores._redis_partitions import partition_of_name
 from tests.apps.recovery_app import PARTITIONS
 from tests.recovery.cut_proxy import CutProxy
@@ -193,3 +195,61 @@ async def test_a_forged_position_is_refused(workers: Workers) -> None:
         assert resumed["recovered"] is False
         assert resumed["reason"] == "invalid", (forged, resumed)
         # A refused resume starts a new session: take it as the next one to forge on.
+
+
+async def test_a_reply_waits_for_what_its_handler_emitted_to_every_partition(
+    workers: Workers,
+) -> None:
+    """``talk`` emits to the requester's room and to the requester (two partitions), then
+    replies: the reply comes after every frame, though each partition has its own reader."""
+    session = Session(Workers.address(workers.a), PATH)
+    first = await _open(session)
+    own = partition_of_name(first["id"], PARTITIONS)
+    room = next(room for room in ROOMS if partition_of_name(room, PARTITIONS) != own)
+    await session.request("join", room)
+    for call in range(10):
+        frame_id = 100 + call
+        await session.ws.send(
+            json.dumps({"event": "talk", "data": {"room": room, "count": 3}, "id": frame_id})
+        )
+        before: list[tuple[str, int]] = []
+        while True:
+            frame = await session.recv()
+            if frame.get("id") == frame_id:
+                assert frame["data"] == {"done": 3}
+                break
+            before.append((frame["event"], frame["data"]))
+        # Each partition's frames in order; all of them before the reply.
+        assert [n for event, n in before if event == "said"] == [0, 1, 2], call
+        assert [n for event, n in before if event == "aside"] == [0, 1, 2], call
+
+
+async def test_an_emitter_with_the_same_partitions_feeds_them(workers: Workers) -> None:
+    proxy = CutProxy(Workers.address(workers.a))
+    async with proxy.running():
+        member = Session(proxy.address, PATH)
+        first = await _open(member)
+        for room in ROOMS:
+            await member.request("join", room)
+        recovery = Recovery(window=60, partitions=PARTITIONS)
+        async with RedisEmitter(workers.redis.url, PATH, recovery=recovery) as emitter:
+            await emitter.to(ROOMS[0]).emit("said", "kept")
+            assert (await member.recv())["data"] == "kept"
+            assert member.positions.keys() == {
+                "0",
+                str(partition_of_name(first["id"], PARTITIONS)),
+                "1",
+            }
+            proxy.cut()
+            for n in range(50):
+                for room in ROOMS:
+                    await emitter.to(room).emit("said", [room, n])
+                await emitter.emit("said", ["all", n])
+        resumed = await _open(member, resume=True)
+        assert resumed["recovered"] is True and resumed["id"] == first["id"]
+        got: dict[str, list[int]] = {}
+        with anyio.fail_after(TIMEOUT):
+            for _ in range(50 * (len(ROOMS) + 1)):
+                target, n = (await member.recv())["data"]
+                got.setdefault(target, []).append(n)
+        assert got == {target: list(range(50)) for target in [*ROOMS, "all"]}
