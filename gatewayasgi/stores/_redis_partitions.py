@@ -49,6 +49,9 @@ from gatewayasgi.stores.base import (
 MAX_PARTITIONS = 32
 """More would make a session's position (one offset per partition) too long for the
 handshake's credential."""
+MAX_MARKS = 10_000
+"""Appends per partition a fence may still wait for, at most (``RedisLog``'s queue
+holds as many)."""
 OFFSET_SEPARATOR = "~"
 POSITION_SEPARATOR = "_"
 
@@ -149,7 +152,12 @@ class PartitionedLog(EmissionLog):
         log = self.parts[part]
         await log.append(frame, targets, exclude)
         self._appends += 1
-        self._marks[part].append((self._appends, log.mark()))
+        marks = self._marks[part]
+        marks.append((self._appends, log.mark()))
+        if len(marks) > MAX_MARKS:
+            # Only while Redis is away (nothing delivered, so nothing passed): fences
+            # return at once then anyway.
+            marks.popleft()
         return None
 
     def mark(self) -> int:
@@ -159,11 +167,16 @@ class PartitionedLog(EmissionLog):
         """Wait until every partition delivered this log's appends up to ``mark`` (each
         partition's own bound applies)."""
         for part, marks in enumerate(self._marks):
+            log = self.parts[part]
+            while marks and log.passed(marks[0][1]):  # delivered already: no one waits
+                marks.popleft()
             inner = 0
-            while marks and marks[0][0] <= mark:
-                inner = marks.popleft()[1]
+            for number, own in marks:  # another fence may wait for a later one: keep all
+                if number > mark:
+                    break
+                inner = own
             if inner:
-                await self.parts[part].reached(inner)
+                await log.reached(inner)
 
     async def replay(self, after: int, limit: int) -> list[Entry]:
         """The entries after ``after`` of ``after``'s partition (see ``EmissionLog``)."""

@@ -339,6 +339,9 @@ class RedisLog(EmissionLog):
     def mark(self) -> int:
         return self._outbox.last_seq
 
+    def passed(self, mark: int) -> bool:
+        return mark <= self._reached
+
     async def reached(self, mark: int) -> None:
         """Wait until the reader delivered this process's append ``mark``; at most the
         command timeout plus a read, and not at all while Redis is away (writes failing,

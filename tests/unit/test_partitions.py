@@ -132,3 +132,49 @@ def test_recovery_partitions_are_checked_and_socketio_needs_one() -> None:
     app = GatewayMiddleware(gateways=[Split], broker=broker)
     assert app.keepers[0].log.partitions == 4
     assert app.servers["/split"].partition_mask == 63
+
+
+class _Part(MemoryLog):
+    """A partition whose appends are delivered only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(100, 60.0)
+        self.appended = 0
+        self.delivered = 0
+        self.awaited: list[int] = []
+
+    async def append(self, frame: str, targets: Targets, exclude: Targets) -> int | None:
+        self.appended += 1
+        return None
+
+    def mark(self) -> int:
+        return self.appended
+
+    def passed(self, mark: int) -> bool:
+        return mark <= self.delivered
+
+    async def reached(self, mark: int) -> None:
+        self.awaited.append(mark)
+
+
+@pytest.mark.anyio
+async def test_each_fence_waits_for_its_own_appends_in_every_partition() -> None:
+    parts = [_Part() for _ in range(4)]
+    log = PartitionedLog(list(parts))
+    room = a_room_in(1)
+    await log.append("{}", Targets((room,), ()), NOBODY)  # one connection's emit
+    first = log.mark()
+    await log.append("{}", Targets((room,), ()), NOBODY)  # another's, later
+    await log.append("{}", NOBODY, NOBODY)  # and a broadcast
+    second = log.mark()
+    await log.reached(second)
+    assert parts[1].awaited == [2] and parts[0].awaited == [1]
+    # The earlier fence still waits for its own append (not taken by the later one).
+    await log.reached(first)
+    assert parts[1].awaited == [2, 1] and parts[0].awaited == [1]
+    # Once delivered, nothing is waited for, and the books are emptied.
+    parts[1].delivered = 2
+    parts[0].delivered = 1
+    await log.reached(second)
+    assert parts[1].awaited == [2, 1] and parts[0].awaited == [1]
+    assert not any(log._marks)
