@@ -1,13 +1,15 @@
 """``python -m benchmarks.recovery``: what session recovery costs, and how fast a resume is.
 
-For each server, each repetition runs four configurations in a shuffled order, each on
+For each server, each repetition runs six configurations in a shuffled order, each on
 fresh server processes (and a fresh redis-server for the two-worker ones):
 
 - one process, recovery off (``benchmarks.apps.gateway``) and on (``Recovery()``, history
   in memory: ``benchmarks.apps.recovery_memory``);
 - two worker processes on one redis-server, recovery off (``RedisBroker``: pub/sub) and on
   (``benchmarks.apps.recovery_redis``: a Redis Stream is the history, and delivery goes
-  through it).
+  through it);
+- the same two workers with the history split into four streams (``Recovery(partitions=4)``,
+  ``benchmarks.apps.recovery_redis_split``), against pub/sub again.
 
 On each: echo round trips/s from 50 clients and fan-out to 500 room members, with the
 suite's own load generator (``benchmarks.load``). With recovery on, then, the resume
@@ -48,8 +50,14 @@ TARGETS = {
     ("one", "on"): "benchmarks.apps.recovery_memory:app",
     ("two", "off"): "benchmarks.apps.gateway_redis:app",
     ("two", "on"): "benchmarks.apps.recovery_redis:app",
+    ("split", "off"): "benchmarks.apps.gateway_redis:app",
+    ("split", "on"): "benchmarks.apps.recovery_redis_split:app",
 }
-SETUPS = {"one": "one process (memory)", "two": "two workers (Redis)"}
+SETUPS = {
+    "one": "one process (memory)",
+    "two": "two workers (Redis)",
+    "split": "two workers (Redis), history in 4 partitions",
+}
 ECHO_CONNS = 50
 MEMBERS = 500
 MISSED = 1000
@@ -61,13 +69,14 @@ PAYLOAD = 100
 
 class Recovering(Client):  # type: ignore[misc]
     """A JSON client that keeps what ``docs/recovery.md`` says to keep: its session (the
-    ``$session`` frame) and the offset of the last frame it received."""
+    ``$session`` frame) and the offset of the last frame it received, per partition of the
+    history (``<p>~`` prefix)."""
 
     def __init__(self) -> None:
         super().__init__("json")
         loop = asyncio.get_running_loop()
         self.session: dict[str, Any] = {}
-        self.offset: str | None = None
+        self.positions: dict[str, str] = {}
         self.has_session: asyncio.Future[float] = loop.create_future()
         self.joined: asyncio.Future[None] = loop.create_future()
         self.keys: list[int] = []
@@ -80,8 +89,9 @@ class Recovering(Client):  # type: ignore[misc]
         now = time.perf_counter()
         message = orjson.loads(frame.get_payload_as_bytes())
         event = message["event"]
-        if "offset" in message:
-            self.offset = message["offset"]
+        if event != "$session" and "offset" in message:
+            offset = message["offset"]
+            self.positions[offset.partition("~")[0] if "~" in offset else ""] = offset
         if event == "message":
             self.keys.append(message["data"]["k"])
             want = self._want
@@ -89,7 +99,10 @@ class Recovering(Client):  # type: ignore[misc]
                 want[1].set_result(now)
         elif event == "$session":
             self.session = message["data"]
-            self.offset = self.session["offset"]
+            self.positions = {
+                item.partition("~")[0] if "~" in item else "": item
+                for item in self.session["offset"].split("_")
+            }
             if not self.has_session.done():
                 self.has_session.set_result(now)
         elif event == "joined" and not self.joined.done():
@@ -105,7 +118,8 @@ class Recovering(Client):  # type: ignore[misc]
 
     def credential(self) -> str:
         s = self.session
-        return f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{self.offset}"
+        position = "_".join(self.positions[key] for key in sorted(self.positions))
+        return f"gatewayasgi.resume.{s['id']}.{s['token']}.{s['epoch']}.{position}"
 
     def cut(self) -> None:
         """Abort the TCP connection: no close frame, as a network failure would."""
@@ -223,13 +237,13 @@ def serving(server: str, setup: str, recovery: str) -> Iterator[list[str]]:
     with contextlib.ExitStack() as stack:
         env = None
         workers = 1
-        if setup == "two":
+        if setup != "one":
             env = {"BENCH_REDIS_URL": stack.enter_context(redis_server())}
             workers = 2
         ports = [free_port() for _ in range(workers)]
         for port in ports:
             stack.enter_context(running(server_command(server, target, port), port, env))
-        if setup == "two":
+        if setup != "one":
             time.sleep(1.0)  # both workers subscribed (or reading the stream)
         yield [url(port, "json") for port in ports]
 
@@ -353,7 +367,7 @@ def markdown(
                 continue
             rate = MISSED / result["resume_ms"] * 1000
             lines.append(
-                f"| {server} | {label}{', the other worker' if setup == 'two' else ''} "
+                f"| {server} | {label}{', the other worker' if setup != 'one' else ''} "
                 f"| {result['session_ms']:.1f} | {result['resume_ms']:.1f} | {rate:,.0f} |"
             )
     found = versions()
