@@ -4,10 +4,15 @@
  *
  * A gateway with recovery opens every connection with a `$session` frame (id, token, epoch,
  * offset, recovered, reason) and puts an `offset` on every frame a session can recover. The
- * client keeps the latest session and the offset of the last frame it received, and resumes by
- * offering two WebSocket subprotocols in its next handshake:
- * `gatewayasgi` and `gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`, so the credential never
+ * client keeps the latest session and its position (the offset of the last frame it received),
+ * and resumes by offering two WebSocket subprotocols in its next handshake:
+ * `gatewayasgi` and `gatewayasgi.resume.<id>.<token>.<epoch>.<position>`, so the credential never
  * appears in a URL. A gateway without recovery never sends `$session`, so nothing is offered.
+ *
+ * A history split into partitions (`Recovery(partitions=N)`) gives offsets as `<p>~<offset>`
+ * and positions as such offsets joined by `_`: the client keeps the last offset of each `<p>~`
+ * prefix (`""` for a plain offset, which is then the whole position), replaces them all with
+ * each `$session`'s, and offers them joined by `_`, sorted by prefix.
  *
  * `client.ts` consults a `SessionRecovery` at these points only:
  *   1. `begin()` when a connection attempt starts: the subprotocols to offer;
@@ -127,13 +132,13 @@ export class SessionTracker implements SessionRecovery {
     return this.held !== undefined;
   }
 
-  /** `gatewayasgi.resume.<id>.<token>.<epoch>.<offset>`, `undefined` without a session. */
+  /** `gatewayasgi.resume.<id>.<token>.<epoch>.<position>`, `undefined` without a session. */
   credential(): string | undefined {
     const held = this.held;
     if (held === undefined || this.positions.size === 0) return undefined;
     const position = [...this.positions.keys()]
       .sort()
-      .map((key) => this.positions.get(key))
+      .map((key) => this.positions.get(key) as string)
       .join("_");
     const parts = [held.id, held.token, held.epoch, position];
     return parts.every((part) => PART.test(part)) ? RESUME_PREFIX + parts.join(".") : undefined;
@@ -176,6 +181,7 @@ export class SessionTracker implements SessionRecovery {
     };
   }
 
+  /** A frame's offset: the last of its partition (a new partition only below the cap). */
   private note(offset: string): void {
     const key = partitionOf(offset);
     if (this.positions.has(key) || this.positions.size < MAX_POSITIONS) {

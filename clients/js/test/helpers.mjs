@@ -1,7 +1,9 @@
-// Test helpers: a real gatewayasgi server (hypercorn) in a child process, and bounded waits.
+// Test helpers: a real gatewayasgi server (hypercorn) in a child process, a redis-server, a proxy
+// that cuts connections, and bounded waits.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket as WsWebSocket } from "ws";
@@ -9,8 +11,8 @@ import { WebSocket as WsWebSocket } from "ws";
 /** Node 22+ has a global WebSocket; Node 20 gets the `ws` package's. */
 export const WebSocket = globalThis.WebSocket ?? WsWebSocket;
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const PYTHON = process.env.GATEWAY_PYTHON ?? resolve(ROOT, ".venv/bin/python");
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+export const PYTHON = process.env.GATEWAY_PYTHON ?? resolve(ROOT, ".venv/bin/python");
 
 /** Reject with `label` if `promise` has not settled within `ms`. */
 export function withTimeout(promise, ms, label) {
@@ -88,18 +90,21 @@ const SERVER_ARGS = {
 
 /**
  * Serve clients/js/test/server_app.py (or the ASGI `app`, "module:attribute") with hypercorn (or
- * `server`: "uvicorn") on `port` (a free one when omitted). Returns `{ port, url, stop }`; `stop()`
- * sends SIGTERM and, after 5 s, SIGKILL. `url` is server_app.py's gateway.
+ * `server`: "uvicorn") on `port` (a free one when omitted), with `env` added to the environment.
+ * Returns `{ port, url, stop }`; `stop()` sends SIGTERM and, after 5 s, SIGKILL. `url` is
+ * server_app.py's gateway.
  */
 export async function startServer(
   port,
   app = "clients.js.test.server_app:app",
   server = "hypercorn",
+  env = {},
 ) {
   if (!existsSync(PYTHON)) throw new Error(`${PYTHON} not found: run \`make install\` first`);
   port ??= await freePort();
   const child = spawn(PYTHON, SERVER_ARGS[server](app, port), {
     cwd: ROOT,
+    env: { ...process.env, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   // hypercorn logs cancelled connections on shutdown: keep its stderr, show it only on failure.
@@ -133,4 +138,137 @@ export async function startServer(
     process.removeListener("exit", killOnExit);
   };
   return { port, url: `ws://127.0.0.1:${port}/ws`, stop };
+}
+
+/**
+ * A TCP proxy on loopback. `cut()` destroys both sides of every relayed connection at once (no
+ * WebSocket close frame: the server keeps the session); while `hold()` is on, new connections are
+ * destroyed on arrival, so a reconnecting client fails and backs off until `release()`. New
+ * connections go to `targetPort`, which a test may change (to send a client to another worker).
+ */
+export class CutProxy {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.pairs = new Set();
+    this.holding = false;
+    this.server = net.createServer((down) => {
+      if (this.holding) {
+        down.destroy();
+        return;
+      }
+      const up = net.connect(this.targetPort, "127.0.0.1");
+      const pair = [down, up];
+      this.pairs.add(pair);
+      const end = () => {
+        this.pairs.delete(pair);
+        down.destroy();
+        up.destroy();
+      };
+      for (const socket of pair) {
+        socket.on("error", end);
+        socket.on("close", end);
+      }
+      down.pipe(up);
+      up.pipe(down);
+    });
+  }
+
+  async start() {
+    await new Promise((done) => this.server.listen(0, "127.0.0.1", done));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  /** Destroy every relayed connection; returns how many there were. */
+  cut() {
+    const pairs = [...this.pairs];
+    this.pairs.clear();
+    for (const [down, up] of pairs) {
+      down.destroy();
+      up.destroy();
+    }
+    return pairs.length;
+  }
+
+  hold() {
+    this.holding = true;
+  }
+
+  release() {
+    this.holding = false;
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((done) => this.server.close(done));
+  }
+}
+
+/** The redis-server binary: `redis-server` on PATH, or the `REDIS_SERVER` environment variable. */
+export const REDIS_SERVER = process.env.REDIS_SERVER ?? "redis-server";
+
+async function redisPing(port) {
+  return new Promise((done) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let reply = "";
+    socket.setTimeout(500, () => socket.destroy());
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk) => {
+      reply += chunk;
+      if (reply.includes("\r\n")) socket.end();
+    });
+    socket.once("error", () => done(false));
+    socket.once("close", () => done(reply.startsWith("+PONG")));
+  });
+}
+
+/**
+ * A fresh `redis-server` (no persistence) on a free loopback port, in a temporary directory of its
+ * own. Returns `{ port, url, stop }` once it answers PING (within 10 s); `stop()` kills it and
+ * removes the directory. Rejects when the binary is missing (`error.code === "ENOENT"`).
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(resolve(tmpdir(), "gatewayasgi-redis-"));
+  const options = { port, bind: "127.0.0.1", save: "", appendonly: "no", dir, daemonize: "no" };
+  const argv = Object.entries(options).flatMap(([name, value]) => [`--${name}`, String(value)]);
+  const child = spawn(REDIS_SERVER, [...argv, "--loglevel", "warning"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk) => {
+    log = (log + chunk).slice(-4000);
+  });
+  child.stderr.unref?.();
+  child.unref();
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const exited = new Promise((done) => child.once("exit", done));
+  const started = new Promise((done, fail) => {
+    child.once("spawn", done);
+    child.once("error", fail);
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      child.kill("SIGKILL");
+      await withTimeout(exited, 5000, "redis-server exit").catch(() => undefined);
+    }
+    process.removeListener("exit", killOnExit);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await started;
+    const deadline = Date.now() + 10000;
+    while (!(await redisPing(port))) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited (code ${child.exitCode})`);
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port}`);
+      await sleep(20);
+    }
+  } catch (error) {
+    await stop();
+    if (log) error.message += `\n${log}`;
+    throw error;
+  }
+  return { port, url: `redis://127.0.0.1:${port}/0`, stop };
 }

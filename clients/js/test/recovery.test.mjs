@@ -1,78 +1,14 @@
 // Session recovery against a real gateway (test/recovery_app.py under hypercorn, history in
 // memory), through a TCP proxy that cuts connections the way a network does.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, before, describe, it } from "node:test";
 
 import { GatewayClient } from "../dist/index.js";
-import { WebSocket, nextLifecycle, startServer, withTimeout } from "./helpers.mjs";
+import { CutProxy, WebSocket, nextLifecycle, startServer, withTimeout } from "./helpers.mjs";
 
 const APP = "clients.js.test.recovery_app:app";
 const RESUME = "gatewayasgi.resume.";
 const WAIT = 15000;
-
-/**
- * A TCP proxy on loopback. `cut()` destroys both sides of every relayed connection at once (no
- * WebSocket close frame: the server keeps the session); while `hold()` is on, new connections are
- * destroyed on arrival, so a reconnecting client fails and backs off until `release()`.
- */
-class CutProxy {
-  constructor(targetPort) {
-    this.targetPort = targetPort;
-    this.pairs = new Set();
-    this.holding = false;
-    this.server = net.createServer((down) => {
-      if (this.holding) {
-        down.destroy();
-        return;
-      }
-      const up = net.connect(this.targetPort, "127.0.0.1");
-      const pair = [down, up];
-      this.pairs.add(pair);
-      const end = () => {
-        this.pairs.delete(pair);
-        down.destroy();
-        up.destroy();
-      };
-      for (const socket of pair) {
-        socket.on("error", end);
-        socket.on("close", end);
-      }
-      down.pipe(up);
-      up.pipe(down);
-    });
-  }
-
-  async start() {
-    await new Promise((done) => this.server.listen(0, "127.0.0.1", done));
-    this.port = this.server.address().port;
-    return this;
-  }
-
-  /** Destroy every relayed connection; returns how many there were. */
-  cut() {
-    const pairs = [...this.pairs];
-    this.pairs.clear();
-    for (const [down, up] of pairs) {
-      down.destroy();
-      up.destroy();
-    }
-    return pairs.length;
-  }
-
-  hold() {
-    this.holding = true;
-  }
-
-  release() {
-    this.holding = false;
-  }
-
-  async close() {
-    this.cut();
-    await new Promise((done) => this.server.close(done));
-  }
-}
 
 /** Poll `predicate` until true, within `ms`. */
 async function until(predicate, ms, label) {

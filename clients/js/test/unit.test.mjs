@@ -14,6 +14,7 @@ import {
   backoffDelay,
   isTerminalClose,
 } from "../dist/index.js";
+import { SessionTracker } from "../dist/recovery.js";
 import { nextLifecycle, withTimeout } from "./helpers.mjs";
 
 /** A WebSocket whose peer is the test: `open()`, `receive(frame)`, `drop(code, reason)`. */
@@ -719,6 +720,112 @@ describe("session recovery bookkeeping", () => {
     assert.equal(gateway.connected, true);
     assert.ok(!events.some(([name, event]) => name === "any" && event.startsWith("$")));
     gateway.close();
+  });
+});
+
+describe("session positions (SessionTracker)", () => {
+  const ID = `c_${"d".repeat(32)}`;
+  const session = (offset, more = {}) => ({
+    event: "$session",
+    data: { id: ID, token: "tok", epoch: "e1", offset, recovered: false, reason: null, ...more },
+  });
+  const frame = (offset) => ({ event: "said", data: null, offset });
+  /** The position part of the credential (`undefined` when none would be offered). */
+  const position = (tracker) => tracker.credential()?.split(".").at(-1);
+  /** A tracker that took `frames` in order. */
+  function fed(...frames) {
+    const tracker = new SessionTracker(true);
+    tracker.begin();
+    for (const item of frames) tracker.observe(item);
+    return tracker;
+  }
+
+  it("plain offsets: the credential names exactly the last offset received", () => {
+    const tracker = fed(session("4"), frame("5"), frame("6"), { event: "said", data: 1 });
+    assert.equal(tracker.credential(), `gatewayasgi.resume.${ID}.tok.e1.6`);
+    assert.deepEqual(tracker.begin(), ["gatewayasgi", `gatewayasgi.resume.${ID}.tok.e1.6`]);
+    // Redis stream ids are plain offsets too (no `~`): still one, the last.
+    assert.equal(position(fed(session("1733-0"), frame("1733-4"), frame("1734-0"))), "1734-0");
+  });
+
+  it("partitioned offsets: the last one per partition, joined by _ in partition order", () => {
+    const tracker = fed(session("0~5-0_3~7-1"), frame("3~9-0"), frame("1~2-0"));
+    assert.equal(position(tracker), "0~5-0_1~2-0_3~9-0");
+    tracker.observe(frame("0~6-0"));
+    tracker.observe(frame("1~3-0"));
+    tracker.observe({ event: "said", data: 1 }); // no offset: nothing changes
+    assert.equal(position(tracker), "0~6-0_1~3-0_3~9-0");
+    assert.equal(tracker.credential(), `gatewayasgi.resume.${ID}.tok.e1.0~6-0_1~3-0_3~9-0`);
+  });
+
+  it("each $session replaces the whole position, on a new connection or an open one", () => {
+    const tracker = fed(session("0~5-0_3~7-1"), frame("3~9-0"), frame("1~2-0"));
+    tracker.begin();
+    tracker.observe(session("0~8-0_2~4-0", { recovered: true }));
+    assert.equal(tracker.recovered, true);
+    assert.equal(position(tracker), "0~8-0_2~4-0"); // partitions 1 and 3 are gone
+    tracker.observe(frame("2~5-0"));
+    // A later $session on the open connection (the history was lost): its position only.
+    tracker.observe(session("0~1-0", { epoch: "e2", reason: "epoch" }));
+    assert.equal(tracker.credential(), `gatewayasgi.resume.${ID}.tok.e2.0~1-0`);
+    // A malformed one changes nothing.
+    const malformed = tracker.observe({ event: "$session", data: { id: 1 } });
+    assert.deepEqual(malformed, { kind: "malformed" });
+    assert.equal(position(tracker), "0~1-0");
+  });
+
+  it("forget() drops the session and every partition's offset", () => {
+    const tracker = fed(session("0~5-0_3~7-1"), frame("1~2-0"));
+    tracker.forget();
+    assert.equal(tracker.id, undefined);
+    assert.equal(tracker.credential(), undefined);
+    assert.deepEqual(tracker.begin(), []);
+    // Frames without a session record offsets, but offer nothing until a $session comes.
+    tracker.observe(frame("2~1-0"));
+    assert.equal(tracker.credential(), undefined);
+    tracker.observe(session("0~9-0"));
+    assert.equal(position(tracker), "0~9-0");
+  });
+
+  it("keeps at most 32 partitions: from a $session and from frames", () => {
+    const many = Array.from({ length: 40 }, (_, p) => `${p}~1-0`);
+    const tracker = fed(session(many.join("_")));
+    const kept = position(tracker).split("_");
+    assert.equal(kept.length, 32);
+    assert.deepEqual(new Set(kept), new Set(many.slice(0, 32)));
+    tracker.observe(frame("35~2-0")); // a 33rd partition: not kept
+    tracker.observe(frame("31~2-0")); // a kept one moves on
+    assert.ok(!position(tracker).includes("35~"));
+    assert.ok(position(tracker).split("_").includes("31~2-0"));
+
+    const grown = fed(session("0~1-0"));
+    for (let p = 1; p < 40; p++) grown.observe(frame(`${p}~1-0`));
+    assert.equal(position(grown).split("_").length, 32);
+    assert.ok(!position(grown).includes("32~"));
+  });
+
+  it("through the client: a reconnection offers every partition's last offset", async () => {
+    const gateway = client();
+    try {
+      const first = await connected(gateway);
+      first.receive(session("0~5-0_3~7-1"));
+      first.receive(frame("3~9-0"));
+      first.receive(frame("1~2-0"));
+      FakeSocket.last().drop(1006, "");
+      await withTimeout(
+        (async () => {
+          while (FakeSocket.last() === first) await tick();
+        })(),
+        1000,
+        "reconnection socket",
+      );
+      assert.deepEqual(FakeSocket.last().protocols, [
+        "gatewayasgi",
+        `gatewayasgi.resume.${ID}.tok.e1.0~5-0_1~2-0_3~9-0`,
+      ]);
+    } finally {
+      gateway.close(); // a failed assertion must not leave it reconnecting (the run would hang)
+    }
   });
 });
 
