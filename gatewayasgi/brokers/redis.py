@@ -360,10 +360,8 @@ class RedisBroker(Broker):
         self, *, max_items: int, max_bytes: int, grace: float
     ) -> RedisKeptStreams | None:
         """A ``RedisKeptStreams`` on this broker's Redis (its own connections, with this
-        broker's timeouts). On a cluster, ``None`` for now: keyed streams stay in each
-        process there (their reader waits on many keys in one ``XREAD``)."""
-        if self.cluster:
-            return None
+        broker's timeouts). On a cluster too: each stream's keys live in one slot, and
+        its reader polls the watched streams node by node (``stores._redis_kept``)."""
         from gatewayasgi.stores._redis_kept import RedisKeptStreams
 
         return RedisKeptStreams(
@@ -372,6 +370,7 @@ class RedisBroker(Broker):
             max_bytes=max_bytes,
             grace=grace,
             command_timeout=self._publish_timeout,
+            cluster=self.cluster,
         )
 
     def session_store(self, namespace: str) -> RedisSessionStore:

@@ -27,8 +27,28 @@ pipeline. Entry ids are explicit, so a batch sent again after a failure is not d
 A Redis outage costs the other workers their view of the streams (logged at most once a
 minute); the streams themselves run on, in memory.
 
-One reader task (``XREAD BLOCK``, its own connection) follows this node's orders and the
-streams other workers' clients attached to here follow: ``watch``.
+One reader task (its own connection) follows this node's orders and the streams other
+workers' clients attached to here follow: ``watch``. On one server it is one ``XREAD
+BLOCK`` over all of them.
+
+On a Redis Cluster (``cluster=True``: ``url`` names one or more startup nodes) the same
+keys spread over the masters by their hash tags, and every command names keys of one
+slot: a script, a ``SET``, an ``XADD`` or a ``PEXPIRE`` goes to the node of its key, and
+the writer's pipeline sends each node its part (one round trip per node, side by side);
+a node that failed fails the whole batch, which goes again. ``SCRIPT LOAD`` goes to
+every master; a node that does not know a script (a replica that took over: scripts are
+not replicated; a node that joined) answers ``NOSCRIPT``, and the writer loads the
+scripts on every master again and sends its batch again. The reader never sends a
+command over several slots: while nothing is watched it blocks in ``XREAD`` on the
+orders key alone, sent to that key's node; while streams are watched it reads each of
+them and the orders, each key in an ``XRANGE`` of its own (from the last entry it saw),
+in one pipeline, every ``POLL`` seconds. A watched stream thus costs one ``XRANGE``
+(``COUNT 64``) every ``POLL`` seconds, 20 a second, whatever its traffic, and a round
+costs one round trip to each master that holds a watched stream or the orders, side by
+side. A stream is watched once per process (the clients of this process attached to one
+run share it), and a process's clients attach to at most ``MAX_KEYED`` streams of other
+processes per gateway. An item reaches a client of another worker up to ``POLL``
+seconds later than on one server, and so do orders while streams are watched.
 """
 
 from __future__ import annotations
@@ -38,7 +58,7 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -46,13 +66,24 @@ import anyio
 from anyio.abc import TaskGroup
 
 try:
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import (
+        AskError,
+        ClusterDownError,
+        NoScriptError,
+        ReadOnlyError,
+        RedisClusterException,
+        RedisError,
+        ResponseError,
+        TryAgainError,
+    )
 except ImportError as exc:  # pragma: no cover - the broker imports redis first
     raise ImportError(
         'keyed streams on Redis need the "redis" package: pip install "gatewayasgi[redis]"'
     ) from exc
 
-from gatewayasgi.stores.redis import connect
+from gatewayasgi.stores.redis import connect, connect_cluster
 
 logger = logging.getLogger("gatewayasgi.stores.redis")
 
@@ -74,13 +105,19 @@ SCRIPT_ITEMS = 512
 """Items one script call adds at most (Redis runs a script alone: keep each one short)."""
 BLOCK = 0.25
 """Seconds the reader's ``XREAD`` blocks: a newly watched stream waits at most this."""
+POLL = 0.05
+"""On a cluster, seconds between the reader's rounds while streams are watched."""
 LOG_INTERVAL = 60.0
 DOWN = 30.0
 """Seconds reads skip Redis after one failed, unless the writer or the reader (which go
 on trying, with backoff) find it answering again before."""
 MAX_ERROR_BYTES = 4096
 """An error end's message (characters) and details (bytes) kept at most."""
-_IO_ERRORS = (RedisError, OSError, TimeoutError)
+# IndexError, KeyError: redis-py's cluster client reading the layout of a cluster still
+# forming (as ``stores.redis`` and the broker see it).
+_IO_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError, IndexError, KeyError)
+_NOT_RUN = (ClusterDownError, TryAgainError, AskError, ReadOnlyError)
+"""Replies that say a command did not run (on a cluster: not on that node, not yet)."""
 
 END = b"end"
 CANCELLED = b"cancelled"
@@ -236,7 +273,7 @@ class Watch:
         self.last = last
         self.refs = 0
         self.active = False
-        """The reader's ``XREAD`` includes it (until then, a reader polls)."""
+        """The reader's reads include it (until then, a reader polls)."""
         self.changed = anyio.Event()
 
 
@@ -256,12 +293,13 @@ class RedisKeptStreams:
 
     ``max_items`` and ``max_bytes`` bound each run as the memory copy is bounded,
     ``grace`` is how long an ended run stays, ``budget`` bounds every run of this
-    process together.
+    process together. ``cluster=True``: ``url`` names startup nodes of a Redis Cluster
+    (one URL, several comma-separated, or a list).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         max_items: int,
         max_bytes: int,
@@ -271,8 +309,10 @@ class RedisKeptStreams:
         live: float = LIVE,
         command_timeout: float = 2.0,
         max_connections: int = 8,
+        cluster: bool = False,
     ) -> None:
         self.url = url
+        self.cluster = cluster
         self.node = uuid.uuid4().hex[:16]
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -284,6 +324,12 @@ class RedisKeptStreams:
         self._live_ms = max(1, int(live * 1000))
         self._timeout = command_timeout
         self._max_connections = max_connections
+        self._limit: contextlib.AbstractAsyncContextManager[Any] = (
+            anyio.CapacityLimiter(max_connections) if cluster else contextlib.nullcontext()
+        )
+        """Commands on ``_client`` at once: a cluster client's node refuses one more
+        connection than it may have (``MaxConnectionsError``) where one server's pool
+        waits for one."""
         self._connect()
         self._dirty: dict[Run, None] = {}
         self._running: dict[Run, None] = {}
@@ -312,11 +358,20 @@ class RedisKeptStreams:
     def _connect(self) -> None:
         """New clients (at first, and for a lifespan after one that closed them)."""
         timeout = self._timeout
-        # TODO(cluster): on a cluster broker these become cluster clients; every command
-        # here names keys of one slot (``{h}``) but the reader's ``XREAD``, which must
-        # then be made per node of the keys it reads.
-        self._client = connect(self.url, timeout=timeout, max_connections=self._max_connections)
-        self._reader = connect(self.url, timeout=timeout + BLOCK, max_connections=1)
+        self._client: Redis | RedisCluster
+        self._reader: Redis | RedisCluster
+        if self.cluster:
+            # Per node: the commands ``_limit`` lets through, and the topology refresh.
+            self._client = connect_cluster(
+                self.url, timeout=timeout, max_connections=self._max_connections + 2
+            )
+            self._reader = connect_cluster(
+                self.url, timeout=timeout, max_connections=2, socket_timeout=timeout + BLOCK
+            )
+        else:
+            assert isinstance(self.url, str)
+            self._client = connect(self.url, timeout=timeout, max_connections=self._max_connections)
+            self._reader = connect(self.url, timeout=timeout + BLOCK, max_connections=1)
         self._add_script = self._client.register_script(_ADD)
         self._done_script = self._client.register_script(_DONE)
         self._renew_script = self._client.register_script(_RENEW)
@@ -356,7 +411,10 @@ class RedisKeptStreams:
                 await self._write(runs, orders, False)
             for client in (self._client, self._reader):
                 with contextlib.suppress(*_IO_ERRORS):
-                    await client.aclose(close_connection_pool=True)
+                    if isinstance(client, RedisCluster):
+                        await client.aclose()
+                    else:
+                        await client.aclose(close_connection_pool=True)
         self._closed = True
         self._started = False
 
@@ -466,8 +524,11 @@ class RedisKeptStreams:
             self._dirty.pop(run, None)
 
     async def _load_scripts(self) -> None:
-        for script in (self._add_script, self._done_script, self._renew_script):
-            await self._client.script_load(script.script)
+        """Load the scripts (on a cluster: on every master, as redis-py sends
+        ``SCRIPT LOAD``)."""
+        async with self._limit:
+            for script in (self._add_script, self._done_script, self._renew_script):
+                await self._client.script_load(script.script)
 
     async def _write_loop(self) -> None:
         with contextlib.suppress(*_IO_ERRORS), anyio.move_on_after(self._timeout):
@@ -581,8 +642,28 @@ class RedisKeptStreams:
             count += 2
         if count == 0:
             return False
-        with anyio.fail_after(self._timeout * 2):
-            results = await pipe.execute(raise_on_error=False)
+        async with self._limit:
+            with anyio.fail_after(self._timeout * 2):
+                results = await pipe.execute(raise_on_error=False)
+        failed: Exception | None = None
+        for index, run in opening:
+            reply = results[index]
+            if isinstance(reply, Exception):
+                failed = reply  # the batch goes again
+                continue
+            run.opened = True
+            old = _parse_pointer(cast("bytes | None", reply))
+            if old is not None and old.node != self.node and not old.done and old.run != run.id:
+                self.cancel(old.node, run.h, old.run, superseded=True)  # it ends there
+        for reply in results:
+            if isinstance(reply, Exception) and (
+                not isinstance(reply, ResponseError) or isinstance(reply, _NOT_RUN)
+            ):
+                # On a cluster a node that failed leaves errors as its commands' replies
+                # while the other nodes' went through: the batch goes again (idempotent).
+                failed = failed or reply
+        if failed is not None:
+            raise failed
         if any(isinstance(reply, NoScriptError) for reply in results):
             # Redis does not know the scripts yet (or lost them): load them and send the
             # whole batch again (it is idempotent), without the pipeline asking Redis
@@ -593,14 +674,6 @@ class RedisKeptStreams:
                     self._dirty[run] = None
             self._orders.extend(orders)
             return True
-        for index, run in opening:
-            reply = results[index]
-            if isinstance(reply, Exception):
-                raise reply
-            run.opened = True
-            old = _parse_pointer(cast("bytes | None", reply))
-            if old is not None and old.node != self.node and not old.done and old.run != run.id:
-                self.cancel(old.node, run.h, old.run, superseded=True)  # it ends there
         for run, upto, trimmed, ending in sent:
             pending = run.pending
             while pending and pending[0][0] <= upto:
@@ -626,8 +699,9 @@ class RedisKeptStreams:
         if self._down():
             return None
         try:
-            with anyio.fail_after(self._timeout * 2):
-                raw = await self._client.get(_pointer_key(h))
+            async with self._limit:
+                with anyio.fail_after(self._timeout * 2):
+                    raw = await self._client.get(_pointer_key(h))
         except _IO_ERRORS as exc:
             self._failed("lookup", exc)
             return None
@@ -638,8 +712,11 @@ class RedisKeptStreams:
         if self._down():
             return None
         try:
-            with anyio.fail_after(self._timeout * 2):
-                raw = await self._client.xrange(_stream_key(h, run), f"{start}-0", "+", count=count)
+            async with self._limit:
+                with anyio.fail_after(self._timeout * 2):
+                    raw = await self._client.xrange(
+                        _stream_key(h, run), f"{start}-0", "+", count=count
+                    )
         except _IO_ERRORS as exc:
             self._failed("read", exc)
             return None
@@ -648,8 +725,9 @@ class RedisKeptStreams:
     async def tail(self, h: str, run: str) -> list[Kept]:
         """The last entry of ``run`` (its end, once it ended), or none."""
         try:
-            with anyio.fail_after(self._timeout * 2):
-                raw = await self._client.xrevrange(_stream_key(h, run), "+", "-", count=1)
+            async with self._limit:
+                with anyio.fail_after(self._timeout * 2):
+                    raw = await self._client.xrevrange(_stream_key(h, run), "+", "-", count=1)
         except _IO_ERRORS as exc:
             self._failed("read", exc)
             return []
@@ -661,11 +739,12 @@ class RedisKeptStreams:
         if self._down():
             return None
         try:
-            with anyio.fail_after(self._timeout * 2):
-                pipe = self._client.pipeline(transaction=False)
-                pipe.exists(_stream_key(h, run))
-                pipe.get(_pointer_key(h))
-                exists, raw = await pipe.execute()
+            async with self._limit:
+                with anyio.fail_after(self._timeout * 2):
+                    pipe = self._client.pipeline(transaction=False)
+                    pipe.exists(_stream_key(h, run))
+                    pipe.get(_pointer_key(h))
+                    exists, raw = await pipe.execute()
         except _IO_ERRORS as exc:
             self._failed("read", exc)
             return None
@@ -700,12 +779,19 @@ class RedisKeptStreams:
         delay = 0.05
         while True:
             watches = list(self._watches.values())
-            streams = {orders_key: orders_last, **{w.key: w.last for w in watches}}
+            polling = self.cluster and bool(watches)
+            reply: Any
             try:
-                with anyio.fail_after(self._timeout + BLOCK * 4):
-                    reply = await self._reader.xread(
-                        cast(Any, streams), count=64, block=max(1, int(BLOCK * 1000))
-                    )
+                if polling:
+                    reply = await self._poll(orders_key, orders_last, watches)
+                elif self.cluster:
+                    reply = await self._wait_orders(orders_key, orders_last)
+                else:
+                    streams = {orders_key: orders_last, **{w.key: w.last for w in watches}}
+                    with anyio.fail_after(self._timeout + BLOCK * 4):
+                        reply = await self._reader.xread(
+                            cast(Any, streams), count=64, block=max(1, int(BLOCK * 1000))
+                        )
             except _IO_ERRORS as exc:
                 self._failed("read", exc)
                 for watch in watches:
@@ -733,6 +819,47 @@ class RedisKeptStreams:
                     followed.last = last
                     followed.changed.set()
                     followed.changed = anyio.Event()
+            if polling:
+                await anyio.sleep(POLL)
+
+    async def _wait_orders(self, orders_key: str, orders_last: str) -> Any:
+        """The reader on a cluster while nothing is watched: ``XREAD BLOCK`` on the orders
+        key alone, sent to the node of its slot as the client knows it now (redis-py asks
+        a node of the cluster for the keys of an ``XREAD``, each time, otherwise: a
+        round trip more, and a dead node until the topology is read again)."""
+        reader = cast(RedisCluster, self._reader)
+        with anyio.fail_after(self._timeout + BLOCK * 4):
+            await reader.initialize()  # the first topology, or a refresh an error asked for
+            node = reader.get_node_from_key(orders_key)
+            return await reader.execute_command(
+                "XREAD",
+                "COUNT",
+                64,
+                "BLOCK",
+                max(1, int(BLOCK * 1000)),
+                "STREAMS",
+                orders_key,
+                orders_last,
+                target_nodes=node,
+            )
+
+    async def _poll(self, orders_key: str, orders_last: str, watches: list[Watch]) -> list[Any]:
+        """One round of the reader on a cluster while streams are watched: what is new in
+        the orders and in each of ``watches``, each key in an ``XRANGE`` of its own (no
+        command over several slots; a key redis-py finds without asking a node, as it
+        must for an ``XREAD``'s), in one pipeline (one round trip per node, side by
+        side); in ``XREAD``'s form."""
+        keys = [(orders_key, orders_last), *((watch.key, watch.last) for watch in watches)]
+        pipe = self._reader.pipeline(transaction=False)
+        for key, last in keys:
+            pipe.xrange(key, f"({last}", "+", count=64)
+        with anyio.fail_after(self._timeout * 2):
+            results = await pipe.execute()
+        return [
+            (key.encode(), entries)
+            for (key, _), entries in zip(keys, results, strict=True)
+            if entries
+        ]
 
     def _order(self, fields: dict[bytes, bytes]) -> None:
         h, run = fields.get(b"h"), fields.get(b"r")
