@@ -604,9 +604,26 @@ class RedisLog(EmissionLog):
     async def _read(self, reader: Client) -> None:
         key = self.key
         while not self._closed:
-            reply = await reader.xread(
-                {key: self._last_id}, count=self._read_count, block=self._read_block_ms
-            )
+            if isinstance(reader, RedisCluster):
+                # Straight to the node of the key: redis-py's cluster client would first
+                # ask a node which keys an XREAD names (its keys "move"), a round trip per
+                # read, on a node that may be the one that failed. A moved slot answers
+                # MOVED: the loop reconnects with a fresh layout.
+                reply = await reader.execute_command(
+                    "XREAD",
+                    "COUNT",
+                    self._read_count,
+                    "BLOCK",
+                    self._read_block_ms,
+                    "STREAMS",
+                    key,
+                    self._last_id,
+                    target_nodes=reader.get_node_from_key(key),
+                )
+            else:
+                reply = await reader.xread(
+                    {key: self._last_id}, count=self._read_count, block=self._read_block_ms
+                )
             for _, raw in cast(list[tuple[bytes, Raw]], reply or []):
                 if not await self._consume(reader, raw):
                     break
