@@ -1,10 +1,14 @@
 """``RedisBroker(..., cluster=True)`` in this process, on a real Redis Cluster: many
-channels subscribed and unsubscribed, size and signature bounds, stats, URLs, and a
-cluster that is down when the app starts (the broker connects once it is up)."""
+channels subscribed and unsubscribed, size and signature bounds, stats, URLs, a cluster
+that is down when the app starts (the broker connects once it is up), and a subscriber
+that costs nothing while idle yet hears each master at once while another is busy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import resource
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,21 @@ SECRET = "broker-test-secret-0123456789"
 
 
 @asynccontextmanager
-async def started(url: str, **options: Any) -> AsyncIterator[tuple[RedisBroker, list[Any]]]:
+async def started(
+    url: str, *, seen: Callable[[bytes], object] | None = None, **options: Any
+) -> AsyncIterator[tuple[RedisBroker, list[Any]]]:
+    """A started broker and the list of what it received; ``seen`` is told each payload
+    as it arrives."""
     got: list[tuple[str, bytes]] = []
     broker = RedisBroker(url, cluster=True, connect_timeout=1.0, **options)
+
+    def receive(channel: str, data: bytes) -> None:
+        got.append((channel, data))
+        if seen is not None:
+            seen(data)
+
     async with anyio.create_task_group() as tg:
-        await broker.start(lambda channel, data: got.append((channel, data)), tg)
+        await broker.start(receive, tg)
         try:
             yield broker, got
         finally:
@@ -215,3 +229,134 @@ async def test_subscriptions_follow_their_slots_when_they_are_resharded(
         await until(lambda: sum(data == b"once" for _, data in got) >= len(channels))
         await anyio.sleep(0.3)
         assert sorted(c for c, data in got if data == b"once") == sorted(channels)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this thread (the event loop's), else of the whole process."""
+    if hasattr(resource, "RUSAGE_THREAD"):
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return usage.ru_utime + usage.ru_stime
+    return time.process_time()
+
+
+def one_channel_per_master(redis_cluster: RedisCluster, prefix: str) -> dict[int, str]:
+    """A channel on each master, by the master's port."""
+    channels: dict[int, str] = {}
+    n = 0
+    while len(channels) < len(redis_cluster.masters()):
+        channel = f"{prefix}:{n}"
+        channels.setdefault(redis_cluster.master_of(channel).port, channel)
+        n += 1
+    return channels
+
+
+async def test_an_idle_subscriber_burns_no_cpu(redis_cluster: RedisCluster) -> None:
+    """Channels on every master, messages just delivered, then nothing for 2 s: the
+    subscriber's readers block on their sockets. (Polling the masters in turn, with a
+    5 ms wait while messages flowed and 50 ms once idle, cost about 200 ms of CPU in
+    this window here; blocking reads about 3 ms.)"""
+    async with started(redis_cluster.url) as (broker, got):
+        channels = sorted(one_channel_per_master(redis_cluster, "gw-test:idle").values())
+        channels += [f"gw-test:idle:more:{n}" for n in range(30)]
+        for channel in channels:
+            await broker.subscribe(channel)
+        await every_channel_delivers(broker, broker, got, channels, b"warm")
+        await anyio.sleep(0.3)  # what is still in flight settles
+        assert await every_channel_delivers(broker, broker, got, channels, b"last") < WAIT
+        began, cpu = anyio.current_time(), cpu_seconds()
+        await anyio.sleep(2.0)
+        spent, took = cpu_seconds() - cpu, anyio.current_time() - began
+        print(f"\nidle subscriber: {spent * 1000:.1f} ms of CPU in {took:.2f} s")
+        assert spent < 0.02, f"{spent * 1000:.1f} ms of CPU in {took:.2f} s of idling"
+        assert broker.stats.connected
+
+
+async def test_each_master_is_heard_at_once_while_another_is_busy(
+    redis_cluster: RedisCluster,
+) -> None:
+    """One master floods this subscriber; a message published on each other master
+    arrives without waiting for the flood: every probe arrives, its median latency far
+    below the flood's length."""
+    by_port = one_channel_per_master(redis_cluster, "gw-test:busy")
+    busy, *quiet = by_port.values()
+    arrived: dict[bytes, float] = {}
+    sent: dict[bytes, float] = {}
+    flooded = 0
+
+    def seen(data: bytes) -> None:
+        if data.startswith(b"probe"):
+            arrived.setdefault(data, time.monotonic())
+
+    async with (
+        started(redis_cluster.url, seen=seen) as (broker, _),
+        started(redis_cluster.url) as (publisher, _),
+    ):
+        for channel in by_port.values():
+            await broker.subscribe(channel)
+
+        async def flood() -> None:
+            nonlocal flooded
+            payload = b"f" * 200
+            with anyio.move_on_after(3.0):
+                while True:
+                    await publisher.publish(busy, payload)
+                    flooded += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood)
+            await anyio.sleep(0.3)
+            for n in range(40):
+                tag = b"probe%d" % n
+                sent[tag] = time.monotonic()
+                assert await publisher.publish(quiet[n % len(quiet)], tag)
+                await anyio.sleep(0.05)
+        await until(lambda: len(arrived) == len(sent))
+        latencies = sorted(arrived[tag] - sent[tag] for tag in sent)
+        median = statistics.median(latencies)
+        print(
+            f"\nwith {flooded} messages flooding one master: probes on the others "
+            f"p50 {median * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+        )
+        assert flooded > 500
+        assert median < 0.1, latencies
+
+
+async def test_a_master_restarted_and_then_the_whole_cluster_down_mid_run(
+    tmp_path: Path,
+) -> None:
+    """Without replicas: a master restarted gets its channels back while the others
+    keep delivering (the broker stays connected); every node down is a lost connection
+    (publishes fail fast), and once the nodes are back every channel delivers again."""
+    cluster = RedisCluster(tmp_path, masters=3, replicas=0)
+    try:
+        await anyio.to_thread.run_sync(cluster.start)
+        channels = [f"gw-test:down:{n}" for n in range(30)]
+        async with (
+            started(cluster.url, reconnect_delay=0.05, max_reconnect_delay=0.5) as (broker, got),
+            started(cluster.url) as (publisher, _),
+        ):
+            for channel in channels:
+                await broker.subscribe(channel)
+            await every_channel_delivers(broker, publisher, got, channels, b"first")
+            victim = cluster.masters()[0]
+            elsewhere = [c for c in channels if cluster.master_of(c).port != victim.port]
+            server = cluster.server(victim.port)
+            server.kill()
+            await every_channel_delivers(broker, publisher, got, elsewhere, b"others")
+            await anyio.to_thread.run_sync(cluster.revive, server)
+            await every_channel_delivers(broker, publisher, got, channels, b"restarted")
+            assert broker.stats.connected and broker.stats.disconnects == 0
+            for node in cluster.servers:
+                node.kill()
+            await until(lambda: not broker.connected)
+            assert await broker.publish(channels[0], b"lost") is False
+            for node in cluster.servers:
+                node.start()
+            for node in cluster.servers:
+                await anyio.to_thread.run_sync(node.wait_answering)
+            await anyio.to_thread.run_sync(cluster.wait_healthy)
+            await until(lambda: broker.connected)
+            await every_channel_delivers(broker, publisher, got, channels, b"back")
+            assert broker.stats.disconnects == 1
+    finally:
+        cluster.stop()
