@@ -200,6 +200,8 @@ class RedisBroker(Broker):
                 reconnect_delay=reconnect_delay,
                 max_reconnect_delay=max_reconnect_delay,
                 connect_timeout=connect_timeout,
+                max_wire_size=self._wire_limit,
+                health_check_interval=health_check_interval,
             )
         else:
             self._subscriber = Subscriber(
