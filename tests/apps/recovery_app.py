@@ -73,9 +73,7 @@ class RecoveringGateway:
 
 
 # The same handlers with the history split into partitions (``Recovery.partitions``).
-@WebSocketGateway(
-    "/parts", recovery=Recovery(window=60, client_share=1.0, partitions=PARTITIONS)
-)
+@WebSocketGateway("/parts", recovery=Recovery(window=60, client_share=1.0, partitions=PARTITIONS))
 class PartitionedGateway(RecoveringGateway):
     @SubscribeMessage("mixed")
     async def mixed(self, data: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:

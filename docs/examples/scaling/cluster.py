@@ -25,6 +25,4 @@ app = GatewayMiddleware(
 
 def emitter() -> RedisEmitter:
     """Pushes from outside the workers: the same nodes, cluster=True, the same secret."""
-    return RedisEmitter(
-        nodes, namespace="/chat", recovery=recovery, cluster=True, secret=secret
-    )
+    return RedisEmitter(nodes, namespace="/chat", recovery=recovery, cluster=True, secret=secret)
