@@ -28,6 +28,15 @@ reader's polling: redis-py's ``get_sharded_message(timeout=...)`` in a loop, one
 on each master, 20 messages a second (adds its table to the results file of an earlier
 full run). ``--quick``: 2 workers for the fan-out, 1, 2
 and 4 for the counts, one repetition.
+
+``--partitions 1,8`` measures only a gateway with session recovery on the cluster, its
+history in that many partitions (``Recovery(partitions=N)``: Redis Streams of their own
+hash tags), 2 workers, 100 rooms: the ``RedisEmitter`` (with the gateway's ``Recovery``)
+appends ``--history-frames`` frames round-robin over the rooms, each worker reads every
+partition. Per master: streams held, the history's commands (EVALSHA of the append
+script, the XADDs it runs, the workers' XREADs), all commands, bytes in and out, CPU, per
+delivered frame (net of the idle background, as for the counts). Adds its table to the
+results file.
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ PAD = "x" * 100
 WAIT = 60.0
 IDLE = 2.0
 SKIP = {"info", "ping", "cluster", "command", "client", "hello", "config"}
+NET_OF_IDLE = ("bytes_out", "bytes_in", "cpu", "commands", "publish", "scripts", "xadd", "xread")
+"""Counters a run's figures are given net of the idle background (and of reading them)."""
 
 
 # -- the app the workers serve (BENCH_BACKPLANE_URL set; BENCH_CLUSTER=1 for a cluster) ------
@@ -63,13 +74,17 @@ def _app() -> Any:
         ConnectedSocket,
         GatewayMiddleware,
         MessageBody,
+        Recovery,
         SubscribeMessage,
         WebSocketGateway,
     )
     from gatewayasgi.backplane.routing import Routing
     from gatewayasgi.brokers import RedisBroker
 
-    @WebSocketGateway(namespace=NAMESPACE)
+    partitions = os.environ.get("BENCH_PARTITIONS")
+    recovery = None if partitions is None else Recovery(window=60, partitions=int(partitions))
+
+    @WebSocketGateway(namespace=NAMESPACE, recovery=recovery)
     class FanoutGateway:
         @SubscribeMessage("join")
         async def join(self, rooms: Any = MessageBody(), client: Any = ConnectedSocket()) -> Any:
@@ -146,8 +161,12 @@ def shard_counts(port: int) -> dict[str, float]:
         cpu = client.info("cpu")
     counts: dict[str, float] = {
         "bytes_out": int(stats["total_net_output_bytes"]),
+        "bytes_in": int(stats["total_net_input_bytes"]),
         "cpu": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
         "commands": 0,
+        "scripts": 0,
+        "xadd": 0,
+        "xread": 0,
     }
     for key, value in commands.items():
         name = key.removeprefix("cmdstat_")
@@ -156,6 +175,10 @@ def shard_counts(port: int) -> dict[str, float]:
         if name in ("publish", "spublish"):
             counts["publish"] = counts.get("publish", 0) + int(value["calls"])
             counts["publish_usec"] = counts.get("publish_usec", 0) + int(value["usec"])
+        if name in ("eval", "evalsha"):
+            counts["scripts"] += int(value["calls"])
+        if name in ("xadd", "xread"):  # a script's XADDs count too
+            counts[name] += int(value["calls"])
     counts.setdefault("publish", 0)
     counts.setdefault("publish_usec", 0)
     return counts
@@ -198,10 +221,19 @@ class Timed(Member):
 
 
 @contextlib.asynccontextmanager
-async def deployment(backplane: Backplane, count: int, mode: str, room_counts: list[int]) -> Any:
-    """``count`` workers and their clients; yields (members, emitter, rooms by count)."""
+async def deployment(
+    backplane: Backplane,
+    count: int,
+    mode: str,
+    room_counts: list[int],
+    partitions: int | None = None,
+) -> Any:
+    """``count`` workers and their clients; yields (members, emitter, rooms by count).
+    With ``partitions``, the gateway keeps a history in that many partitions
+    (``Recovery(partitions=...)``) and the emitter appends to it."""
     import websockets
 
+    from gatewayasgi import Recovery
     from gatewayasgi.emitter import RedisEmitter
 
     with contextlib.ExitStack() as stack:
@@ -211,6 +243,8 @@ async def deployment(backplane: Backplane, count: int, mode: str, room_counts: l
             command = [sys.executable, "-m", "hypercorn", "benchmarks.cluster:app"]
             command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
             env = {**backplane.env(), "BENCH_ROUTING": mode}
+            if partitions is not None:
+                env["BENCH_PARTITIONS"] = str(partitions)
             stack.enter_context(running(command, port, env))
             ports.append(port)
         sockets = [
@@ -219,8 +253,13 @@ async def deployment(backplane: Backplane, count: int, mode: str, room_counts: l
         ]
         members = [Timed(ws) for ws in sockets]
         readers = [asyncio.create_task(member.read()) for member in members]
+        recovery = None if partitions is None else Recovery(window=60, partitions=partitions)
         emitter = RedisEmitter(
-            backplane.url, namespace=NAMESPACE, routing=mode, cluster=backplane.cluster
+            backplane.url,
+            namespace=NAMESPACE,
+            routing=mode,
+            cluster=backplane.cluster,
+            recovery=recovery,
         )
         try:
             await asyncio.sleep(0.5)  # the clients' own channels, subscribed in the background
@@ -329,10 +368,19 @@ async def fanout(
 
 
 async def counts(
-    backplane: Backplane, count: int, mode: str, room_counts: list[int], frames: int
+    backplane: Backplane,
+    count: int,
+    mode: str,
+    room_counts: list[int],
+    frames: int,
+    partitions: int | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
-    async with deployment(backplane, count, mode, room_counts) as (members, emitter, rooms):
+    async with deployment(backplane, count, mode, room_counts, partitions) as (
+        members,
+        emitter,
+        rooms,
+    ):
         first = all_shards(backplane)
         overhead = shard_diff(all_shards(backplane), first)  # reading the counters itself
         idle_began = time.perf_counter()
@@ -357,7 +405,7 @@ async def counts(
             shards = shard_diff(all_shards(backplane), before)
             window = time.perf_counter() - began
             for port, shard in shards.items():  # less reading them and the idle background
-                for key in ("bytes_out", "cpu", "commands", "publish"):
+                for key in NET_OF_IDLE:
                     shard[key] -= overhead[port][key] + idle[port][key] * window
             workers_after = [await m.call("stats") for m in members]
             received = sum(
@@ -370,6 +418,7 @@ async def counts(
             )
             row = {
                 "backplane": backplane.name,
+                "partitions": partitions,
                 "mode": mode,
                 "workers": count,
                 "rooms": room_count,
@@ -491,6 +540,101 @@ POLL_HEAD = [
     "Send-to-receive latency, no gateway involved.",
     "",
 ]
+
+
+# -- c. the history's partitions on the cluster ---------------------------------------------
+
+
+def history_keys(partitions: int) -> list[str]:
+    """The stream keys of the gateway's history on a cluster (``RedisLog.key``)."""
+    if partitions == 1:
+        return [f"gatewayasgi:{{history:{NAMESPACE}}}"]
+    return [f"gatewayasgi:{{history:{NAMESPACE}#{part}}}" for part in range(partitions)]
+
+
+def streams_per_master(backplane: Backplane, partitions: int) -> dict[int, int]:
+    """How many of the history's streams each master owns (``CLUSTER KEYSLOT``, ``SLOTS``)."""
+    import redis
+
+    held = dict.fromkeys(backplane.masters, 0)
+    with redis.Redis(port=backplane.masters[0]) as client:
+        slots = client.execute_command("CLUSTER", "SLOTS")
+        for key in history_keys(partitions):
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for first, last, master, *_ in slots:
+                if first <= slot <= last:
+                    held[int(master[1])] += 1
+    return held
+
+
+async def history(backplane: Backplane, partitions: int, frames: int) -> dict[str, Any]:
+    """One run: 2 workers, 100 rooms, ``frames`` appended by the emitter."""
+    (row,) = await counts(backplane, 2, "interest", [100], frames, partitions)
+    row["streams"] = streams_per_master(backplane, partitions)
+    return row
+
+
+HISTORY_HEAD = "## History partitions on the cluster"
+
+
+def history_markdown(rows: list[dict[str, Any]], command: str) -> str:
+    frames = rows[0]["frames"] if rows else 0
+    lines = [
+        HISTORY_HEAD,
+        "",
+        f"`{command}` (on the same VM, written after the full run): a gateway with session "
+        "recovery on the cluster (3 masters, 3 replicas, no AOF, every node and worker "
+        "pinned to core 0), its history in 1 or more partitions (`Recovery(partitions=N)`, "
+        "one Redis Stream each, keys of their own hash tags), 2 workers, 100 rooms with a "
+        "member on each worker. The `RedisEmitter` (with the gateway's `Recovery`) appends "
+        f"{frames} frames of ~130 bytes round-robin over the rooms (each `emit` awaits its "
+        "append script: one EVALSHA a frame); every worker reads every partition "
+        "(`XREAD BLOCK`). Per master, ordered by port: the history's streams it holds, "
+        "then per frame sent: EVALSHA, the XADDs the script runs, the workers' XREADs (each "
+        "returns what came since the last), all commands (the script's own included; not "
+        "INFO, PING, CLUSTER, CLIENT, HELLO, "
+        "COMMAND, CONFIG), bytes in and out (`total_net_input_bytes`, "
+        "`total_net_output_bytes`: the workers' reads and the replica's copy) and CPU "
+        "(user+sys), net of reading the counters and of each master's idle background "
+        f"({IDLE:.0f} s, scaled to the run's window).",
+        "",
+        "| partitions | delivered | streams per master | EVALSHA / frame | XADD / frame "
+        "| XREAD / frame | commands / frame | bytes in / frame | bytes out / frame "
+        "| CPU µs / frame | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        shards = row["shards"]
+
+        def each(fmt: str, key: str, scale: float = 1.0, row: dict[str, Any] = row) -> str:
+            sent = row["frames"] or 1
+            values = [max(0.0, s[key]) * scale / sent for s in row["shards"].values()]
+            return " / ".join(format(value, fmt) for value in values)
+
+        held = " / ".join(str(row["streams"].get(port, 0)) for port in shards)
+        lines.append(
+            f"| {row['partitions']} | {row['delivered']}/{row['expected']} | {held} "
+            f"| {each('.2f', 'scripts')} | {each('.2f', 'xadd')} | {each('.3f', 'xread')} "
+            f"| {each('.1f', 'commands')} | {each('.0f', 'bytes_in')} "
+            f"| {each('.0f', 'bytes_out')} | {each('.1f', 'cpu', 1e6)} "
+            f"| {row['seconds']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(path: Path, heading: str, text: str) -> None:
+    """Put ``text`` (a section starting with ``heading``) in the results file ``path``:
+    in place of an earlier copy of that section (up to the next ``## `` heading), or at
+    the end."""
+    earlier = path.read_text() if path.exists() else ""
+    head, found, rest = earlier.partition(heading)
+    tail = ""
+    if found:
+        _, following, after = rest.partition("\n## ")
+        tail = "## " + after if following else ""
+    parts = [part.strip("\n") for part in (head, text, tail) if part.strip("\n")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(parts) + "\n")
 
 
 # -- report -------------------------------------------------------------------------------
@@ -634,6 +778,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only: latency of redis-py's sharded reader polling 3 masters (50 and 5 ms)",
     )
+    parser.add_argument(
+        "--partitions",
+        help="only: a gateway with recovery, its history in these partition counts (1,8)",
+    )
+    parser.add_argument(
+        "--history-frames", type=int, default=2000, help="frames per --partitions run (2000)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cluster.md")
     return parser.parse_args(argv)
@@ -659,9 +810,22 @@ def main(argv: list[str] | None = None) -> None:
         text = "\n".join([*POLL_HEAD, *lines]) + "\n"
         print(text)
         if opts.out.exists():  # replace (or add) this section of an earlier full run's file
-            earlier = opts.out.read_text().split(POLL_HEAD[0])[0].rstrip("\n")
-            opts.out.write_text(earlier + "\n\n" + text)
+            replace_section(opts.out, POLL_HEAD[0], text)
             print(f"section written to {opts.out}")
+        return
+    if opts.partitions:
+        command = " ".join(["python -m benchmarks.cluster", *(argv or sys.argv[1:])])
+        with cluster() as many:
+            history_rows = [
+                asyncio.run(history(many, int(n), opts.history_frames))
+                for n in opts.partitions.split(",")
+            ]
+        text = history_markdown(history_rows, command)
+        print(text)
+        replace_section(opts.out, HISTORY_HEAD, text)
+        if opts.json:
+            opts.json.write_text(json.dumps({"history": history_rows}))
+        print(f"section written to {opts.out}")
         return
     fan: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []

@@ -1,5 +1,7 @@
 """The gateways of the scale-out, cluster and recovery tests, served by one worker process
-on a Redis Cluster: ``RedisBroker(..., cluster=True, secret=SECRET)``.
+on a Redis Cluster: ``RedisBroker(..., cluster=True, secret=SECRET)``. ``/parts`` keeps its
+history in four partitions (``Recovery(partitions=4)``), streams that spread over the
+cluster's masters.
 
 ``GATEWAYASGI_TEST_REDIS_CLUSTER_URL`` holds the cluster's startup nodes (comma-separated);
 ``GATEWAYASGI_TEST_NODE`` names the process in replies. (The imported app modules build
@@ -13,7 +15,7 @@ import os
 
 from gatewayasgi import GatewayMiddleware
 from gatewayasgi.brokers.redis import RedisBroker
-from tests.apps.recovery_app import RecoveringGateway
+from tests.apps.recovery_app import PartitionedGateway, RecoveringGateway
 from tests.apps.scale_app import ScaleGateway
 from tests.cluster.app import ClusterGateway
 
@@ -34,7 +36,7 @@ def make_broker(url: str) -> RedisBroker:
 
 
 app = GatewayMiddleware(
-    gateways=[ScaleGateway, ClusterGateway, RecoveringGateway],
+    gateways=[ScaleGateway, ClusterGateway, RecoveringGateway, PartitionedGateway],
     broker=make_broker(os.environ.get(URL_VARIABLE, "redis://127.0.0.1:7000")),
 )
 
