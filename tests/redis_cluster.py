@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -340,6 +341,39 @@ class RedisCluster:
         result = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster reshard failed:\n{result.stdout!r}")
+        self.wait_healthy()
+
+    def three_masters(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Make the cluster three masters with slots again, if a test left two (a reshard
+        that moves every slot of one master away: Redis makes the emptied master a
+        replica). A failover needs the votes of a majority of the masters with slots,
+        which one of two is not. A replica of the master with the most turns into an
+        empty master (``CLUSTER RESET SOFT``, ``MEET``), takes half of that master's
+        slots, and gets one of its replicas."""
+        topology = self.topology()
+        if sum(1 for node in topology if node.master and node.slots) >= 3:
+            return
+        replicas = Counter(node.master_id for node in topology if not node.master)
+        donor_id = replicas.most_common(1)[0][0]
+        donor = next(node for node in topology if node.id == donor_id)
+        spare = next(node for node in topology if node.master_id == donor_id)
+        server = self.server(spare.port)
+        server.command("CLUSTER", "RESET", "SOFT")
+        server.command("CLUSTER", "MEET", "127.0.0.1", str(donor.port))
+        deadline = time.monotonic() + timeout
+        while not all(
+            any(node.id == spare.id and node.master for node in other.nodes())
+            for other in self.alive()
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the other nodes did not meet the new master")
+            time.sleep(0.05)
+        self.wait_healthy()
+        self.reshard(
+            donor.port, spare.port, sum(last - first + 1 for first, last in donor.slots) // 2
+        )
+        extra = next(node for node in self.topology() if node.master_id == donor_id)
+        self.server(extra.port).command("CLUSTER", "REPLICATE", spare.id)
         self.wait_healthy()
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,42 +60,11 @@ def partition_of(room: str) -> int:
     return partition_of_name(room, PARTITIONS)
 
 
-def three_masters(redis: RedisCluster) -> None:
-    """Make the cluster three masters with slots again, if a test before this module left
-    two (``test_cluster_redis``'s reshard moves every slot of one master to another, and
-    Redis makes the emptied master a replica): a failover needs the votes of a majority
-    of the masters with slots, which one of two is not. A replica of the master with the
-    most turns into an empty master (``CLUSTER RESET SOFT``, ``MEET``), takes half of
-    that master's slots, and gets one of its replicas."""
-    topology = redis.topology()
-    if sum(1 for node in topology if node.master and node.slots) >= 3:
-        return
-    replicas = Counter(node.master_id for node in topology if not node.master)
-    donor_id = replicas.most_common(1)[0][0]
-    donor = next(node for node in topology if node.id == donor_id)
-    spare = next(node for node in topology if node.master_id == donor_id)
-    server = redis.server(spare.port)
-    server.command("CLUSTER", "RESET", "SOFT")
-    server.command("CLUSTER", "MEET", "127.0.0.1", str(donor.port))
-    deadline = time.monotonic() + WAIT
-    while not all(
-        any(node.id == spare.id and node.master for node in other.nodes())
-        for other in redis.alive()
-    ):
-        assert time.monotonic() < deadline, "the other nodes did not meet the new master"
-        time.sleep(0.05)
-    redis.wait_healthy()
-    redis.reshard(donor.port, spare.port, sum(last - first + 1 for first, last in donor.slots) // 2)
-    extra = next(node for node in redis.topology() if node.master_id == donor_id)
-    redis.server(extra.port).command("CLUSTER", "REPLICATE", spare.id)
-    redis.wait_healthy()
-
-
 @pytest.fixture(scope="module")
 def workers(
     redis_cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
-    three_masters(redis_cluster)
+    redis_cluster.three_masters()
     nodes = start_workers(redis_cluster, tmp_path_factory.mktemp("partition-workers"), ("A", "B"))
     try:
         yield Workers(redis_cluster, *nodes)
