@@ -17,6 +17,8 @@ An entry's fields (short names keep every entry small):
        (orjson), absent when all four are empty
 ``g``  a gap marker instead of a frame: how many appends this process dropped (its
        queue overflowed while Redis was away); readers treat it like a trimmed range
+``n``  ``<producer tag>:<sequence number>``: which process appended it, and its number
+       there (readers skip a number they delivered already: ``_redis_scripts``)
 ``o``  a marker instead of a frame too large for the history (over ``max_frame_bytes``):
        the frame's size in bytes. The frame itself waits a few seconds, for the readers
        to deliver it live, in the entry of the same id in ``<stream key>:live``; a
@@ -77,6 +79,10 @@ class Decoded:
     gap: bool = False
     oversized: bool = False
     """An ``o`` marker: ``entry.frame`` is empty, the frame is in the live stream."""
+    producer: bytes = b""
+    """The appending process's tag (``n``), empty for an entry without one."""
+    number: int = 0
+    """Its number at that producer (``n``)."""
 
 
 def _names(value: object) -> tuple[str, ...]:
@@ -109,4 +115,15 @@ def decode(stream_id: bytes, fields: dict[bytes, bytes]) -> Decoded:
         rooms, clients, ex_rooms, ex_clients = (_names(item) for item in lists)
         targets, exclude = Targets(rooms, clients), Targets(ex_rooms, ex_clients)
     entry = Entry(offset, frame.decode(), targets, exclude)
-    return Decoded(sid, previous, entry, oversized=oversized)
+    producer, number = _producer(fields.get(b"n"))
+    return Decoded(sid, previous, entry, oversized=oversized, producer=producer, number=number)
+
+
+def _producer(value: bytes | None) -> tuple[bytes, int]:
+    """``n``'s tag and number; nothing for a missing or malformed one (never skipped)."""
+    if not value:
+        return b"", 0
+    tag, _, number = value.rpartition(b":")
+    if not tag or not number.isdigit() or len(number) > 20:
+        return b"", 0
+    return tag, int(number)

@@ -2,7 +2,10 @@
 
 ``APPEND`` adds a batch of entries exactly once: every batch carries its producer's
 sequence numbers, and a number at or below the producer's last one (a batch sent again
-after its reply was lost) is skipped. It chains every entry to the one before it
+after its reply was lost) is skipped. Each entry names its producer and number (field
+``n``): a master that failed over may have lost the producer's last number with the
+entries (replication is asynchronous), and a batch sent again then is written again;
+readers skip what they delivered already. It chains every entry to the one before it
 (field ``p``) and keeps every id's counter below ``2**19`` by moving to the next
 millisecond first, so that ids map onto ``(ms << 20) | seq`` (a batch holds far fewer
 than ``2**19`` entries). Then it trims the oldest entries while the stream holds more
@@ -25,14 +28,14 @@ one step, so two workers never both take a session.
 from __future__ import annotations
 
 # KEYS: stream, producer key, byte counters (hash), live stream.
-# ARGV: maxlen, max age in ms (0: none), producer key ttl in ms, max bytes, live ms, then
-#       per entry: seq, kind ("f" frame, "o" oversized frame, "g" gap marker), payload,
-#       targets ("" for none).
+# ARGV: maxlen, max age in ms (0: none), producer key ttl in ms, max bytes, live ms, the
+#       producer's tag, then per entry: seq, kind ("f" frame, "o" oversized frame, "g" gap
+#       marker), payload, targets ("" for none).
 # Returns the id of the last entry added ("" when the batch was there already).
 APPEND = """
 local stream, producer, counters, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen, max_age = tonumber(ARGV[1]), tonumber(ARGV[2])
-local max_bytes, live_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_bytes, live_ms, tag = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local last_seq = tonumber(redis.call('GET', producer) or '0')
 local previous = '0-0'
 local length = 0
@@ -66,7 +69,7 @@ end
 local next_id = '*'
 local added = 0
 local newest_live = nil
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local seq = tonumber(ARGV[i])
   if seq > last_seq then
     local kind, payload, targets = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -80,6 +83,8 @@ for i = 6, #ARGV, 4 do
       fields[#fields + 1] = 't'
       fields[#fields + 1] = targets
     end
+    fields[#fields + 1] = 'n'
+    fields[#fields + 1] = tag .. ':' .. ARGV[i]
     local id = redis.call('XADD', stream, next_id, unpack(fields))
     if kind == 'o' and pcall(redis.call, 'XADD', live, id, 'f', payload) then
       redis.call('PEXPIRE', live, live_ms)

@@ -96,6 +96,8 @@ BATCH_BYTES = 1024 * 1024
 # checkpoint, or of large frames, cannot fill the queue.
 PRESSURE = 4 * BATCH_FRAMES
 DROP_LOG_INTERVAL = 60.0
+MAX_PRODUCERS = 4096
+"""Producers (appending processes) a reader remembers the last delivered number of."""
 # An oversized frame's live copy is kept at least this long (and longer when readers
 # may be reconnecting: twice their longest reconnect), unless ``max_bytes`` of them wait.
 MIN_LIVE = 10.0
@@ -130,6 +132,9 @@ class RedisLogStats:
     """Batches Redis refused or that failed on the wire (they are retried)."""
     malformed: int = 0
     """Stream entries skipped because ``RedisLog`` could not have written them."""
+    duplicates: int = 0
+    """Entries skipped because this reader had delivered them already (a batch written
+    again after a failover lost its producer's last number)."""
 
 
 def connect(url: str, *, timeout: float, max_connections: int) -> Redis:
@@ -250,7 +255,11 @@ class RedisLog(EmissionLog):
         self._live_ms = int(1000 * max(MIN_LIVE, 2 * (max_reconnect_delay + connect_timeout)))
         self.epoch = ""
         # Appends are numbered per producer so that Redis can skip a batch sent twice.
-        self._producer_key = f"{self.key}:producer:{uuid.uuid4().hex}"
+        self._tag = uuid.uuid4().hex[:16]
+        self._producer_key = f"{self.key}:producer:{self._tag}"
+        # Per producer (by tag), the last number this reader delivered: a batch written
+        # again after a failover is skipped (oldest producers forgotten first).
+        self._delivered: dict[bytes, int] = {}
         self._reconnect_delay = reconnect_delay
         self._max_reconnect_delay = max_reconnect_delay
         self._connect_timeout = connect_timeout
@@ -500,6 +509,7 @@ class RedisLog(EmissionLog):
             max(60_000, int(self.max_age * 2000)),
             self.max_bytes,
             self._live_ms,
+            self._tag.encode(),
         ]
         for item in batch:
             args += [item.seq, item.kind, item.payload, item.targets]
@@ -652,6 +662,10 @@ class RedisLog(EmissionLog):
                 )
                 self._signal(self.epoch)
             self._last_id = item.stream_id
+            if item.producer and self._again(item.producer, item.number):
+                self._count(duplicates=1)
+                self._passed(offset_of(item.stream_id) or 0)  # a fence may wait for it
+                continue
             entry = item.entry
             if entry is not None and item.oversized:
                 entry = await self._live_copy(reader, entry, live, len(raw) - index)
@@ -680,6 +694,16 @@ class RedisLog(EmissionLog):
             self._signal(self.epoch)
             return None
         return replace(marker, frame=frame.decode())
+
+    def _again(self, producer: bytes, number: int) -> bool:
+        """Whether this reader delivered ``producer``'s entry ``number`` already (a batch
+        written twice: the master that had it failed over before its replica did)."""
+        delivered = self._delivered
+        last = delivered.pop(producer, 0)
+        delivered[producer] = max(last, number)  # the most recent producer goes last
+        if len(delivered) > MAX_PRODUCERS:
+            del delivered[next(iter(delivered))]
+        return number <= last
 
     def _hand_over(self, entry: Entry) -> None:
         self._head = entry.offset

@@ -92,3 +92,12 @@ def test_outbox_bytes_bound_and_batches() -> None:
     assert [item.kind for item in marker] == [GAP]
     box.confirm(marker)
     assert len(box.batch(10, 5)) == 1  # one frame at least, even over the byte bound
+
+
+def test_an_entry_names_its_producer_and_number() -> None:
+    fields = {b"f": b"{}", b"p": b"1-0", b"n": b"0123abcd:42"}
+    item = decode(b"1-1", fields)
+    assert (item.producer, item.number) == (b"0123abcd", 42)
+    for bad in (b"", b"42", b"tag:", b"tag:x", b"tag:" + b"9" * 21):
+        item = decode(b"1-1", {**fields, b"n": bad})
+        assert (item.producer, item.number) == (b"", 0), bad  # never skipped

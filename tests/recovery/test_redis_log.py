@@ -355,3 +355,36 @@ async def test_a_burst_without_checkpoints_waits_for_the_writer(redis_server: Re
             await a.emit(frame)
         await wait_until(lambda: len(b.entries) == 3000)
         assert b.frames == sent and a.log.stats.dropped == 0 and b.resets == []
+
+
+async def test_a_batch_written_again_after_a_failover_is_delivered_once(
+    redis_server: RedisServer,
+) -> None:
+    """A master that fails over before its replica got the producer's last number: the
+    writer's batch (sent again, its reply lost) is written a second time. Every reader
+    skips the entries it delivered already."""
+    import redis as redis_py
+
+    from gatewayasgi.stores._redis_outbox import FRAME, Pending
+
+    async with workers(redis_server.url, 2) as (writer, reader):
+        for frame in frames("a", 3):
+            await writer.emit(frame)
+        await wait_until(lambda: reader.frames == frames("a", 3))
+        log = writer.log
+        client = redis_py.Redis.from_url(redis_server.url)
+        try:
+            client.delete(log._producer_key)  # what the promoted replica never had
+        finally:
+            client.close()
+        again = [
+            Pending(n + 1, FRAME, frame.encode(), b"") for n, frame in enumerate(frames("a", 3))
+        ]
+        with anyio.fail_after(WAIT):
+            await log._write(again)
+        await writer.emit("b0")
+        await wait_until(lambda: "b0" in reader.frames)
+        assert reader.frames == [*frames("a", 3), "b0"]
+        assert writer.frames == [*frames("a", 3), "b0"]
+        assert reader.log.stats.duplicates == 3
+        assert reader.log.stats.resets == 0
