@@ -33,7 +33,8 @@ from gatewayasgi.protocol import codec
 from gatewayasgi.stores._redis_kept import RedisKeptStreams, Run, stream_hash
 from tests.cluster_redis.keyed_app import URL_VARIABLE
 from tests.redis_cluster import ClusterServer, RedisCluster, running_redis_cluster
-from tests.servers import Client, connect
+from tests.servers import connect
+from tests.streams_redis.agent import answer_frames, how_it_closed, run_items
 from tests.workers import Node, start_node, stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -242,37 +243,6 @@ def workers(
             stop_node(node)
 
 
-async def _frames(ws: Client, frame_id: int, count: int | None = None) -> list[Any]:
-    """Frames answering ``frame_id`` until its end (or ``count`` of them)."""
-    frames: list[Any] = []
-    with anyio.fail_after(WAIT):
-        while count is None or len(frames) < count:
-            frame = await ws.recv(WAIT)
-            if frame.get("id") != frame_id:
-                continue
-            frames.append(frame)
-            if "seq" not in frame:
-                break
-    return frames
-
-
-async def _closed(node: Node, tag: str) -> str:
-    """How ``tag``'s generator ended on ``node`` (waits until it did)."""
-    async with connect(node.address, "/agent") as ws:
-        with anyio.fail_after(WAIT):
-            while True:
-                await ws.send("closed", None, id=1)
-                reply = await ws.recv(WAIT)
-                how = reply["data"]["closed"].get(tag)
-                if how is not None:
-                    return str(how)
-                await anyio.sleep(0.05)
-
-
-def _items(tag: str, node: str, numbers: range) -> list[Any]:
-    return [{"i": i, "tag": tag, "node": node} for i in numbers]
-
-
 async def test_a_client_of_another_worker_gets_replay_live_and_end_once_in_order(
     workers: tuple[Node, Node],
 ) -> None:
@@ -280,32 +250,32 @@ async def test_a_client_of_another_worker_gets_replay_live_and_end_once_in_order
     async with GatewayClient(a.url) as first:
         reading = first.stream("run", {"n": 40, "tag": "r", "delay": 0.03}, key="chat-r")
         items = reading.__aiter__()
-        assert [await items.__anext__() for _ in range(3)] == _items("r", "A", range(3))
+        assert [await items.__anext__() for _ in range(3)] == run_items("r", "A", range(3))
         async with GatewayClient(b.url) as second:
             attached = second.attach_stream("chat-r", timeout=WAIT)
             with anyio.fail_after(WAIT):
                 got = [item async for item in attached]
-            assert got == _items("r", "A", range(40))  # every item once, in order
+            assert got == run_items("r", "A", range(40))  # every item once, in order
             assert attached.result == {"done": "r", "node": "A"}
             late = second.attach_stream("chat-r", after=35, timeout=WAIT)
             with anyio.fail_after(WAIT):
-                assert [item async for item in late] == _items("r", "A", range(35, 40))
+                assert [item async for item in late] == run_items("r", "A", range(35, 40))
             assert late.result == {"done": "r", "node": "A"}
             missing = second.attach_stream("chat-nothing", timeout=WAIT)
             with anyio.fail_after(WAIT):
                 assert [item async for item in missing] == []
             assert missing.missing
         await items.aclose()
-    assert await _closed(a, "r") == "done"
+    assert await how_it_closed(a, "r") == "done"
     # one that ended moments ago: replayed whole, with its end
     async with connect(a.address, "/agent") as starter:
         await starter.send("run", {"n": 5, "tag": "g", "delay": 0}, id=1, key="chat-g")
-        assert (await _frames(starter, 1))[-1]["end"] is True
+        assert (await answer_frames(starter, 1))[-1]["end"] is True
     async with connect(b.address, "/agent") as late_ws:
         await late_ws.send("$attach", None, id=2, key="chat-g")
-        frames = await _frames(late_ws, 2)
+        frames = await answer_frames(late_ws, 2)
         assert [f["seq"] for f in frames[:-1]] == [1, 2, 3, 4, 5]
-        assert [f["data"] for f in frames[:-1]] == _items("g", "A", range(5))
+        assert [f["data"] for f in frames[:-1]] == run_items("g", "A", range(5))
         assert frames[-1] == {
             "event": "run",
             "data": {"done": "g", "node": "A"},
@@ -320,18 +290,18 @@ async def test_a_cancel_from_another_worker_closes_the_generator(
     a, b = workers
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 500, "tag": "c", "delay": 0.02}, id=1, key="chat-c")
-        await _frames(starter, 1, count=3)
+        await answer_frames(starter, 1, count=3)
         await other.send("$attach", None, id=7, key="chat-c")
-        frames = await _frames(other, 7, count=5)
+        frames = await answer_frames(other, 7, count=5)
         assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
         await other.send("$cancel", None, id=7)
-        rest = await _frames(other, 7)
+        rest = await answer_frames(other, 7)
         assert rest[-1] == {"event": "run", "data": None, "id": 7, "end": True, "cancelled": True}
         seqs = [f["seq"] for f in frames + rest[:-1]]
         assert seqs == list(range(1, len(seqs) + 1))  # each once, in order
-        ended = await _frames(starter, 1)
+        ended = await answer_frames(starter, 1)
         assert ended[-1]["cancelled"] is True
-        assert await _closed(a, "c") == "closed"  # its finally ran, on A
+        assert await how_it_closed(a, "c") == "closed"  # its finally ran, on A
 
 
 async def test_a_request_on_another_worker_supersedes_the_key(
@@ -340,24 +310,24 @@ async def test_a_request_on_another_worker_supersedes_the_key(
     a, b = workers
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 500, "tag": "old", "delay": 0.02}, id=1, key="chat-s")
-        await _frames(starter, 1, count=3)
+        await answer_frames(starter, 1, count=3)
         # can_attach decides on B: a key it refuses cannot be superseded from B either
         await starter.send("run", {"n": 500, "tag": "guarded", "delay": 0.02}, id=2, key="own-1")
-        await _frames(starter, 2, count=2)
+        await answer_frames(starter, 2, count=2)
         await other.send("run", {"n": 2, "tag": "nope"}, id=3, key="own-1")
-        assert await _frames(other, 3) == [
+        assert await answer_frames(other, 3) == [
             {"event": "error", "data": {"message": codec.STREAM_KEY_IN_USE}, "id": 3}
         ]
         await other.send("run", {"n": 3, "tag": "new", "delay": 0}, id=4, key="chat-s")
-        frames = await _frames(other, 4)
-        assert [f["data"] for f in frames[:-1]] == _items("new", "B", range(3))
+        frames = await answer_frames(other, 4)
+        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
         assert frames[-1]["data"] == {"done": "new", "node": "B"}
-        ended = await _frames(starter, 1)
+        ended = await answer_frames(starter, 1)
         assert ended[-1]["cancelled"] is True
-        assert await _closed(a, "old") == "closed"
+        assert await how_it_closed(a, "old") == "closed"
         # the key is B's now: re-attaching from A replays B's stream
         await starter.send("$attach", None, id=5, key="chat-s")
-        frames = await _frames(starter, 5)
-        assert [f["data"] for f in frames[:-1]] == _items("new", "B", range(3))
+        frames = await answer_frames(starter, 5)
+        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
         await starter.send("$cancel", None, id=2)
-        await _frames(starter, 2)
+        await answer_frames(starter, 2)

@@ -41,12 +41,12 @@ class Workers:
         return node.address
 
 
-def _workers(tmp_path: Path, *, persistent: bool) -> Iterator[Workers]:
+def _workers(tmp_path: Path, *, persistent: bool, path: str = PATH) -> Iterator[Workers]:
     with ExitStack() as stack:
         redis = stack.enter_context(running_redis_server(tmp_path, persistent=persistent))
         nodes = []
         for name in ("A", "B"):
-            node = start_node(name, redis.url, tmp_path, APP, PATH)
+            node = start_node(name, redis.url, tmp_path, APP, path)
             stack.callback(stop_node, node)
             nodes.append(node)
         yield Workers(redis, *nodes)

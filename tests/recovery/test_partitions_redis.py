@@ -25,10 +25,8 @@ from gatewayasgi.emitter import RedisEmitter
 from gatewayasgi.stores._redis_partitions import partition_of_name
 from tests.apps.recovery_app import PARTITIONS
 from tests.recovery.cut_proxy import CutProxy
-from tests.recovery.test_e2e_redis import Workers
+from tests.recovery.test_e2e_redis import Workers, _workers
 from tests.recovery.wire import Session
-from tests.redis_server import running_redis_server
-from tests.workers import start_node, stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -53,16 +51,7 @@ ROOMS = rooms_in_partitions(1, 2, 3)
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        server = stack.enter_context(running_redis_server(tmp_path, persistent=True))
-        nodes = []
-        for name in ("A", "B"):
-            node = start_node(name, server.url, tmp_path, APP, PATH)
-            stack.callback(stop_node, node)
-            nodes.append(node)
-        yield Workers(server, *nodes)
+    yield from _workers(tmp_path, persistent=True, path=PATH)
 
 
 async def _open(session: Session, resume: bool = False) -> dict[str, Any]:

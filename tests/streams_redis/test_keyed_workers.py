@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -17,7 +16,8 @@ from gatewayasgi.client import GatewayClient
 from gatewayasgi.protocol import codec
 from gatewayasgi.runtime.keyed_streams import STREAM_LOST
 from tests.redis_server import RedisServer, running_redis_server
-from tests.servers import Client, connect
+from tests.servers import connect
+from tests.streams_redis.agent import answer_frames, how_it_closed, run_items
 from tests.workers import Node, start_node, stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -38,37 +38,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, Node, Node]]:
         yield redis, started[0], started[1]
 
 
-async def _frames(ws: Client, frame_id: int, count: int | None = None) -> list[Any]:
-    """Frames answering ``frame_id`` until its end (or ``count`` of them)."""
-    frames: list[Any] = []
-    with anyio.fail_after(TIMEOUT):
-        while count is None or len(frames) < count:
-            frame = await ws.recv(TIMEOUT)
-            if frame.get("id") != frame_id:
-                continue
-            frames.append(frame)
-            if "seq" not in frame:
-                break
-    return frames
-
-
-async def _closed(node: Node, tag: str) -> str:
-    """How ``tag``'s generator ended on ``node`` (waits until it did)."""
-    async with connect(node.address, "/agent") as ws:
-        with anyio.fail_after(TIMEOUT):
-            while True:
-                await ws.send("closed", None, id=1)
-                reply = await ws.recv(TIMEOUT)
-                how = reply["data"]["closed"].get(tag)
-                if how is not None:
-                    return str(how)
-                await anyio.sleep(0.05)
-
-
-def _items(tag: str, node: str, numbers: range) -> list[Any]:
-    return [{"i": i, "tag": tag, "node": node} for i in numbers]
-
-
 async def test_a_client_of_another_worker_reattaches_with_the_python_client(
     cluster: tuple[RedisServer, Node, Node],
 ) -> None:
@@ -76,23 +45,23 @@ async def test_a_client_of_another_worker_reattaches_with_the_python_client(
     async with GatewayClient(a.url) as first:
         reading = first.stream("run", {"n": 40, "tag": "r", "delay": 0.03}, key="chat-r")
         items = reading.__aiter__()
-        assert [await items.__anext__() for _ in range(3)] == _items("r", "A", range(3))
+        assert [await items.__anext__() for _ in range(3)] == run_items("r", "A", range(3))
         async with GatewayClient(b.url) as second:
             attached = second.attach_stream("chat-r", timeout=TIMEOUT)
             with anyio.fail_after(TIMEOUT):
                 got = [item async for item in attached]
-            assert got == _items("r", "A", range(40))  # every item once, in order
+            assert got == run_items("r", "A", range(40))  # every item once, in order
             assert attached.result == {"done": "r", "node": "A"}
             late = second.attach_stream("chat-r", after=35, timeout=TIMEOUT)
             with anyio.fail_after(TIMEOUT):
-                assert [item async for item in late] == _items("r", "A", range(35, 40))
+                assert [item async for item in late] == run_items("r", "A", range(35, 40))
             assert late.result == {"done": "r", "node": "A"}
             missing = second.attach_stream("chat-nothing", timeout=TIMEOUT)
             with anyio.fail_after(TIMEOUT):
                 assert [item async for item in missing] == []
             assert missing.missing
         await items.aclose()
-    assert await _closed(a, "r") == "done"
+    assert await how_it_closed(a, "r") == "done"
 
 
 async def test_a_stream_that_ended_moments_ago_is_replayed_whole_from_another_worker(
@@ -101,13 +70,13 @@ async def test_a_stream_that_ended_moments_ago_is_replayed_whole_from_another_wo
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter:
         await starter.send("run", {"n": 5, "tag": "g", "delay": 0}, id=1, key="chat-g")
-        frames = await _frames(starter, 1)
+        frames = await answer_frames(starter, 1)
         assert frames[-1]["end"] is True
     async with connect(b.address, "/agent") as late:
         await late.send("$attach", None, id=2, key="chat-g")
-        frames = await _frames(late, 2)
+        frames = await answer_frames(late, 2)
         assert [f["seq"] for f in frames[:-1]] == [1, 2, 3, 4, 5]
-        assert [f["data"] for f in frames[:-1]] == _items("g", "A", range(5))
+        assert [f["data"] for f in frames[:-1]] == run_items("g", "A", range(5))
         assert frames[-1] == {
             "event": "run",
             "data": {"done": "g", "node": "A"},
@@ -116,21 +85,21 @@ async def test_a_stream_that_ended_moments_ago_is_replayed_whole_from_another_wo
         }
         # after = the last item: just the end
         await late.send("$attach", None, id=3, key="chat-g", after=5)
-        assert await _frames(late, 3) == [
+        assert await answer_frames(late, 3) == [
             {"event": "run", "data": {"done": "g", "node": "A"}, "id": 3, "end": True}
         ]
         # a failing stream: its bounded error frame, after its items
         await late.send("run", {"n": 0, "tag": "x"}, id=4, key="chat-x")
-        await _frames(late, 4)
+        await answer_frames(late, 4)
     async with connect(a.address, "/agent") as starter:
         await starter.send(
             "run", {"n": 2, "tag": "f", "delay": 0, "fail": True}, id=5, key="chat-f"
         )
-        assert (await _frames(starter, 5))[-1]["event"] == "error"
+        assert (await answer_frames(starter, 5))[-1]["event"] == "error"
     async with connect(b.address, "/agent") as late:
         await late.send("$attach", None, id=6, key="chat-f")
-        frames = await _frames(late, 6)
-        assert [f["data"] for f in frames[:-1]] == _items("f", "A", range(2))
+        frames = await answer_frames(late, 6)
+        assert [f["data"] for f in frames[:-1]] == run_items("f", "A", range(2))
         assert frames[-1] == {
             "event": "error",
             "data": {"message": "no more tokens", "left": 0},
@@ -144,18 +113,18 @@ async def test_a_cancel_from_another_worker_closes_the_generator(
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 500, "tag": "c", "delay": 0.02}, id=1, key="chat-c")
-        await _frames(starter, 1, count=3)
+        await answer_frames(starter, 1, count=3)
         await other.send("$attach", None, id=7, key="chat-c")
-        frames = await _frames(other, 7, count=5)
+        frames = await answer_frames(other, 7, count=5)
         assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
         await other.send("$cancel", None, id=7)
-        rest = await _frames(other, 7)
+        rest = await answer_frames(other, 7)
         assert rest[-1] == {"event": "run", "data": None, "id": 7, "end": True, "cancelled": True}
         seqs = [f["seq"] for f in frames + rest[:-1]]
         assert seqs == list(range(1, len(seqs) + 1))  # each once, in order
-        ended = await _frames(starter, 1)
+        ended = await answer_frames(starter, 1)
         assert ended[-1]["cancelled"] is True
-        assert await _closed(a, "c") == "closed"  # its finally ran, on A
+        assert await how_it_closed(a, "c") == "closed"  # its finally ran, on A
 
 
 async def test_a_request_on_another_worker_supersedes_the_key(
@@ -164,27 +133,27 @@ async def test_a_request_on_another_worker_supersedes_the_key(
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 500, "tag": "old", "delay": 0.02}, id=1, key="chat-s")
-        await _frames(starter, 1, count=3)
+        await answer_frames(starter, 1, count=3)
         # can_attach decides on B: a key it refuses cannot be superseded from B either
         await starter.send("run", {"n": 500, "tag": "guarded", "delay": 0.02}, id=2, key="own-1")
-        await _frames(starter, 2, count=2)
+        await answer_frames(starter, 2, count=2)
         await other.send("run", {"n": 2, "tag": "nope"}, id=3, key="own-1")
-        assert await _frames(other, 3) == [
+        assert await answer_frames(other, 3) == [
             {"event": "error", "data": {"message": codec.STREAM_KEY_IN_USE}, "id": 3}
         ]
         await other.send("run", {"n": 3, "tag": "new", "delay": 0}, id=4, key="chat-s")
-        frames = await _frames(other, 4)
-        assert [f["data"] for f in frames[:-1]] == _items("new", "B", range(3))
+        frames = await answer_frames(other, 4)
+        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
         assert frames[-1]["data"] == {"done": "new", "node": "B"}
-        ended = await _frames(starter, 1)
+        ended = await answer_frames(starter, 1)
         assert ended[-1]["cancelled"] is True
-        assert await _closed(a, "old") == "closed"
+        assert await how_it_closed(a, "old") == "closed"
         # the key is B's now: re-attaching from A replays B's stream
         await starter.send("$attach", None, id=5, key="chat-s")
-        frames = await _frames(starter, 5)
-        assert [f["data"] for f in frames[:-1]] == _items("new", "B", range(3))
+        frames = await answer_frames(starter, 5)
+        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
         await starter.send("$cancel", None, id=2)
-        await _frames(starter, 2)
+        await answer_frames(starter, 2)
 
 
 async def test_attaching_is_refused_without_can_attach_and_keys_are_bounded(
@@ -193,15 +162,15 @@ async def test_attaching_is_refused_without_can_attach_and_keys_are_bounded(
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 500, "tag": "p", "delay": 0.02}, id=1, key="private-1")
-        await _frames(starter, 1, count=2)
+        await answer_frames(starter, 1, count=2)
         await other.send("$attach", None, id=2, key="private-1")
-        assert await _frames(other, 2) == [
+        assert await answer_frames(other, 2) == [
             {"event": "error", "data": {"message": codec.STREAM_ATTACH_REFUSED}, "id": 2}
         ]
         await other.send("$attach", None, id=3, key="chat-" + "x" * 300)
-        assert (await _frames(other, 3))[0]["data"]["message"] == codec.BAD_STREAM_KEY
+        assert (await answer_frames(other, 3))[0]["data"]["message"] == codec.BAD_STREAM_KEY
         await starter.send("$cancel", None, id=1)
-        await _frames(starter, 1)
+        await answer_frames(starter, 1)
     async with connect(b.address, "/agent", max_size=None) as huge:
         await huge.send("$attach", None, id=4, key="chat-" + "k" * 1024 * 1024)
         assert await huge.expect_close() == 1009  # larger than max_message_size
@@ -222,11 +191,11 @@ async def test_without_redis_keyed_streams_work_in_each_process(
                 started = anyio.current_time()
                 key = f"chat-o{n}"
                 await starter.send("run", {"n": 5, "tag": key, "delay": 0}, id=1, key=key)
-                frames = await _frames(starter, 1)
-                assert [f["data"] for f in frames[:-1]] == _items(key, "A", range(5))
+                frames = await answer_frames(starter, 1)
+                assert [f["data"] for f in frames[:-1]] == run_items(key, "A", range(5))
                 await starter.send("$attach", None, id=2, key=key)
-                frames = await _frames(starter, 2)
-                assert [f["data"] for f in frames[:-1]] == _items(key, "A", range(5))
+                frames = await answer_frames(starter, 2)
+                assert [f["data"] for f in frames[:-1]] == run_items(key, "A", range(5))
                 assert frames[-1]["end"] is True
                 if n:  # only the first one waited for Redis to fail
                     assert anyio.current_time() - started < 1.0
@@ -241,9 +210,9 @@ async def test_a_client_attached_to_a_worker_that_dies_is_told_within_bounds(
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 10_000, "tag": "k", "delay": 0.02}, id=1, key="chat-k")
-        await _frames(starter, 1, count=2)
+        await answer_frames(starter, 1, count=2)
         await other.send("$attach", None, id=2, key="chat-k")
-        await _frames(other, 2, count=3)
+        await answer_frames(other, 2, count=3)
         a.kill()  # no goodbye: its entries in Redis expire once nobody renews them
         with anyio.fail_after(TIMEOUT):
             while True:
@@ -259,11 +228,11 @@ async def test_a_worker_that_shuts_down_sends_the_cancelled_end_to_other_workers
     _, a, b = cluster
     async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
         await starter.send("run", {"n": 10_000, "tag": "d", "delay": 0.02}, id=1, key="chat-d")
-        await _frames(starter, 1, count=2)
+        await answer_frames(starter, 1, count=2)
         await other.send("$attach", None, id=2, key="chat-d")
-        await _frames(other, 2, count=3)
+        await answer_frames(other, 2, count=3)
         started = anyio.current_time()
         await anyio.to_thread.run_sync(stop_node, a)  # SIGTERM: a graceful shutdown
-        frames = await _frames(other, 2)
+        frames = await answer_frames(other, 2)
         assert frames[-1] == {"event": "run", "data": None, "id": 2, "end": True, "cancelled": True}
         assert anyio.current_time() - started < 8.0  # not the 10 s of an expiry
