@@ -567,9 +567,11 @@ def streams_per_master(backplane: Backplane, partitions: int) -> dict[int, int]:
     return held
 
 
-async def history(backplane: Backplane, partitions: int, frames: int) -> dict[str, Any]:
-    """One run: 2 workers, 100 rooms, ``frames`` appended by the emitter."""
-    (row,) = await counts(backplane, 2, "interest", [100], frames, partitions)
+async def history(
+    backplane: Backplane, partitions: int, frames: int, workers: int = 2
+) -> dict[str, Any]:
+    """One run: ``workers`` workers, 100 rooms, ``frames`` appended by the emitter."""
+    (row,) = await counts(backplane, workers, "interest", [100], frames, partitions)
     row["streams"] = streams_per_master(backplane, partitions)
     return row
 
@@ -585,8 +587,9 @@ def history_markdown(rows: list[dict[str, Any]], command: str) -> str:
         f"`{command}` (on the same VM, written after the full run): a gateway with session "
         "recovery on the cluster (3 masters, 3 replicas, no AOF, every node and worker "
         "pinned to core 0), its history in 1 or more partitions (`Recovery(partitions=N)`, "
-        "one Redis Stream each, keys of their own hash tags), 2 workers, 100 rooms with a "
-        "member on each worker. The `RedisEmitter` (with the gateway's `Recovery`) appends "
+        "one Redis Stream each, keys of their own hash tags), 2 workers (or as the table "
+        "says), 100 rooms with members spread over the workers. The `RedisEmitter` "
+        "(with the gateway's `Recovery`) appends "
         f"{frames} frames of ~130 bytes round-robin over the rooms (each `emit` awaits its "
         "append script: one EVALSHA a frame); every worker reads every partition "
         "(`XREAD BLOCK`). Per master, ordered by port: the history's streams it holds, "
@@ -598,10 +601,10 @@ def history_markdown(rows: list[dict[str, Any]], command: str) -> str:
         "(user+sys), net of reading the counters and of each master's idle background "
         f"({IDLE:.0f} s, scaled to the run's window).",
         "",
-        "| partitions | delivered | streams per master | EVALSHA / frame | XADD / frame "
-        "| XREAD / frame | commands / frame | bytes in / frame | bytes out / frame "
-        "| CPU µs / frame | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| partitions | workers | delivered | streams per master | EVALSHA / frame "
+        "| XADD / frame | XREAD / frame | commands / frame | bytes in / frame "
+        "| bytes out / frame | CPU µs / frame | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         shards = row["shards"]
@@ -613,7 +616,8 @@ def history_markdown(rows: list[dict[str, Any]], command: str) -> str:
 
         held = " / ".join(str(row["streams"].get(port, 0)) for port in shards)
         lines.append(
-            f"| {row['partitions']} | {row['delivered']}/{row['expected']} | {held} "
+            f"| {row['partitions']} | {row['workers']} | {row['delivered']}/{row['expected']} "
+            f"| {held} "
             f"| {each('.2f', 'scripts')} | {each('.2f', 'xadd')} | {each('.3f', 'xread')} "
             f"| {each('.1f', 'commands')} | {each('.0f', 'bytes_in')} "
             f"| {each('.0f', 'bytes_out')} | {each('.1f', 'cpu', 1e6)} "
@@ -785,6 +789,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--history-frames", type=int, default=2000, help="frames per --partitions run (2000)"
     )
+    parser.add_argument(
+        "--history-workers", default="2", help="worker counts of the --partitions runs (2)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw rows here")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cluster.md")
     return parser.parse_args(argv)
@@ -817,7 +824,8 @@ def main(argv: list[str] | None = None) -> None:
         command = " ".join(["python -m benchmarks.cluster", *(argv or sys.argv[1:])])
         with cluster() as many:
             history_rows = [
-                asyncio.run(history(many, int(n), opts.history_frames))
+                asyncio.run(history(many, int(n), opts.history_frames, int(w)))
+                for w in opts.history_workers.split(",")
                 for n in opts.partitions.split(",")
             ]
         text = history_markdown(history_rows, command)
