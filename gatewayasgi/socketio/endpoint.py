@@ -44,7 +44,7 @@ from gatewayasgi.settings import Settings, origin_allowed
 from gatewayasgi.socketio.engine import EngineSocket, close_websocket
 from gatewayasgi.socketio.links import Link
 from gatewayasgi.socketio.options import SocketIO
-from gatewayasgi.socketio.polling import PollBudget
+from gatewayasgi.socketio.polling import LastPolls, PollBudget
 
 logger = logging.getLogger("gatewayasgi")
 
@@ -109,6 +109,8 @@ class Endpoint:
         self.routes: Routes[GatewayRunner] = Routes(entries)
         self.sockets: dict[str, EngineSocket] = {}
         """Connections that began on polling (upgraded ones too, to refuse their sid)."""
+        self.last_polls = LastPolls()
+        """Polling connections the client just closed: their next GET gets a noop."""
         total = settings.outbox_budget
         self.poll_budget = PollBudget(None if total is None else max(total // 4, 1 << 20))
         """What polling connections hold for their next GET, together (a quarter of the
@@ -267,6 +269,9 @@ class Endpoint:
         if socket is not None and socket.expired():
             socket.close(CloseCode.ABNORMAL, "ping timeout")
         if socket is None or socket.closed or socket.transport != "polling":
+            if method == "GET" and self.last_polls.take(sid):
+                await self._respond(scope, send, 200, engineio.NOOP.encode())
+                return
             await self._respond(scope, send, 400, b"Session ID unknown")
             return
         if method == "GET":
@@ -327,6 +332,8 @@ class Endpoint:
     def _closed(self, socket: EngineSocket) -> None:
         if socket.transport == "polling":
             socket.wake_poll()
+            if socket.client_closed:
+                self.last_polls.note(socket.sid)
 
     def _origin_ok(self, scope: Scope) -> bool:
         if self.settings.allowed_origins is None:

@@ -102,6 +102,9 @@ class EngineSocket:
         self.scope = scope
         """The handshake's scope (headers, query, client): every namespace sees it."""
         self.links: dict[str, Link] = {}
+        self.client_closed = False
+        """Closed by the client's close packet while no polling GET was open: the GET it
+        may have sent with it, arriving a moment later, is answered (``LastPolls``)."""
         self.closed = False
         self.upgrading = False
         self._ws_send: Send | None = None
@@ -328,6 +331,7 @@ class EngineSocket:
                 if self._pong is not None:
                     self._pong.set()
             elif kind == engineio.CLOSE:
+                self.client_closed = self.polling is not None and not self.polling.open_get
                 self.close(CloseCode.ABNORMAL, "closed by the client")
             elif kind != engineio.NOOP:
                 raise Malformed(f"unexpected Engine.IO packet {packet[:8]!r}")

@@ -8,6 +8,8 @@ where the process-wide outbox budget and the slow-client policy bound it.
 
 from __future__ import annotations
 
+from time import monotonic
+
 import anyio
 
 from gatewayasgi.protocol import engineio
@@ -113,3 +115,26 @@ class PollQueue:
         self.size = 0
         self._ready.set()
         self._space.set()
+
+
+class LastPolls:
+    """Polling connections the client closed while no GET was open, for ``grace`` seconds:
+    a client that sends its close packet and a GET together (engine.io's own close does)
+    gets a noop for the GET even when the close arrives first, as it would had the GET
+    been waiting. At most ``limit`` at once (the oldest go first); each answers once."""
+
+    def __init__(self, grace: float = 1.0, limit: int = 4096) -> None:
+        self.grace = grace
+        self.limit = limit
+        self._until: dict[str, float] = {}
+
+    def note(self, sid: str) -> None:
+        until = self._until
+        now = monotonic()
+        while until and (next(iter(until.values())) <= now or len(until) >= self.limit):
+            del until[next(iter(until))]
+        until[sid] = now + self.grace
+
+    def take(self, sid: str) -> bool:
+        """Whether a GET of ``sid`` gets its noop now (once)."""
+        return self._until.pop(sid, 0.0) > monotonic()

@@ -366,3 +366,27 @@ async def test_presence_and_room_calls_reach_socketio_members(server: str) -> No
         assert type(results.answers[sid]) is Arguments  # several ack arguments
         assert results.complete
         await ws.close()
+
+
+async def test_a_poll_sent_with_the_close_packet_gets_its_noop_whichever_arrives_first() -> None:
+    """engine.io's client sends its close packet (a POST) and has a GET open: if the POST
+    is served first, the GET that comes a moment later still gets a noop (once), as the
+    conformance suite expects; later GETs, and a GET after the grace, get 400."""
+    middleware = app()
+    async with run_server(middleware, "hypercorn") as address:
+        base = f"http://{address}/socket.io/?EIO=4&transport=polling"
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            sid = orjson.loads((await http.get(base)).text[1:])["sid"]
+            url = f"{base}&sid={sid}"
+            assert (await http.post(url, content="1")).status_code == 200  # close first
+            first = await http.get(url)
+            assert (first.status_code, first.text) == (200, "6")
+            assert (await http.get(url)).status_code == 400  # once only
+            # Another session closed, its GET too late: refused.
+            sid = orjson.loads((await http.get(base)).text[1:])["sid"]
+            url = f"{base}&sid={sid}"
+            middleware.socketio.last_polls.grace = 0.0  # type: ignore[union-attr]
+            assert (await http.post(url, content="1")).status_code == 200
+            assert (await http.get(url)).status_code == 400
+            # A sid never seen gets nothing either.
+            assert (await http.get(f"{base}&sid=AAAAAAAAAAAAAAAAAAAA")).status_code == 400
