@@ -17,7 +17,13 @@ from gatewayasgi.protocol import codec
 from gatewayasgi.runtime.keyed_streams import STREAM_LOST
 from tests.redis_server import RedisServer, running_redis_server
 from tests.servers import connect
-from tests.streams_redis.agent import answer_frames, how_it_closed, run_items
+from tests.streams_redis.agent import (
+    answer_frames,
+    cancel_from_the_other_worker,
+    how_it_closed,
+    run_items,
+    supersede_from_the_other_worker,
+)
 from tests.workers import Node, start_node, stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -111,49 +117,14 @@ async def test_a_cancel_from_another_worker_closes_the_generator(
     cluster: tuple[RedisServer, Node, Node],
 ) -> None:
     _, a, b = cluster
-    async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
-        await starter.send("run", {"n": 500, "tag": "c", "delay": 0.02}, id=1, key="chat-c")
-        await answer_frames(starter, 1, count=3)
-        await other.send("$attach", None, id=7, key="chat-c")
-        frames = await answer_frames(other, 7, count=5)
-        assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
-        await other.send("$cancel", None, id=7)
-        rest = await answer_frames(other, 7)
-        assert rest[-1] == {"event": "run", "data": None, "id": 7, "end": True, "cancelled": True}
-        seqs = [f["seq"] for f in frames + rest[:-1]]
-        assert seqs == list(range(1, len(seqs) + 1))  # each once, in order
-        ended = await answer_frames(starter, 1)
-        assert ended[-1]["cancelled"] is True
-        assert await how_it_closed(a, "c") == "closed"  # its finally ran, on A
+    await cancel_from_the_other_worker(a, b)
 
 
 async def test_a_request_on_another_worker_supersedes_the_key(
     cluster: tuple[RedisServer, Node, Node],
 ) -> None:
     _, a, b = cluster
-    async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
-        await starter.send("run", {"n": 500, "tag": "old", "delay": 0.02}, id=1, key="chat-s")
-        await answer_frames(starter, 1, count=3)
-        # can_attach decides on B: a key it refuses cannot be superseded from B either
-        await starter.send("run", {"n": 500, "tag": "guarded", "delay": 0.02}, id=2, key="own-1")
-        await answer_frames(starter, 2, count=2)
-        await other.send("run", {"n": 2, "tag": "nope"}, id=3, key="own-1")
-        assert await answer_frames(other, 3) == [
-            {"event": "error", "data": {"message": codec.STREAM_KEY_IN_USE}, "id": 3}
-        ]
-        await other.send("run", {"n": 3, "tag": "new", "delay": 0}, id=4, key="chat-s")
-        frames = await answer_frames(other, 4)
-        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
-        assert frames[-1]["data"] == {"done": "new", "node": "B"}
-        ended = await answer_frames(starter, 1)
-        assert ended[-1]["cancelled"] is True
-        assert await how_it_closed(a, "old") == "closed"
-        # the key is B's now: re-attaching from A replays B's stream
-        await starter.send("$attach", None, id=5, key="chat-s")
-        frames = await answer_frames(starter, 5)
-        assert [f["data"] for f in frames[:-1]] == run_items("new", "B", range(3))
-        await starter.send("$cancel", None, id=2)
-        await answer_frames(starter, 2)
+    await supersede_from_the_other_worker(a, b)
 
 
 async def test_attaching_is_refused_without_can_attach_and_keys_are_bounded(
