@@ -28,16 +28,13 @@ import anyio
 import pytest
 from redis.cluster import key_slot
 
-from gatewayasgi.client import GatewayClient
 from gatewayasgi.stores._redis_kept import RedisKeptStreams, Run, stream_hash
 from tests.cluster_redis.keyed_app import URL_VARIABLE
 from tests.redis_cluster import ClusterServer, RedisCluster, running_redis_cluster
-from tests.servers import connect
 from tests.streams_redis.agent import (
-    answer_frames,
     cancel_from_the_other_worker,
-    how_it_closed,
-    run_items,
+    reattach_with_the_python_client,
+    replay_runs_that_ended,
     supersede_from_the_other_worker,
 )
 from tests.workers import Node, start_node, stop_node
@@ -252,41 +249,8 @@ async def test_a_client_of_another_worker_gets_replay_live_and_end_once_in_order
     workers: tuple[Node, Node],
 ) -> None:
     a, b = workers
-    async with GatewayClient(a.url) as first:
-        reading = first.stream("run", {"n": 40, "tag": "r", "delay": 0.03}, key="chat-r")
-        items = reading.__aiter__()
-        assert [await items.__anext__() for _ in range(3)] == run_items("r", "A", range(3))
-        async with GatewayClient(b.url) as second:
-            attached = second.attach_stream("chat-r", timeout=WAIT)
-            with anyio.fail_after(WAIT):
-                got = [item async for item in attached]
-            assert got == run_items("r", "A", range(40))  # every item once, in order
-            assert attached.result == {"done": "r", "node": "A"}
-            late = second.attach_stream("chat-r", after=35, timeout=WAIT)
-            with anyio.fail_after(WAIT):
-                assert [item async for item in late] == run_items("r", "A", range(35, 40))
-            assert late.result == {"done": "r", "node": "A"}
-            missing = second.attach_stream("chat-nothing", timeout=WAIT)
-            with anyio.fail_after(WAIT):
-                assert [item async for item in missing] == []
-            assert missing.missing
-        await items.aclose()
-    assert await how_it_closed(a, "r") == "done"
-    # one that ended moments ago: replayed whole, with its end
-    async with connect(a.address, "/agent") as starter:
-        await starter.send("run", {"n": 5, "tag": "g", "delay": 0}, id=1, key="chat-g")
-        assert (await answer_frames(starter, 1))[-1]["end"] is True
-    async with connect(b.address, "/agent") as late_ws:
-        await late_ws.send("$attach", None, id=2, key="chat-g")
-        frames = await answer_frames(late_ws, 2)
-        assert [f["seq"] for f in frames[:-1]] == [1, 2, 3, 4, 5]
-        assert [f["data"] for f in frames[:-1]] == run_items("g", "A", range(5))
-        assert frames[-1] == {
-            "event": "run",
-            "data": {"done": "g", "node": "A"},
-            "id": 2,
-            "end": True,
-        }
+    await reattach_with_the_python_client(a, b)
+    await replay_runs_that_ended(a, b)
 
 
 async def test_a_cancel_from_another_worker_closes_the_generator(

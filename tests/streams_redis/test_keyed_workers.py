@@ -12,7 +12,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gatewayasgi.client import GatewayClient
 from gatewayasgi.protocol import codec
 from gatewayasgi.runtime.keyed_streams import STREAM_LOST
 from tests.redis_server import RedisServer, running_redis_server
@@ -20,7 +19,8 @@ from tests.servers import connect
 from tests.streams_redis.agent import (
     answer_frames,
     cancel_from_the_other_worker,
-    how_it_closed,
+    reattach_with_the_python_client,
+    replay_runs_that_ended,
     run_items,
     supersede_from_the_other_worker,
 )
@@ -48,69 +48,14 @@ async def test_a_client_of_another_worker_reattaches_with_the_python_client(
     cluster: tuple[RedisServer, Node, Node],
 ) -> None:
     _, a, b = cluster
-    async with GatewayClient(a.url) as first:
-        reading = first.stream("run", {"n": 40, "tag": "r", "delay": 0.03}, key="chat-r")
-        items = reading.__aiter__()
-        assert [await items.__anext__() for _ in range(3)] == run_items("r", "A", range(3))
-        async with GatewayClient(b.url) as second:
-            attached = second.attach_stream("chat-r", timeout=TIMEOUT)
-            with anyio.fail_after(TIMEOUT):
-                got = [item async for item in attached]
-            assert got == run_items("r", "A", range(40))  # every item once, in order
-            assert attached.result == {"done": "r", "node": "A"}
-            late = second.attach_stream("chat-r", after=35, timeout=TIMEOUT)
-            with anyio.fail_after(TIMEOUT):
-                assert [item async for item in late] == run_items("r", "A", range(35, 40))
-            assert late.result == {"done": "r", "node": "A"}
-            missing = second.attach_stream("chat-nothing", timeout=TIMEOUT)
-            with anyio.fail_after(TIMEOUT):
-                assert [item async for item in missing] == []
-            assert missing.missing
-        await items.aclose()
-    assert await how_it_closed(a, "r") == "done"
+    await reattach_with_the_python_client(a, b)
 
 
 async def test_a_stream_that_ended_moments_ago_is_replayed_whole_from_another_worker(
     cluster: tuple[RedisServer, Node, Node],
 ) -> None:
     _, a, b = cluster
-    async with connect(a.address, "/agent") as starter:
-        await starter.send("run", {"n": 5, "tag": "g", "delay": 0}, id=1, key="chat-g")
-        frames = await answer_frames(starter, 1)
-        assert frames[-1]["end"] is True
-    async with connect(b.address, "/agent") as late:
-        await late.send("$attach", None, id=2, key="chat-g")
-        frames = await answer_frames(late, 2)
-        assert [f["seq"] for f in frames[:-1]] == [1, 2, 3, 4, 5]
-        assert [f["data"] for f in frames[:-1]] == run_items("g", "A", range(5))
-        assert frames[-1] == {
-            "event": "run",
-            "data": {"done": "g", "node": "A"},
-            "id": 2,
-            "end": True,
-        }
-        # after = the last item: just the end
-        await late.send("$attach", None, id=3, key="chat-g", after=5)
-        assert await answer_frames(late, 3) == [
-            {"event": "run", "data": {"done": "g", "node": "A"}, "id": 3, "end": True}
-        ]
-        # a failing stream: its bounded error frame, after its items
-        await late.send("run", {"n": 0, "tag": "x"}, id=4, key="chat-x")
-        await answer_frames(late, 4)
-    async with connect(a.address, "/agent") as starter:
-        await starter.send(
-            "run", {"n": 2, "tag": "f", "delay": 0, "fail": True}, id=5, key="chat-f"
-        )
-        assert (await answer_frames(starter, 5))[-1]["event"] == "error"
-    async with connect(b.address, "/agent") as late:
-        await late.send("$attach", None, id=6, key="chat-f")
-        frames = await answer_frames(late, 6)
-        assert [f["data"] for f in frames[:-1]] == run_items("f", "A", range(2))
-        assert frames[-1] == {
-            "event": "error",
-            "data": {"message": "no more tokens", "left": 0},
-            "id": 6,
-        }
+    await replay_runs_that_ended(a, b)
 
 
 async def test_a_cancel_from_another_worker_closes_the_generator(
