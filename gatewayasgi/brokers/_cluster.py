@@ -4,7 +4,7 @@ Channels are subscribed with ``SSUBSCRIBE`` (Redis >= 7) on one pub/sub connecti
 master (``_pubsub.PubSubConnection``, our own RESP reader), each read by a task of its
 own that blocks on its socket: a message is handed on as soon as it arrives, whatever
 the other masters are doing, and nothing runs while nothing arrives but a PING after
-``health_check_interval`` of silence (the cluster client's setting), so that a silent
+``health_check_interval`` of silence (the broker's setting), so that a silent
 peer is noticed. redis-py's cluster client reads the layout (``CLUSTER SLOTS``: which
 master owns a channel's slot) and nothing else. Around it this module keeps what the
 broker contract needs:
@@ -31,9 +31,8 @@ broker contract needs:
 
 Every master gets the credentials and TLS options the cluster client has (the first
 URL's, client certificates included). A message over ``max_wire_size`` is skipped from
-its length header, never read into memory; under the connection's 64 KiB floor (or
-without ``max_wire_size``, when only Redis's own limit applies) it is read whole, and
-the broker drops it for its size.
+its length header, never read into memory; under the connection's 64 KiB floor it is
+read whole, and the broker drops it for its size.
 """
 
 from __future__ import annotations
@@ -80,10 +79,6 @@ REPAIR_INTERVAL = 0.5
 """Seconds between two repair passes (lost channels, unreachable masters)."""
 REPAIR_SETTLE = 0.01
 """How long a woken repair pass waits first, so that a burst of pushes makes one pass."""
-DEFAULT_HEALTH_CHECK_INTERVAL = 5.0
-"""The PING interval of a silent connection when the cluster client names none."""
-NO_SIZE_LIMIT = 512 * 1024 * 1024
-"""Redis's own limit on a bulk string (``proto-max-bulk-len``): read every message."""
 
 _SSUBSCRIBE = b"SSUBSCRIBE"
 _SUNSUBSCRIBE = b"SUNSUBSCRIBE"
@@ -119,7 +114,7 @@ class ClusterSubscriber(Reader):
     The same surface as ``_subscriber.Subscriber``. ``client`` makes a cluster client:
     each attempt gets a fresh one of its own (a client that met a cluster still forming
     can be left unusable). ``max_wire_size``: see the module docstring;
-    ``health_check_interval``: ``None`` takes the cluster client's.
+    ``health_check_interval``: how long a connection may stay silent before a PING.
     """
 
     io_errors = _IO_ERRORS
@@ -133,8 +128,8 @@ class ClusterSubscriber(Reader):
         reconnect_delay: float,
         max_reconnect_delay: float,
         connect_timeout: float,
-        max_wire_size: int | None = None,
-        health_check_interval: float | None = None,
+        max_wire_size: int,
+        health_check_interval: float,
     ) -> None:
         super().__init__(
             display_url,
@@ -145,9 +140,8 @@ class ClusterSubscriber(Reader):
             place=f"the cluster at {display_url}",
         )
         self._client = client
-        self._max_wire_size = NO_SIZE_LIMIT if max_wire_size is None else max_wire_size
+        self._max_wire_size = max_wire_size
         self._health_check_interval = health_check_interval
-        self._interval = DEFAULT_HEALTH_CHECK_INTERVAL  # this attempt's: the client's
         self.resubscribed = 0
         """Channels subscribed again by a repair pass (the server dropped or refused
         them, or their connection was lost), counted when Redis acknowledged them."""
@@ -199,7 +193,6 @@ class ClusterSubscriber(Reader):
         self._cluster = client = self._client()
         with anyio.fail_after(self._connect_timeout):
             await client.initialize()
-        self._interval = self._health_interval(client)
         failure: Exception | None = None
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
@@ -225,13 +218,6 @@ class ClusterSubscriber(Reader):
                 tasks.cancel_scope.cancel()
         if failure is not None:
             raise failure
-
-    def _health_interval(self, client: RedisCluster) -> float:
-        if self._health_check_interval is not None:
-            return self._health_check_interval
-        kwargs = getattr(client.nodes_manager, "connection_kwargs", {})
-        interval = kwargs.get("health_check_interval", DEFAULT_HEALTH_CHECK_INTERVAL)
-        return float(interval or 0)
 
     # -- one master's connection -----------------------------------------------------------
 
@@ -281,7 +267,7 @@ class ClusterSubscriber(Reader):
         Blocks on the socket between messages. If a PING gets no answer within the
         interval, the connection is given up (a vanished host's can stay "open").
         """
-        interval = self._interval
+        interval = self._health_check_interval
         last_heard = anyio.current_time()
         ping_sent_at: float | None = None
         while True:

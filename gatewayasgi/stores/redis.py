@@ -699,11 +699,12 @@ class RedisLog(EmissionLog):
         """Whether this reader delivered ``producer``'s entry ``number`` already (a batch
         written twice: the master that had it failed over before its replica did)."""
         delivered = self._delivered
-        last = delivered.pop(producer, 0)
-        delivered[producer] = max(last, number)  # the most recent producer goes last
-        if len(delivered) > MAX_PRODUCERS:
+        if number <= delivered.get(producer, 0):
+            return True
+        delivered[producer] = number
+        if len(delivered) > MAX_PRODUCERS:  # the producer seen first goes first
             del delivered[next(iter(delivered))]
-        return number <= last
+        return False
 
     def _hand_over(self, entry: Entry) -> None:
         self._head = entry.offset
