@@ -326,11 +326,15 @@ class RedisCluster:
             time.sleep(0.05)
         raise TimeoutError(f"no replica of {killed.port} took over in {timeout} s")
 
-    def revive(self, server: ClusterServer) -> None:
-        """Start a killed node again (it rejoins as a replica) and wait for a whole cluster."""
+    def revive(self, server: ClusterServer, timeout: float = 3 * STARTUP_TIMEOUT) -> None:
+        """Start a killed node again (it rejoins as a replica) and wait for a whole cluster.
+
+        Longer than a start: the node reloads its AOF, learns it lost its slots and
+        syncs from its new master while the machine runs other tests (once, in CI, a
+        node still said ``cluster_state`` was not ok 20 s after a revive)."""
         server.start()
         server.wait_answering()
-        self.wait_healthy()
+        self.wait_healthy(timeout)
 
     def reshard(self, from_port: int, to_port: int, slots: int, timeout: float = 60.0) -> None:
         """``redis-cli --cluster reshard``: move ``slots`` slots between two masters."""
