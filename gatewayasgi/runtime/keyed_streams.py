@@ -324,12 +324,18 @@ class StreamHub:
         settings = self._settings
         assert settings is not None
         items: Any = source if hasattr(source, "__anext__") else threaded_items(source)
-        for subscriber in keyed.subscribers:  # the requester
-            start = subscriber.protocol.encode_stream_start(keyed.event, subscriber.frame_id)
-            if start is not None:
-                await send(subscriber.client, start)
         try:
             with keyed.stream.scope:
+                if keyed.run is not None and self._shared is not None:
+                    # Started once other workers can find it: a client that saw the start
+                    # and reconnects to another worker re-attaches there (one round trip).
+                    await self._shared.published(keyed.run)
+                for subscriber in keyed.subscribers:  # the requester
+                    start = subscriber.protocol.encode_stream_start(
+                        keyed.event, subscriber.frame_id
+                    )
+                    if start is not None:
+                        await send(subscriber.client, start)
                 timeout = settings.stream_timeout
                 with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                     await self._pump(keyed, items)

@@ -239,6 +239,7 @@ class Run:
         "last",
         "opened",
         "pending",
+        "ready",
         "released",
         "sizes",
         "trim",
@@ -257,6 +258,8 @@ class Run:
         self.last = 0
         self.trim = False
         self.opened = False
+        self.ready: anyio.Event | None = None
+        """Set once ``opened``, for whoever waits for it (``RedisKeptStreams.published``)."""
         self.end: Kept | None = None
         self.end_written = False
         self.released = False
@@ -427,6 +430,17 @@ class RedisKeptStreams:
         run = Run(h, event)
         self._mark(run)
         return run
+
+    async def published(self, run: Run) -> None:
+        """Return once ``run``'s pointer is in Redis, so that any worker finds it (a
+        client that saw the stream start can re-attach to it anywhere); at most twice
+        the command timeout, and at once while Redis is away."""
+        if run.opened or self._down():
+            return
+        if run.ready is None:
+            run.ready = anyio.Event()
+        with anyio.move_on_after(self._timeout * 2):
+            await run.ready.wait()
 
     def add(self, run: Run, seq: int, data: bytes | None) -> None:
         """Item ``seq`` of ``run`` (its JSON; ``None``: it has none). Never waits."""
@@ -652,6 +666,8 @@ class RedisKeptStreams:
                 failed = reply  # the batch goes again
                 continue
             run.opened = True
+            if run.ready is not None:
+                run.ready.set()
             old = _parse_pointer(cast("bytes | None", reply))
             if old is not None and old.node != self.node and not old.done and old.run != run.id:
                 self.cancel(old.node, run.h, old.run, superseded=True)  # it ends there

@@ -19,6 +19,7 @@ from tests.servers import connect
 from tests.streams_redis.agent import (
     answer_frames,
     cancel_from_the_other_worker,
+    how_it_closed,
     reattach_with_the_python_client,
     replay_runs_that_ended,
     run_items,
@@ -70,6 +71,29 @@ async def test_a_request_on_another_worker_supersedes_the_key(
 ) -> None:
     _, a, b = cluster
     await supersede_from_the_other_worker(a, b)
+
+
+async def test_a_stream_starts_once_every_worker_can_find_it(
+    cluster: tuple[RedisServer, Node, Node],
+) -> None:
+    """Redis holds every write for 0.4 s (``CLIENT PAUSE ... WRITE``), so the run's pointer
+    is late: the stream's first item waits for it. A client that got that item and asks
+    another worker at once re-attaches there (without the wait: ``missing``)."""
+    redis, a, b = cluster
+    async with connect(a.address, "/agent") as starter, connect(b.address, "/agent") as other:
+        await starter.send("run", {"n": 3, "tag": "warm", "delay": 0}, id=1, key="chat-warm")
+        await answer_frames(starter, 1)  # the writer's scripts are loaded
+        await anyio.to_thread.run_sync(redis.command, "CLIENT", "PAUSE", "400", "WRITE")
+        began = anyio.current_time()
+        await starter.send("run", {"n": 500, "tag": "f", "delay": 0.02}, id=2, key="chat-f")
+        first = await answer_frames(starter, 2, count=1)
+        waited = anyio.current_time() - began
+        await other.send("$attach", None, id=3, key="chat-f")
+        attached = await answer_frames(other, 3, count=1)
+        assert "seq" in attached[0], (attached, first, f"first item after {waited:.3f} s")
+        await other.send("$cancel", None, id=3)
+        assert (await answer_frames(other, 3))[-1]["cancelled"] is True
+        assert await how_it_closed(a, "f") == "closed"
 
 
 async def test_attaching_is_refused_without_can_attach_and_keys_are_bounded(
