@@ -320,14 +320,17 @@ class GatewayMiddleware:
         keeper = None if recovery is None else self._keeper(runner, recovery)
         if self.backplane is not None:
             if keeper is None:
-                self.backplane.add(namespace, server.deliver_local)
+                # Orders lost on the way (a broker's subscription cut) are told: $gap.
+                self.backplane.add(namespace, server.deliver_local, on_gap=server.tell_gap)
             elif keeper.log.carries:
                 # The shared history carries this gateway's frames; what still comes over
                 # pub/sub is an Emitter's that was given no ``recovery``.
                 self.backplane.add(namespace, keeper.deliver_unlogged)
             else:
                 # Every process keeps its own history of every frame: it needs them all.
-                self.backplane.add(namespace, keeper.deliver_remote, every_order=True)
+                self.backplane.add(
+                    namespace, keeper.deliver_remote, every_order=True, on_gap=keeper.remote_gap
+                )
             server.rooms.watcher = self.backplane.interest(namespace)
         return runner
 

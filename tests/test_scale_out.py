@@ -24,6 +24,7 @@ import anyio
 import pytest
 import websockets
 
+from gatewayasgi.client import GatewayClient
 from gatewayasgi.emitter import RedisEmitter
 from tests import workers
 from tests.redis_server import RedisServer, running_redis_server
@@ -160,6 +161,11 @@ class Fences:
         return {peer.id: await peer.take_until_fence(tag) for peer in self.everyone}
 
 
+def gaps(peer: Peer) -> list[Any]:
+    """The data of each ``$gap`` frame ``peer`` received."""
+    return [frame["data"] for frame in peer.pushes if frame["event"] == "$gap"]
+
+
 def events(frames: list[Frame]) -> list[tuple[str, Any]]:
     return [(frame["event"], frame["data"].get("text")) for frame in frames]
 
@@ -269,6 +275,11 @@ async def test_delivery_resumes_after_a_redis_restart_mid_traffic(cluster: Clust
             tg.cancel_scope.cancel()
 
         assert recovery < RECOVERY
+        # Both processes lost their subscription: each told its client ($gap), once the
+        # subscription was back.
+        for peer in (sender, receiver):
+            await peer.until(lambda p=peer: bool(gaps(p)), within=RECOVERY)
+            assert gaps(peer)[0] == {"reason": "backplane"}
         received = seqs(receiver)
         assert len(received) == len(set(received)), "a message crossed the backplane twice"
         assert received == sorted(received)
@@ -281,3 +292,59 @@ async def test_delivery_resumes_after_a_redis_restart_mid_traffic(cluster: Clust
             lambda: any(f["data"].get("text") == "back" for f in sender.pushes), within=WAIT
         )
         assert sum(f["data"].get("text") == "back" for f in sender.pushes) == 1
+
+
+async def test_a_cut_broker_subscription_tells_the_clients_it_served_once(
+    cluster: Cluster,
+) -> None:
+    """Redis closes both processes' subscriber connections (``CLIENT KILL TYPE pubsub``,
+    as on a failover or a network cut): what was published meanwhile is lost, so each
+    process tells its clients with one ``$gap`` once it is subscribed again; then
+    delivery across the processes works as before."""
+    async with peers(cluster.a.url, cluster.a.url, cluster.b.url) as (a1, a2, b1):
+        for peer in (a1, b1):
+            await peer.call("join", {"room": "gap"})
+
+        await b1.call("room", {"room": "gap", "text": "before"})
+        await a1.until(lambda: any(f["event"] == "room" for f in a1.pushes), within=WAIT)
+        assert not any(gaps(peer) for peer in (a1, a2, b1))
+
+        killed = await anyio.to_thread.run_sync(
+            cluster.redis.command, "CLIENT", "KILL", "TYPE", "pubsub"
+        )
+        assert killed == 2, killed  # one subscriber connection per process
+        for peer in (a1, a2, b1):  # the namespace's channel was cut: everyone is told
+            await peer.until(lambda p=peer: bool(gaps(p)), within=RECOVERY)
+        await anyio.sleep(0.5)  # a second $gap would come within this
+        assert [gaps(peer) for peer in (a1, a2, b1)] == [[{"reason": "backplane"}]] * 3
+
+        # The $gap came once the subscription was back: what is sent now arrives.
+        await b1.call("room", {"room": "gap", "text": "after"})
+        await a1.until(lambda: any(f["data"].get("text") == "after" for f in a1.pushes), WAIT)
+        await a1.call("room", {"room": "gap", "text": "back"})
+        await b1.until(lambda: any(f["data"].get("text") == "back" for f in b1.pushes), WAIT)
+
+
+async def test_the_python_client_hears_a_gap_and_keeps_its_connection(cluster: Cluster) -> None:
+    """``GatewayClient.on_gap``: the ``$gap`` frame becomes a callback with its reason and
+    a count; it never reaches ``receive()``, and the connection stays up."""
+    heard: list[str] = []
+    got = anyio.Event()
+
+    def on_gap(reason: str) -> None:
+        heard.append(reason)
+        got.set()
+
+    async with GatewayClient(cluster.a.url) as client:
+        client.on_gap(on_gap)
+        with anyio.fail_after(WAIT):
+            welcome = await client.receive()
+        assert welcome.event == "welcome"
+        await anyio.to_thread.run_sync(cluster.redis.command, "CLIENT", "KILL", "TYPE", "pubsub")
+        with anyio.fail_after(RECOVERY):
+            await got.wait()
+        assert heard == ["backplane"] and client.gaps == 1
+        assert client.connected
+        with anyio.move_on_after(0.3):
+            unexpected = await client.receive()
+            raise AssertionError(f"receive() got {unexpected}")

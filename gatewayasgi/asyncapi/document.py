@@ -25,7 +25,12 @@ ASYNCAPI_VERSION = "3.0.0"
 WS_BINDING_VERSION = "0.1.0"
 ERROR_KEY = "error"
 SESSION_KEY = "session"
-_COMPONENT = {ERROR_KEY: "gatewayasgi.error", SESSION_KEY: "gatewayasgi.session"}
+GAP_KEY = "gap"
+_COMPONENT = {
+    ERROR_KEY: "gatewayasgi.error",
+    SESSION_KEY: "gatewayasgi.session",
+    GAP_KEY: "gatewayasgi.gap",
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
 
@@ -46,17 +51,23 @@ def asyncapi_document(
     tables: list[GatewayTable] = sorted(middleware.tables, key=lambda t: t.meta.namespace)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    recovering = False
+    recovering = gapping = False
+    brokered = getattr(middleware, "backplane", None) is not None
     for table, channel_id in zip(tables, _unique(table.name for table in tables), strict=True):
         recovery = _recovery_on(middleware, table)
         recovering = recovering or recovery
-        builder = _Gateway(table, channel_id, registry, recovery)
+        # Behind a broker, a gateway without recovery tells of lost frames ($gap).
+        gap = brokered and not recovery
+        gapping = gapping or gap
+        builder = _Gateway(table, channel_id, registry, recovery, gap)
         channels[channel_id] = builder.channel
         operations.update(builder.operations)
     registry.resolve()
     messages = {_COMPONENT[ERROR_KEY]: frames.ERROR_MESSAGE}
     if recovering:
         messages[_COMPONENT[SESSION_KEY]] = frames.SESSION_MESSAGE
+    if gapping:
+        messages[_COMPONENT[GAP_KEY]] = frames.GAP_MESSAGE
     app = getattr(middleware, "app", None)
     info: dict[str, Any] = {
         "title": title or _text(getattr(app, "title", None)) or "gatewayasgi",
@@ -122,7 +133,12 @@ class _Gateway:
     """Builds one gateway's channel and operations."""
 
     def __init__(
-        self, table: GatewayTable, channel_id: str, registry: SchemaRegistry, recovery: bool
+        self,
+        table: GatewayTable,
+        channel_id: str,
+        registry: SchemaRegistry,
+        recovery: bool,
+        gap: bool,
     ) -> None:
         self.table, self.channel_id, self.registry = table, channel_id, registry
         self.recovery = recovery
@@ -130,7 +146,7 @@ class _Gateway:
         self.operations: dict[str, Any] = {}
         self.streams = False
         """Some handler streams: the channel takes ``$cancel`` too."""
-        self._taken = {ERROR_KEY, *([SESSION_KEY] if recovery else [])}
+        self._taken = {ERROR_KEY, *([SESSION_KEY] if recovery else []), *([GAP_KEY] if gap else [])}
         handlers = sorted(
             (h.description for h in table.handlers.values() if h.description is not None),
             key=lambda d: d.event,
@@ -146,6 +162,9 @@ class _Gateway:
         if recovery:
             self.messages[SESSION_KEY] = _ref("components", "messages", _COMPONENT[SESSION_KEY])
             self._send(SESSION_KEY, None, None)
+        if gap:
+            self.messages[GAP_KEY] = _ref("components", "messages", _COMPONENT[GAP_KEY])
+            self._send(GAP_KEY, None, None)
         self.channel = self._channel()
 
     def _key(self, event: str, suffix: str = "") -> str:

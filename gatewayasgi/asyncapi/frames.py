@@ -93,7 +93,7 @@ SESSION_DATA: dict[str, Any] = {
             "anyOf": [
                 {
                     "type": "string",
-                    "enum": ["expired", "trimmed", "epoch", "invalid", "unavailable"],
+                    "enum": ["expired", "trimmed", "epoch", "invalid", "unavailable", "backplane"],
                 },
                 {"type": "null"},
             ],
@@ -109,6 +109,24 @@ SESSION_MESSAGE: dict[str, Any] = {
     "description": "The first frame after the handshake; later, with `recovered: false`, when "
     "frames for an open connection were lost. See docs/recovery.md.",
     "payload": envelope(event_name("$session"), SESSION_DATA, data_required=True),
+}
+
+GAP_MESSAGE: dict[str, Any] = {
+    "name": "$gap",
+    "title": "Gap",
+    "summary": "Frames for this client may have been lost between the server's workers.",
+    "description": "Sent by a gateway without recovery behind a broker, once a cut broker "
+    "subscription that served the client is back: refetch what those frames would have "
+    "told. See docs/deployment/workers.md.",
+    "payload": envelope(
+        event_name("$gap"),
+        {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "enum": ["backplane"]}},
+            "required": ["reason"],
+        },
+        data_required=True,
+    ),
 }
 
 RESUME_PROTOCOL = (

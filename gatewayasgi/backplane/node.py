@@ -8,6 +8,12 @@ channels ``routing.channels_for`` picks, and serves the envelopes of other nodes
 local clients. Its own echoes (Redis delivers a publisher's messages back to it) are
 recognised by node id; the copies of an order published on several channels, by its
 order number (``routing.Seen``).
+
+Gaps: when the broker reports channels subscribed again after an interruption
+(``Broker.on_gap``), what was published on them meanwhile is lost. The node gathers the
+reports of ``GAP_SETTLE`` seconds and hands each namespace's gap handler the local
+clients concerned, as targets: every client (the namespace channel), the rooms and the
+clients whose channels were cut. A client in several of them is told once.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ logger = logging.getLogger("gatewayasgi")
 
 Deliver = Callable[[Payload, Targets, Targets], int]
 """A gateway server's local fan-out."""
+OnGap = Callable[[Targets], object]
+"""Tells a namespace's local clients in ``targets`` (empty: all of them) that frames
+for them may have been lost."""
+GAP_SETTLE = 0.05
+"""Seconds a first gap report waits for the others of the same reconnection."""
 
 
 class Backplane:
@@ -62,6 +73,9 @@ class Backplane:
         self._routes: dict[str, tuple[str, Deliver]] = {}  # channel -> (namespace, deliver)
         self._delivers: dict[str, Deliver] = {}  # namespace -> deliver
         self._every_order: set[str] = set()  # namespaces routed in namespace mode
+        self._gap_handlers: dict[str, OnGap] = {}  # namespace -> its clients are told
+        self._gapped: set[str] = set()  # channels reported, not handled yet
+        self._tasks: TaskGroup | None = None
         self._live = False
         self._orders = 0
         self._seen = Seen()
@@ -82,17 +96,27 @@ class Backplane:
         """Orders received, dropped as not for this node, duplicates; channels."""
         return self.subscriptions.stats
 
-    def add(self, namespace: str, deliver: Deliver, *, every_order: bool = False) -> None:
+    def add(
+        self,
+        namespace: str,
+        deliver: Deliver,
+        *,
+        every_order: bool = False,
+        on_gap: OnGap | None = None,
+    ) -> None:
         """Route envelopes of ``namespace`` to ``deliver`` (before ``start``).
 
         ``every_order``: every node must see every order of the namespace (it keeps its
         own history of them: session recovery in process memory), so the namespace is
-        routed in namespace mode whatever ``routing`` says.
+        routed in namespace mode whatever ``routing`` says. ``on_gap``: told which local
+        clients may have missed orders (see the module docstring).
         """
         self._routes[channel_for(namespace)] = (namespace, deliver)
         self._delivers[namespace] = deliver
         if every_order:
             self._every_order.add(namespace)
+        if on_gap is not None:
+            self._gap_handlers[namespace] = on_gap
 
     def interest(self, namespace: str) -> Interest | None:
         """The watcher that turns ``namespace``'s local rooms and clients into channel
@@ -103,6 +127,8 @@ class Backplane:
 
     async def start(self, task_group: TaskGroup) -> None:
         """Start the broker in ``task_group`` and subscribe every namespace's channel."""
+        self._tasks = task_group
+        self.broker.on_gap(self._on_gap)
         await self.broker.start(self._on_message, task_group)
         for channel in self._routes:
             await self.broker.subscribe(channel)
@@ -113,6 +139,7 @@ class Backplane:
     async def close(self) -> None:
         """Stop publishing and close the broker."""
         self._live = False
+        self._tasks = None
         self.subscriptions.close()
         try:
             with anyio.move_on_after(1.0):  # goodbyes are a courtesy: never hold shutdown
@@ -168,6 +195,45 @@ class Backplane:
         elif metrics is not None:
             metrics.on_broker_publish(namespace)
 
+    def _on_gap(self, channels: list[str]) -> None:
+        """The broker subscribed ``channels`` again: tell their clients, shortly."""
+        if self._tasks is None:
+            return
+        if not self._gapped:
+            self._tasks.start_soon(self._tell_gaps)
+        self._gapped.update(channels)
+
+    async def _tell_gaps(self) -> None:
+        await anyio.sleep(GAP_SETTLE)
+        channels, self._gapped = self._gapped, set()
+        everyone: set[str] = set()
+        rooms: dict[str, list[str]] = {}
+        clients: dict[str, list[str]] = {}
+        for channel in channels:
+            route = self._routes.get(channel)
+            found = self.subscriptions.target_of(channel)
+            if route is not None:
+                everyone.add(route[0])
+            elif found is not None:
+                namespace, kind, name = found
+                (rooms if kind == "room" else clients).setdefault(namespace, []).append(name)
+            else:
+                continue  # a cluster request channel: its requests have timeouts
+            self.subscriptions.stats.gaps += 1
+        for namespace, tell in self._gap_handlers.items():
+            if namespace in everyone:
+                targets = Targets()
+            elif namespace in rooms or namespace in clients:
+                targets = Targets(
+                    tuple(rooms.get(namespace, ())), tuple(clients.get(namespace, ()))
+                )
+            else:
+                continue
+            try:
+                tell(targets)
+            except Exception:
+                logger.exception("gateway %s: telling clients of a gap failed", namespace)
+
     def _peer_count(self, namespace: str) -> int:
         """Other live nodes serving ``namespace`` (heard from within the liveness timeout)."""
         return len(self.cluster.peers.live(namespace, monotonic()))
@@ -179,11 +245,11 @@ class Backplane:
             namespace, deliver = route
             kind = "broadcast"
         else:
-            found = self.subscriptions.namespace_of(channel)
+            found = self.subscriptions.target_of(channel)
             if found is None:
                 self.cluster.on_message(channel, data)
                 return
-            namespace, kind = found
+            namespace, kind, _ = found
             deliver = self._delivers[namespace]
         try:
             envelope = unpack(data, self._max_envelope)

@@ -168,6 +168,9 @@ class RoutingStats:
     """Room and client channels unsubscribed."""
     throttled: int = 0
     """Room subscriptions that waited for the subscribe budget."""
+    gaps: int = 0
+    """Namespace, room and client channels subscribed again after an interruption (what
+    was published on them meanwhile may be lost): their local clients were told."""
 
     def snapshot(self) -> dict[str, int]:
         """The counters as a dict."""
@@ -205,6 +208,7 @@ class _Channel:
 
     namespace: str
     kind: str  # "room" or "client"
+    name: str  # the room's name, or the client's id
     throttled: bool
     refs: int = 0
     subscribed: bool = False
@@ -251,10 +255,11 @@ class Subscriptions:
         self._bucket = _Bucket(routing.subscribe_rate, routing.subscribe_burst)
         self._tasks: TaskGroup | None = None
 
-    def namespace_of(self, channel: str) -> tuple[str, str] | None:
-        """``(namespace, kind)`` of one of this node's room or client channels."""
+    def target_of(self, channel: str) -> tuple[str, str, str] | None:
+        """``(namespace, kind, name)`` of one of this node's room or client channels:
+        ``name`` is the room's name or the client's id."""
         entry = self._channels.get(channel)
-        return None if entry is None else (entry.namespace, entry.kind)
+        return None if entry is None else (entry.namespace, entry.kind, entry.name)
 
     @property
     def subscribed(self) -> int:
@@ -277,11 +282,11 @@ class Subscriptions:
         """Stop subscribing (the broker drops every subscription when it closes)."""
         self._tasks = None
 
-    def acquire(self, namespace: str, kind: str, channel: str) -> None:
-        """One more local member needs ``channel``."""
+    def acquire(self, namespace: str, kind: str, name: str, channel: str) -> None:
+        """One more local member needs ``channel`` (of room or client ``name``)."""
         entry = self._channels.get(channel)
         if entry is None:
-            entry = self._channels[channel] = _Channel(namespace, kind, kind == "room")
+            entry = self._channels[channel] = _Channel(namespace, kind, name, kind == "room")
         entry.refs += 1
         # A lingering channel is still subscribed: taking it back costs nothing.
         if entry.refs == 1 and self._lingering.pop(channel, None) is None:
@@ -384,7 +389,8 @@ class Interest:
 
     def opened(self, room: str) -> None:
         """``room`` got its first local member."""
-        self._subscriptions.acquire(self._namespace, "room", room_channel(self._namespace, room))
+        channel = room_channel(self._namespace, room)
+        self._subscriptions.acquire(self._namespace, "room", room, channel)
 
     def closed(self, room: str) -> None:
         """``room``'s last local member left."""
@@ -397,7 +403,7 @@ class Interest:
     def attached(self, client_id: str) -> None:
         """A client connected here."""
         channel = client_channel(self._namespace, client_id)
-        self._subscriptions.acquire(self._namespace, "client", channel)
+        self._subscriptions.acquire(self._namespace, "client", client_id, channel)
 
     async def attached_ready(self, client_id: str) -> None:
         """Return once the channel of a client that connected here is acknowledged."""

@@ -28,6 +28,8 @@ broker contract needs:
   again with capped exponential backoff and jitter, every channel subscribed again;
 * ``subscribe`` returns once Redis acknowledged the channel (or after the connect
   timeout), as with one Redis.
+* every channel subscribed again by a repair pass or a rebuild is reported to the gap
+  handler once acknowledged (``_reader``): what was published on it meanwhile is lost.
 
 Every master gets the credentials and TLS options the cluster client has (the first
 URL's, client certificates included). A message over ``max_wire_size`` is skipped from
@@ -282,6 +284,7 @@ class ClusterSubscriber(Reader):
                 last_heard, ping_sent_at = now, None
                 for push in pushes:
                     self._handle(link, push)
+                self._report_gaps()
             elif ping_sent_at is not None:
                 if now - ping_sent_at > interval:
                     raise TimeoutError(f"no answer to a PING in {interval} s")
@@ -360,6 +363,7 @@ class ClusterSubscriber(Reader):
         self._answered(link, _SSUBSCRIBE, channel)
         if self._route.get(channel) is link:
             self._confirmed.add(channel)
+            self._subscribed(channel)
             if channel in self._repairing:
                 self._repairing.discard(channel)
                 self.resubscribed += 1
@@ -507,6 +511,7 @@ class ClusterSubscriber(Reader):
                 continue
             self._route_to(link, channel)
             self._repairing.add(channel)
+            self._interrupted(channel)
             if link.connection is not None:
                 await self._send(link, _SSUBSCRIBE, channel)
 

@@ -6,6 +6,12 @@ it drops the connection, waits (exponential backoff with equal jitter) and start
 until ``close``. ``start`` returns after the first attempt, so an app whose Redis is
 away starts anyway (local delivery only). State changes are logged once each, never
 per attempt: connected, lost, cannot reach.
+
+Gaps: a channel whose subscription was interrupted (its connection lost; on a cluster
+also a slot that moved or a refused subscription), or that was added while no
+connection was up, may have missed messages. Once Redis acknowledges it again it is
+reported to the gap handler (``Broker.on_gap``), once, with the others acknowledged in
+the same read.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from gatewayasgi.brokers._resp import Push
+from gatewayasgi.brokers.base import GapHandler
 
 logger = logging.getLogger("gatewayasgi.brokers.redis")
 
@@ -30,7 +37,7 @@ def describe(exc: BaseException) -> str:
 class Reader:
     """A subscription set kept on Redis by a reconnecting task; messages to ``on_push``.
 
-    ``channels``, ``connected``, ``connects`` and ``disconnects`` are read by
+    ``channels``, ``connected``, ``connects``, ``disconnects`` and ``gaps`` are read by
     ``RedisBroker.stats``. Subclasses connect and read (``_connect_and_read``, which
     calls ``_on_connected`` once subscribed) and let go of the connection (``_drop``);
     ``io_errors`` are the failures that mean "Redis is away", not a bug.
@@ -60,6 +67,11 @@ class Reader:
         self.connected = False
         self.connects = 0
         self.disconnects = 0
+        self.gaps = 0
+        """Channels reported to the gap handler (subscribed again after an interruption)."""
+        self.on_gap: GapHandler | None = None
+        self._gapped: set[str] = set()  # interrupted: reported once acknowledged again
+        self._caught_up: list[str] = []  # acknowledged again, not reported yet
         self._acks: dict[str, anyio.Event] = {}
         # Scope and events are made in start(): anyio needs a running event loop for
         # them, and a broker is often built at import time (module-level app).
@@ -96,6 +108,7 @@ class Reader:
             return
         self.channels.add(channel)
         if not self._online():
+            self._gapped.add(channel)  # what was published meanwhile never arrives
             return  # subscribed on the next (re)connect
         ack = self._acks.setdefault(channel, anyio.Event())
         try:
@@ -111,6 +124,7 @@ class Reader:
         if channel not in self.channels:
             return
         self.channels.discard(channel)
+        self._gapped.discard(channel)
         waiting = self._acks.pop(channel, None)
         if waiting is not None:
             waiting.set()  # a subscribe still waiting for its ack returns now
@@ -138,6 +152,31 @@ class Reader:
     async def _drop(self) -> None:
         """Close the connection(s), then ``_forget_connection()``."""
         raise NotImplementedError
+
+    # -- gaps (what a subclass calls) ----------------------------------------------------
+
+    def _subscribed(self, channel: str) -> None:
+        """Redis acknowledged ``channel`` on a live connection."""
+        if channel in self._gapped:
+            self._gapped.discard(channel)
+            self._caught_up.append(channel)
+
+    def _interrupted(self, channel: str) -> None:
+        """``channel``'s subscription is gone until it is made again."""
+        if channel in self.channels:
+            self._gapped.add(channel)
+
+    def _report_gaps(self) -> None:
+        """Hand the channels acknowledged again since the last call to the gap handler."""
+        if not self._caught_up:
+            return
+        channels, self._caught_up = self._caught_up, []
+        self.gaps += len(channels)
+        if self.on_gap is not None and not self._closed:
+            try:
+                self.on_gap(channels)
+            except Exception:  # the handler's bug must not stop the reader
+                logger.exception("redis broker: the gap handler failed")
 
     # -- the task --------------------------------------------------------------------------
 
@@ -202,10 +241,12 @@ class Reader:
             logger.debug("redis broker: reconnect failed: %s", describe(exc))
 
     def _forget_connection(self) -> None:
-        """The connection is gone: count it, and wake whoever waits for an ack on it."""
+        """The connection is gone: count it, and wake whoever waits for an ack on it.
+        Every channel's subscription went with it."""
         if self.connected and not self._closed:
             self.connected = False
             self.disconnects += 1
+        self._gapped |= self.channels
         for event in self._acks.values():
             event.set()  # nobody waits for an ack from a dead connection
         self._acks.clear()

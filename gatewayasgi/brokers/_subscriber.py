@@ -117,6 +117,7 @@ class Subscriber(Reader):
                 last_heard, ping_sent_at = now, None
                 for push in pushes:
                     self._handle(push)
+                self._report_gaps()
             elif ping_sent_at is not None:
                 if now - ping_sent_at > interval:
                     raise TimeoutError(f"no answer to a PING in {interval} s")
@@ -127,7 +128,10 @@ class Subscriber(Reader):
     def _handle(self, push: Push) -> None:
         if isinstance(push, SubscriptionAck):
             if push.kind == "subscribe":
-                event = self._acks.pop(push.channel.decode(errors="replace"), None)
+                channel = push.channel.decode(errors="replace")
+                if channel in self.channels:
+                    self._subscribed(channel)
+                event = self._acks.pop(channel, None)
                 if event is not None:
                     event.set()
         elif isinstance(push, Reply):

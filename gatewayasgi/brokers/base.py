@@ -14,6 +14,12 @@ memory broker does not); the runtime drops its own echoes by node id either way.
 Failures: ``publish`` must not raise into callers because a peer is unreachable; it
 logs, counts and drops, and returns ``False`` so the runtime can count the failure too
 (delivery across the backplane is at-most-once).
+
+Gaps: a broker whose subscriptions can be interrupted (a lost connection, a slot that
+moved) reports each channel once it is subscribed again, through the handler given to
+``on_gap``: messages published on it meanwhile may never have arrived. The runtime tells
+the clients those channels served (``$gap``). A broker that never loses a subscribed
+message (the memory broker) reports nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from gatewayasgi.stores.base import EmissionLog, SessionStore
 
 MessageHandler = Callable[[str, bytes], None]
+GapHandler = Callable[[list[str]], None]
+"""Called with channels subscribed again after an interruption; never blocks or raises."""
 
 
 class Broker(ABC):
@@ -58,6 +66,12 @@ class Broker(ABC):
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving messages published on ``channel``."""
+
+    def on_gap(self, handler: GapHandler) -> None:
+        """Report channels that may have missed messages to ``handler`` (before
+        ``start``). The default reports nothing: this broker never loses a subscribed
+        message."""
+        del handler  # nothing to report
 
     # -- session recovery (optional) ----------------------------------------------------
 

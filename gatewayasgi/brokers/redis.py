@@ -45,7 +45,7 @@ from gatewayasgi.brokers._pubsub import parse_url
 from gatewayasgi.brokers._reader import describe
 from gatewayasgi.brokers._resp import Message, OversizeMessage, Push
 from gatewayasgi.brokers._subscriber import Subscriber
-from gatewayasgi.brokers.base import Broker, MessageHandler
+from gatewayasgi.brokers.base import Broker, GapHandler, MessageHandler
 from gatewayasgi.brokers.signing import OVERHEAD, Secret, Signer, looks_signed
 from gatewayasgi.stores.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAME_BYTES, EmissionLog
 
@@ -88,6 +88,9 @@ class RedisBrokerStats:
     """Successful subscriber connections, the first one included."""
     disconnects: int = 0
     """Subscriber connections lost after they were up."""
+    gaps: int = 0
+    """Channels subscribed again after an interruption (what was published on them
+    meanwhile may be lost), reported to the gap handler."""
     published: int = 0
     """Messages handed to Redis by ``publish``."""
     publish_failures: int = 0
@@ -235,12 +238,17 @@ class RedisBroker(Broker):
             connected=sub.connected,
             connects=sub.connects,
             disconnects=sub.disconnects,
+            gaps=sub.gaps,
         )
 
     @property
     def connected(self) -> bool:
         """Whether the subscriber connection is up right now."""
         return self._subscriber.connected
+
+    def on_gap(self, handler: GapHandler) -> None:
+        """Report channels subscribed again after an interruption to ``handler``."""
+        self._subscriber.on_gap = handler
 
     async def start(self, on_message: MessageHandler, task_group: TaskGroup) -> None:
         """Start the subscriber task in ``task_group``; return after its first attempt.

@@ -32,7 +32,13 @@ from gatewayasgi.client.errors import (
     GatewayClientError,
     NotConnected,
 )
-from gatewayasgi.client.frames import ATTACH_EVENT, CANCEL_EVENT, SESSION_EVENT, Message
+from gatewayasgi.client.frames import (
+    ATTACH_EVENT,
+    CANCEL_EVENT,
+    GAP_EVENT,
+    SESSION_EVENT,
+    Message,
+)
 from gatewayasgi.client.handshake import HeadersSource, is_terminal_close
 from gatewayasgi.client.inbox import Inbox
 from gatewayasgi.client.recovery import Session, SessionRecovery
@@ -125,6 +131,8 @@ class GatewayClient:
         self._streams: dict[int, Stream] = {}
         self._inbox = Inbox(receive_buffer)
         self._dispatch = Dispatcher(max_handler_tasks, codec)
+        self.gaps = 0
+        """``$gap`` frames received: times events for this client may have been lost."""
         self._state: State = "idle"
         self._link: _Link | None = None
         self._generation = 0
@@ -171,7 +179,7 @@ class GatewayClient:
     @property
     def session_reason(self) -> str | None:
         """Why the latest resume failed or frames may have been lost (``"expired"``,
-        ``"trimmed"``, ``"epoch"``, ``"invalid"``), ``None`` when nothing was."""
+        ``"trimmed"``, ``"epoch"``, ``"invalid"``, ``"backplane"``), ``None`` when nothing was."""
         session = self._recovery.session
         return None if session is None else session.reason
 
@@ -220,6 +228,14 @@ class GatewayClient:
     ) -> Callable[[ConnectionClosed], Any]:
         """``callback(closed)`` when an open connection closes (``closed.terminal``: for good)."""
         self._dispatch.lifecycle["disconnect"].append(callback)
+        return callback
+
+    def on_gap(self, callback: Callable[[str], Any]) -> Callable[[str], Any]:
+        """``callback(reason)`` when the server says events for this client may have been
+        lost on the way between its workers (``$gap``, reason ``"backplane"``): a broker
+        connection was cut. Sent to gateways without recovery; refetch what the events
+        would have told (recovery replays them instead)."""
+        self._dispatch.lifecycle["gap"].append(callback)
         return callback
 
     def on_session(self, callback: Callable[[Session], Any]) -> Callable[[Session], Any]:
@@ -482,6 +498,9 @@ class GatewayClient:
         if frame.event == SESSION_EVENT:
             self._take_session(frame.data)
             return
+        if frame.event == GAP_EVENT:
+            self._take_gap(frame.data)
+            return
         self._recovery.observe(frame)
         if frame.ack is not None:
             await self._dispatch.answer(link.ws, frame, frame.ack, lambda: self._link is link)
@@ -510,6 +529,13 @@ class GatewayClient:
                 if stream.lasting:
                     stream.fail(closed)
         self._dispatch.fire("session", session)
+
+    def _take_gap(self, data: Any) -> None:
+        reason = data.get("reason") if isinstance(data, dict) else None
+        reason = reason if isinstance(reason, str) else "unknown"
+        self.gaps += 1
+        logger.info("the server says frames for this client may have been lost (%s)", reason)
+        self._dispatch.fire("gap", reason)
 
     async def _retry(self, *, first_delay: bool) -> _Link | None:
         """Attempts until one connects (its link) or the client is closed (``None``): after

@@ -25,7 +25,7 @@ from gatewayasgi.client.frames import InboundFrame
 
 logger = logging.getLogger("gatewayasgi.client")
 
-LifecycleEvent = Literal["connect", "disconnect", "session"]
+LifecycleEvent = Literal["connect", "disconnect", "session", "gap"]
 
 
 class Dispatcher:
@@ -40,6 +40,7 @@ class Dispatcher:
             "connect": [],
             "disconnect": [],
             "session": [],
+            "gap": [],
         }
         self._slots = asyncio.Semaphore(max_tasks)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -17,6 +17,9 @@ import orjson
 ERROR_EVENT = "error"
 ACK_EVENT = "$ack"
 SESSION_EVENT = "$session"
+GAP_EVENT = "$gap"
+"""Frames for this client may have been lost between the server's workers:
+``{"event": "$gap", "data": {"reason": "backplane"}}``."""
 ATTACH_EVENT = "$attach"
 """Re-attaches to a keyed stream (``key``, after sequence ``after``)."""
 CANCEL_EVENT = "$cancel"

@@ -49,6 +49,10 @@ STREAM_KEY_IN_USE = "A stream with this key is running already"
 STREAM_TRIMMED = "The stream's items from that position are no longer kept"
 ACK_EVENT = "$ack"
 """The event of a client's answer to a server -> client call (``runtime.calls``)."""
+GAP_EVENT = "$gap"
+"""The server's frame telling a client that frames for it may have been lost on the way
+between workers: ``{"event": "$gap", "data": {"reason": "backplane"}}``."""
+GAP_BACKPLANE = {"reason": "backplane"}
 
 
 class Frame(NamedTuple):

@@ -683,6 +683,17 @@ class SessionKeeper:
         stamped = self.protocol.with_offset(text, log.format_offset(offset))
         return self.server.deliver_local(stamped, targets, exclude, offset)
 
+    def remote_gap(self, _targets: Targets) -> None:
+        """Frames other processes emitted may not have arrived (a backplane gap): this
+        process's history has a hole. It is marked (no resume replays across it: such a
+        resume is ``trimmed``), and every connected client is told (``$session`` with
+        reason ``"backplane"``). The hole is in every client's history, whatever
+        ``_targets`` says: a history in memory holds the whole gateway's frames."""
+        log = self.log
+        assert isinstance(log, MemoryLog)
+        log.lost()
+        self.reset(log.epoch, "backplane")
+
     def deliver_unlogged(self, frame: Payload, targets: Targets, exclude: Targets) -> int:
         """A frame that came over pub/sub to a gateway whose history carries its frames:
         an ``Emitter`` without ``recovery``. Delivered as it is (no offset, not replayed)."""

@@ -16,6 +16,7 @@ from gatewayasgi._types import JSONValue, Message
 from gatewayasgi.exceptions import WsException
 from gatewayasgi.instrumentation import Instrumentation
 from gatewayasgi.protocol.base import Payload, WireProtocol
+from gatewayasgi.protocol.codec import GAP_BACKPLANE, GAP_EVENT
 from gatewayasgi.protocol.targets import NOBODY, Targets, is_client_id, merge
 from gatewayasgi.runtime.connection import Connection
 from gatewayasgi.runtime.delivery import Delivery, Emission
@@ -316,6 +317,26 @@ class WebSocketServer:
         for room in exclude.rooms:
             skipped.update(members(room))
         return [client_id for client_id in ids if client_id not in skipped]
+
+    def tell_gap(self, targets: Targets) -> int:
+        """Tell the local clients in ``targets`` (empty: every one) that frames for them
+        may have been lost between workers (``$gap``); never waits. Returns how many."""
+        frames: dict[WireProtocol, tuple[Message, int]] = {}
+        count = 0
+        for client_id in self._recipients(targets, NOBODY):
+            client = self.clients.get(client_id)
+            if client is None:
+                continue
+            found = frames.get(client.protocol)
+            if found is None:
+                payload = client.protocol.encode_emit(GAP_EVENT, GAP_BACKPLANE)
+                found = frames[client.protocol] = (
+                    WireProtocol.message(payload),
+                    frame_cost(payload),
+                )
+            if client.outbox.put_nowait(*found):
+                count += 1
+        return count
 
     def deliver_local(
         self,

@@ -13,7 +13,7 @@ import uuid
 from collections import deque
 from itertools import islice
 
-from gatewayasgi.protocol.targets import Targets
+from gatewayasgi.protocol.targets import NOBODY, Targets
 from gatewayasgi.stores.base import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FRAME_BYTES,
@@ -59,6 +59,7 @@ class MemoryLog(EmissionLog):
         self._entries: deque[tuple[float, int, Entry]] = deque()
         self._bytes = 0
         self._last = 0
+        self._hole = 0  # the offset of the newest hole (``lost``)
 
     def format_offset(self, offset: int) -> str:
         return str(offset)
@@ -104,9 +105,17 @@ class MemoryLog(EmissionLog):
         while entries and entries[0][0] < oldest:
             self._bytes -= entries.popleft()[1]
 
+    def lost(self) -> int:
+        """Mark a hole here (frames of other processes that never arrived): a marker for
+        everyone, and no replay from before it (``trimmed``). Its offset."""
+        self._hole = self.stamp("", NOBODY, NOBODY)
+        return self._hole
+
     async def replay(self, after: int, limit: int) -> list[Entry]:
         if after > self._last:
             raise HistoryGap("invalid")
+        if after < self._hole:
+            raise HistoryGap("trimmed")
         self._trim(time.monotonic())
         entries = self._entries
         first = entries[0][2].offset if entries else self._last + 1

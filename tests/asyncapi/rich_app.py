@@ -21,6 +21,7 @@ from gatewayasgi import (
     UseGuards,
     WebSocketGateway,
 )
+from gatewayasgi.brokers import RedisBroker
 
 
 class Point(BaseModel):
@@ -119,3 +120,7 @@ class LobbyGateway:
 
 app = GatewayMiddleware(gateways=[BoardGateway, LobbyGateway], asyncapi_url="/asyncapi.json")
 single = GatewayMiddleware(gateways=[LobbyGateway])
+# Behind a broker (never started here): the gateway without recovery tells of lost frames.
+brokered = GatewayMiddleware(
+    gateways=[BoardGateway, LobbyGateway], broker=RedisBroker("redis://127.0.0.1:1/0")
+)

@@ -104,6 +104,17 @@ def test_send_operations_for_emits_errors_and_sessions(document: dict[str, Any])
     assert document["components"]["messages"]["gatewayasgi.session"]["name"] == "$session"
 
 
+def test_a_gateway_without_recovery_behind_a_broker_sends_gap() -> None:
+    document = asyncapi_document(rich_app.brokered)
+    sent = sorted(key for key, op in document["operations"].items() if op["action"] == "send")
+    assert "LobbyGateway.send.gap" in sent
+    assert "BoardGateway.send.gap" not in sent  # with recovery: replayed, not told
+    gap = document["components"]["messages"]["gatewayasgi.gap"]
+    assert gap["name"] == "$gap"
+    assert gap["payload"]["properties"]["event"]["const"] == "$gap"
+    assert "gatewayasgi.gap" not in asyncapi_document(rich_app.app)["components"]["messages"]
+
+
 def test_the_document_is_deterministic() -> None:
     first = json.dumps(asyncapi_document(rich_app.app))
     assert json.dumps(asyncapi_document(rich_app.app)) == first
@@ -180,6 +191,7 @@ def test_documents_pass_the_asyncapi_parser(node_tools: Path, tmp_path: Path) ->
     """Every example's document and the rich app's pass @asyncapi/parser with no error."""
     files = []
     targets = [f"{name}:app" for name in EXAMPLES] + ["tests.asyncapi.rich_app:app"]
+    targets += ["tests.asyncapi.rich_app:brokered"]
     for target in targets:
         path = tmp_path / (target.replace(":", "-") + ".json")
         path.write_text(json.dumps(asyncapi_document(load_middleware(target))))

@@ -23,7 +23,8 @@ from typing import Any
 import anyio
 import pytest
 
-from gatewayasgi.backplane.envelope import Envelope, pack
+from gatewayasgi.backplane.envelope import Envelope, channel_for, pack
+from gatewayasgi.backplane.routing import client_channel, room_channel
 from gatewayasgi.emitter import RedisEmitter
 from gatewayasgi.protocol.json import JSON
 from tests.cluster.nodes import Peer, eventually, peers
@@ -99,6 +100,11 @@ async def warm_up(sender: Peer, receivers: list[Peer], room: str) -> None:
     await anyio.sleep(QUIET)
     for peer in [sender, *receivers]:
         peer.pushes.clear()
+
+
+def gaps(peer: Peer) -> list[Any]:
+    """The data of each ``$gap`` frame ``peer`` received."""
+    return [frame["data"] for frame in peer.pushes if frame["event"] == "$gap"]
 
 
 def texts(peer: Peer, event: str) -> list[str]:
@@ -252,6 +258,50 @@ def shard_channels(redis: RedisCluster, needle: str) -> list[str]:
     return sorted(found)
 
 
+async def test_a_cut_shard_connection_tells_only_the_clients_it_served(
+    workers: Workers,
+) -> None:
+    """Redis closes both workers' connections to one master (``CLIENT KILL TYPE pubsub``
+    there): what was published on that master's channels meanwhile is lost. Once they
+    are subscribed again, worker A tells its client in a room whose channel lives there
+    (``$gap``), and not its client whose channels (room, own id, the namespace's) all
+    live on other masters. Then delivery to the room works again."""
+    redis = workers.redis
+    a, b = workers.url(workers.a, "/scale"), workers.url(workers.b, "/scale")
+    async with peers(a, a, b) as (cut, spared, sender):
+        safe = {redis.master_of(channel_for("/scale")).port}
+        safe.add(redis.master_of(client_channel("/scale", spared.id)).port)
+        victim = next(node.port for node in redis.masters() if node.port not in safe)
+
+        def room_on_victim(wanted: bool) -> str:
+            for n in itertools.count():
+                room = f"gap-{n}"
+                if (redis.master_of(room_channel("/scale", room)).port == victim) == wanted:
+                    return room
+            raise AssertionError("unreachable")
+
+        cut_room, spared_room = room_on_victim(True), room_on_victim(False)
+        await cut.request("join", {"room": cut_room})
+        await spared.request("join", {"room": spared_room})
+        await warm_up(sender, [cut], cut_room)
+        await warm_up(sender, [spared], spared_room)
+
+        killed = await anyio.to_thread.run_sync(
+            redis.server(victim).command, "CLIENT", "KILL", "TYPE", "pubsub"
+        )
+        assert isinstance(killed, int) and killed >= 2, killed  # A's and B's
+        await cut.until(lambda: bool(gaps(cut)), WAIT)
+        await anyio.sleep(2 * QUIET)  # a second $gap, or one to the spared client
+        assert gaps(cut) == [{"reason": "backplane"}]
+        assert gaps(spared) == []
+
+        # The $gap came once the channel was subscribed again: delivery works.
+        await sender.request("room", {"room": cut_room, "text": "after"})
+        await once_each([(cut, "room")], "after")
+        await sender.request("room", {"room": spared_room, "text": "spared"})
+        await once_each([(spared, "room")], "spared")
+
+
 # -- the cluster upset in the middle of traffic -------------------------------------------
 
 
@@ -265,6 +315,7 @@ class Traffic:
     sent: list[tuple[int, float]]
     received: list[tuple[int, float]]
     sessions: list[dict[str, Any]]
+    gaps: list[Any]
 
 
 async def run_traffic(workers: Workers, upset: Any, *, after: float = 3.0) -> Traffic:
@@ -275,7 +326,7 @@ async def run_traffic(workers: Workers, upset: Any, *, after: float = 3.0) -> Tr
         await member.open()
         await sender.open()
     await member.request("join", "r")
-    traffic = Traffic(member, sender, [], [], [])
+    traffic = Traffic(member, sender, [], [], [], [])
 
     async def warm() -> bool:
         await sender.request("say", {"room": "r", "n": -1})
@@ -304,6 +355,8 @@ async def run_traffic(workers: Workers, upset: Any, *, after: float = 3.0) -> Tr
             frame = await member.recv_raw()
             if frame["event"] == "$session":
                 traffic.sessions.append(frame["data"])
+            elif frame["event"] == "$gap":
+                traffic.gaps.append(frame["data"])
             elif frame["event"] == "said":
                 traffic.received.append((frame["data"], time.monotonic()))
 
@@ -326,6 +379,8 @@ async def run_traffic(workers: Workers, upset: Any, *, after: float = 3.0) -> Tr
             frame = await member.recv_raw()
             if frame["event"] == "$session":
                 traffic.sessions.append(frame["data"])
+            elif frame["event"] == "$gap":
+                traffic.gaps.append(frame["data"])
             elif frame["event"] == "said":
                 traffic.received.append((frame["data"], time.monotonic()))
     await member.ws.close()
@@ -351,6 +406,8 @@ async def test_a_master_killed_mid_traffic_fails_over_and_traffic_resumes(
     try:
         numbers = [n for n, _ in traffic.received]
         assert all(x < y for x, y in itertools.pairwise(numbers)), "out of order"
+        # A gateway whose history is in Redis catches up from it: nothing to tell.
+        assert traffic.gaps == []
         first_after = next(
             at for n, at in traffic.received if n > 0 and _sent_at(traffic, n) > marks["kill"]
         )

@@ -11,6 +11,7 @@ import pytest
 
 from gatewayasgi import GatewayMiddleware
 from gatewayasgi.backplane.envelope import Envelope, EnvelopeError, channel_for, pack, unpack
+from gatewayasgi.backplane.node import GAP_SETTLE, Backplane
 from gatewayasgi.backplane.routing import (
     Routing,
     Seen,
@@ -103,6 +104,48 @@ class Recorder(MemoryBroker):
         await super().unsubscribe(channel)
 
 
+class Gappy(Recorder):
+    """A recorder whose test reports gaps as a broker would after a reconnect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: Any = None
+
+    def on_gap(self, handler: Any) -> None:
+        self.report = handler
+
+
+async def test_gaps_tell_each_namespace_its_clients_concerned_once() -> None:
+    """Channels the broker subscribed again become, per namespace, the targets of one
+    ``$gap``: the namespace channel is everyone; room and client channels, those rooms
+    and clients; reports within ``GAP_SETTLE`` are one; unknown channels are ignored."""
+    broker = Gappy()
+    backplane = Backplane(broker, max_envelope_size=65536)
+    told: dict[str, list[Targets]] = {"/a": [], "/b": []}
+    for namespace, tell in told.items():
+        backplane.add(namespace, lambda *_: 0, on_gap=tell.append)
+    client = new_client_id()
+    async with anyio.create_task_group() as tg:
+        await backplane.start(tg)
+        interest = backplane.interest("/a")
+        assert interest is not None
+        interest.opened("r1")
+        interest.opened("r2")
+        interest.attached(client)
+        await interest.ready("r2")
+        broker.report([room_channel("/a", "r1"), "gatewayasgi:node:unknown"])
+        broker.report([client_channel("/a", client)])
+        await wait_for(lambda: told["/a"])
+        await anyio.sleep(2 * GAP_SETTLE)
+        assert told == {"/a": [Targets(("r1",), (client,))], "/b": []}
+        broker.report([channel_for("/b"), room_channel("/a", "r2")])
+        await wait_for(lambda: told["/b"])
+        assert told == {"/a": [Targets(("r1",), (client,)), Targets(("r2",))], "/b": [Targets()]}
+        assert backplane.stats.gaps == 4
+        await backplane.close()
+        tg.cancel_scope.cancel()
+
+
 async def wait_for(predicate: object, within: float = WAIT) -> None:
     with anyio.fail_after(within):
         while not predicate():  # type: ignore[operator]
@@ -116,15 +159,15 @@ async def test_linger_keeps_a_channel_for_a_rejoin_then_unsubscribes() -> None:
         await subscriptions.start(tg)
         channel = room_channel("/n", "r")
         for _ in range(100):  # join, ready, leave: one subscribe in all
-            subscriptions.acquire("/n", "room", channel)
+            subscriptions.acquire("/n", "room", "r", channel)
             await subscriptions.ready(channel)
             subscriptions.release(channel)
         assert broker.calls == [("subscribe", channel)]
         assert subscriptions.lingering == 1 and subscriptions.subscribed == 1
-        assert subscriptions.namespace_of(channel) == ("/n", "room")
+        assert subscriptions.target_of(channel) == ("/n", "room", "r")
         await wait_for(lambda: subscriptions.subscribed == 0)
         assert broker.calls == [("subscribe", channel), ("unsubscribe", channel)]
-        assert subscriptions.namespace_of(channel) is None
+        assert subscriptions.target_of(channel) is None
         assert subscriptions.stats.subscribes == subscriptions.stats.unsubscribes == 1
         subscriptions.close()
         tg.cancel_scope.cancel()
@@ -137,11 +180,12 @@ async def test_the_bucket_paces_new_room_subscriptions_not_client_ones() -> None
         await subscriptions.start(tg)
         began = time.monotonic()
         for _ in range(10):
-            subscriptions.acquire("/n", "client", client_channel("/n", new_client_id()))
+            client = new_client_id()
+            subscriptions.acquire("/n", "client", client, client_channel("/n", client))
         assert time.monotonic() - began < 0.05
         for n in range(25):
             channel = room_channel("/n", f"r{n}")
-            subscriptions.acquire("/n", "room", channel)
+            subscriptions.acquire("/n", "room", f"r{n}", channel)
             await subscriptions.ready(channel)
         assert time.monotonic() - began >= 0.15  # 20 past the burst, at 100 a second
         assert subscriptions.stats.throttled >= 15
@@ -157,7 +201,7 @@ async def test_max_lingering_unsubscribes_the_oldest_first() -> None:
         await subscriptions.start(tg)
         channels = [room_channel("/n", f"r{n}") for n in range(3)]
         for channel in channels:
-            subscriptions.acquire("/n", "room", channel)
+            subscriptions.acquire("/n", "room", "r", channel)
             await subscriptions.ready(channel)
         for channel in channels:
             subscriptions.release(channel)
@@ -173,17 +217,17 @@ async def test_a_join_during_an_unsubscribe_subscribes_again() -> None:
     async with anyio.create_task_group() as tg:
         await subscriptions.start(tg)
         channel = room_channel("/n", "r")
-        subscriptions.acquire("/n", "room", channel)
+        subscriptions.acquire("/n", "room", "r", channel)
         await subscriptions.ready(channel)
         subscriptions.release(channel)
-        subscriptions.acquire("/n", "room", channel)  # before the unsubscribe started
+        subscriptions.acquire("/n", "room", "r", channel)  # before the unsubscribe started
         await subscriptions.ready(channel)
         await anyio.sleep(0.05)
         assert [call for call, _ in broker.calls] == ["subscribe"]
         broker.delay = 0.2
         subscriptions.release(channel)  # no linger: unsubscribes now...
         await wait_for(lambda: len(broker.calls) == 2)
-        subscriptions.acquire("/n", "room", channel)  # ...and a join comes meanwhile
+        subscriptions.acquire("/n", "room", "r", channel)  # ...and a join comes meanwhile
         assert subscriptions.subscribed == 0
         await subscriptions.ready(channel)  # waits for the subscription after it
         assert [call for call, _ in broker.calls] == ["subscribe", "unsubscribe", "subscribe"]

@@ -28,8 +28,10 @@ import {
   ATTACH_EVENT,
   CANCEL_EVENT,
   ERROR_EVENT,
+  GAP_EVENT,
   type InboundFrame,
   errorData,
+  gapReason,
 } from "./frames.js";
 import { Lifecycle, type Listener, ListenerRegistry, callSafely, toError } from "./listeners.js";
 import { type SessionRecovery, SessionTracker } from "./recovery.js";
@@ -122,6 +124,8 @@ export class GatewayClient<
   private waiters: Waiter[] = [];
   /** Session recovery's bookkeeping (see recovery.ts). */
   private readonly recovery: SessionRecovery;
+  /** `$gap` frames received (see `gaps`). */
+  private gapCount = 0;
 
   constructor(url: string | { readonly href: string }, options: GatewayClientOptions = {}) {
     this.url = typeof url === "string" ? url : url.href;
@@ -169,6 +173,14 @@ export class GatewayClient<
    */
   get id(): string | undefined {
     return this.recovery.id;
+  }
+
+  /**
+   * How many `$gap` frames the server sent: times frames for this client may have been lost on
+   * the way between its workers (each one is also a `gap` lifecycle event). Never reset.
+   */
+  get gaps(): number {
+    return this.gapCount;
   }
 
   /** Frames emitted while offline, waiting to be sent on connect. */
@@ -650,6 +662,12 @@ export class GatewayClient<
     if (this.currentState === "connecting") {
       this.opened(socket);
       if (this.socket !== socket) return; // a `connect` listener closed the client
+    }
+    if (frame.event === GAP_EVENT) {
+      // Taken, never dispatched: `on("$gap")` and `onAny` listeners never see it.
+      this.gapCount += 1;
+      this.lifecycle.emit("gap", { reason: gapReason(frame.data) });
+      return;
     }
     if (frame.ack !== undefined) {
       this.answer(socket, frame, frame.ack);

@@ -36,6 +36,11 @@ export const ACK_EVENT = "$ack";
 export const CANCEL_EVENT = "$cancel";
 /** Re-attaches to a keyed stream: `{"event": "$attach", "key", "after", "id"}`. */
 export const ATTACH_EVENT = "$attach";
+/**
+ * The server's word that frames for this client may have been lost on the way between its
+ * workers: `{"event": "$gap", "data": {"reason": "backplane"}}` (gateways without recovery).
+ */
+export const GAP_EVENT = "$gap";
 
 const decoder = new TextDecoder();
 
@@ -120,6 +125,13 @@ export function encodeAckResult(ack: number, result: unknown): string {
 /** The answer to a server call whose handler threw or does not exist. Only the message leaves. */
 export function encodeAckError(ack: number, message: string): string {
   return JSON.stringify({ event: ACK_EVENT, id: ack, error: { message } });
+}
+
+/** The reason in a `$gap` frame's data: `"unknown"` when it names no string one. */
+export function gapReason(data: unknown): string {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return "unknown";
+  const reason = (data as Record<string, unknown>).reason;
+  return typeof reason === "string" ? reason : "unknown";
 }
 
 /** Normalise a server error frame's data so `message` is always a string. */

@@ -224,6 +224,13 @@ export interface LifecycleEvents {
    * session (id, rooms) goes on, but frames may be missing. Resync the app.
    */
   recovery_failed: { id: string; reason: RecoveryReason | null };
+  /**
+   * The server's `$gap` frame: frames for this client may have been lost on the way between its
+   * workers (`reason` `"backplane"`: a broker connection was cut, and is back; `"unknown"` when the
+   * frame names none). Sent by gateways without recovery (with recovery the missed frames are
+   * replayed instead); the connection stays open. Refetch what the lost events would have told.
+   */
+  gap: { reason: string };
   /** An open connection closed. `error` is what pending acks were rejected with. */
   disconnect: { code: number; reason: string; willReconnect: boolean; error: DisconnectedError };
   /** An attempt failed before the socket opened (refused handshake, timeout, auth function threw). */

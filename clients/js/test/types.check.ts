@@ -146,6 +146,14 @@ client.lifecycle.on("recovery_failed", ({ id, reason }) => {
   assertType<[string, RecoveryReason | null]>([id, reason]);
 });
 const reason: RecoveryReason = "epoch";
+// Frames lost between the server's workers (gateways without recovery): `$gap`.
+client.lifecycle.on("gap", ({ reason }) => assertType<string>(reason));
+const gap: LifecycleEvents["gap"] = { reason: "backplane" };
+const gaps: number = client.gaps;
+// @ts-expect-error gaps is read-only
+client.gaps = 0;
+// @ts-expect-error the reason is a string
+client.lifecycle.on("gap", ({ reason }: { reason: number }) => reason);
 new GatewayClient("ws://localhost/ws", { recover: false });
 // @ts-expect-error recover is a boolean
 new GatewayClient("ws://localhost/ws", { recover: "yes" });
@@ -164,3 +172,5 @@ void state;
 void connect;
 void id;
 void reason;
+void gap;
+void gaps;

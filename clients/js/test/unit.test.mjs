@@ -492,6 +492,60 @@ describe("server events and calls", () => {
   });
 });
 
+describe("$gap frames (frames lost between the server's workers)", () => {
+  it("takes $gap: the gap event with its reason, counted in gaps, never dispatched", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const events = [];
+    gateway.lifecycle.on("gap", (event) => events.push(["gap", event]));
+    gateway.lifecycle.on("error", ({ error }) => events.push(["error", error.message]));
+    gateway.on("$gap", (data) => events.push(["on", data]));
+    gateway.onAny((event, data) => events.push(["any", event, data]));
+    assert.equal(gateway.gaps, 0);
+    socket.receive({ event: "$gap", data: { reason: "backplane" } });
+    socket.receive({ event: "said", data: 1 });
+    assert.deepEqual(events, [
+      ["gap", { reason: "backplane" }],
+      ["any", "said", 1],
+    ]);
+    assert.equal(gateway.gaps, 1);
+    assert.equal(gateway.connected, true);
+    assert.deepEqual(socket.sent, []);
+    gateway.close();
+  });
+
+  it("a $gap without a string reason gives \"unknown\"; gaps outlive a reconnection", async () => {
+    const gateway = client();
+    const socket = await connected(gateway);
+    const reasons = [];
+    gateway.lifecycle.on("gap", ({ reason }) => reasons.push(reason));
+    gateway.onAny((event) => reasons.push(`any ${event}`));
+    socket.receive({ event: "$gap" });
+    socket.receive({ event: "$gap", data: null });
+    socket.receive({ event: "$gap", data: {} });
+    socket.receive({ event: "$gap", data: { reason: 7 } });
+    socket.receive({ event: "$gap", data: "backplane" });
+    socket.receive({ event: "$gap", data: ["backplane"] });
+    socket.receive({ event: "$gap", data: { reason: "backplane" }, ack: 1 }); // no call either
+    assert.deepEqual(reasons, [...Array(6).fill("unknown"), "backplane"]);
+    assert.equal(gateway.gaps, 7);
+    assert.deepEqual(socket.sent, []);
+    const reconnected = nextLifecycle(gateway, "connect", 1000);
+    socket.drop(1006, "");
+    await withTimeout(
+      (async () => {
+        while (FakeSocket.last() === socket) await tick();
+      })(),
+      1000,
+      "reconnection socket",
+    );
+    FakeSocket.last().open();
+    await reconnected;
+    assert.equal(gateway.gaps, 7);
+    gateway.close();
+  });
+});
+
 describe("session recovery bookkeeping", () => {
   const ID = `c_${"a".repeat(32)}`;
   const TOKEN = "T".repeat(40) + "_-x";
