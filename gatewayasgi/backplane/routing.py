@@ -170,7 +170,8 @@ class RoutingStats:
     """Room subscriptions that waited for the subscribe budget."""
     gaps: int = 0
     """Namespace, room and client channels subscribed again after an interruption (what
-    was published on them meanwhile may be lost): their local clients were told."""
+    was published on them meanwhile may be lost); the local clients they served on
+    gateways without recovery were told (``$gap``)."""
 
     def snapshot(self) -> dict[str, int]:
         """The counters as a dict."""
