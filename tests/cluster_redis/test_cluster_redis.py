@@ -286,6 +286,16 @@ async def test_a_cut_shard_connection_tells_only_the_clients_it_served(
         await warm_up(sender, [cut], cut_room)
         await warm_up(sender, [spared], spared_room)
 
+        async def both_workers_connected() -> bool:
+            # Each worker holds a connection to every master; one may be reconnecting
+            # (a loaded machine, an earlier test's failover): cut both at once.
+            reply = await anyio.to_thread.run_sync(
+                redis.server(victim).command, "CLIENT", "LIST", "TYPE", "pubsub"
+            )
+            assert isinstance(reply, bytes), reply
+            return len(reply.splitlines()) >= 2
+
+        await eventually(both_workers_connected, WAIT)
         killed = await anyio.to_thread.run_sync(
             redis.server(victim).command, "CLIENT", "KILL", "TYPE", "pubsub"
         )
