@@ -176,6 +176,7 @@ async def every_channel_delivers(
     return anyio.current_time() - began
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_subscriptions_come_back_by_themselves_after_a_failover(
     redis_cluster: RedisCluster,
 ) -> None:
@@ -204,6 +205,7 @@ async def test_subscriptions_come_back_by_themselves_after_a_failover(
             await anyio.to_thread.run_sync(redis_cluster.revive, killed)
 
 
+@pytest.mark.timeout(180)  # a reshard may take a minute on a loaded machine
 async def test_subscriptions_follow_their_slots_when_they_are_resharded(
     redis_cluster: RedisCluster,
 ) -> None:
@@ -321,6 +323,7 @@ async def test_each_master_is_heard_at_once_while_another_is_busy(
         assert median < 0.1, latencies
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_a_master_restarted_and_then_the_whole_cluster_down_mid_run(
     tmp_path: Path,
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from redis.crc import key_slot
 
 from gatewayasgi.backplane.envelope import Envelope, channel_for, pack
 from gatewayasgi.backplane.routing import client_channel, room_channel
@@ -261,7 +262,7 @@ def shard_channels(redis: RedisCluster, needle: str) -> list[str]:
 async def test_a_cut_shard_connection_tells_only_the_clients_it_served(
     workers: Workers,
 ) -> None:
-    """Redis closes both workers' connections to one master (``CLIENT KILL TYPE pubsub``
+    """Redis closes the workers' connections to one master (``CLIENT KILL TYPE pubsub``
     there): what was published on that master's channels meanwhile is lost. Once they
     are subscribed again, worker A tells its client in a room whose channel lives there
     (``$gap``), and not its client whose channels (room, own id, the namespace's) all
@@ -269,14 +270,24 @@ async def test_a_cut_shard_connection_tells_only_the_clients_it_served(
     redis = workers.redis
     a, b = workers.url(workers.a, "/scale"), workers.url(workers.b, "/scale")
     async with peers(a, a, b) as (cut, spared, sender):
-        safe = {redis.master_of(channel_for("/scale")).port}
-        safe.add(redis.master_of(client_channel("/scale", spared.id)).port)
-        victim = next(node.port for node in redis.masters() if node.port not in safe)
+        masters = redis.masters()
+
+        def owner(channel: str) -> int:
+            slot = key_slot(channel.encode())
+            return next(m.port for m in masters if any(lo <= slot <= hi for lo, hi in m.slots))
+
+        safe = {owner(channel_for("/scale")), owner(client_channel("/scale", spared.id))}
+        # The master with most slots among the others (another module's reshard may have
+        # left one with a single slot).
+        victim = max(
+            (m for m in masters if m.port not in safe),
+            key=lambda m: sum(last - first + 1 for first, last in m.slots),
+        ).port
 
         def room_on_victim(wanted: bool) -> str:
             for n in itertools.count():
                 room = f"gap-{n}"
-                if (redis.master_of(room_channel("/scale", room)).port == victim) == wanted:
+                if (owner(room_channel("/scale", room)) == victim) == wanted:
                     return room
             raise AssertionError("unreachable")
 
@@ -286,20 +297,12 @@ async def test_a_cut_shard_connection_tells_only_the_clients_it_served(
         await warm_up(sender, [cut], cut_room)
         await warm_up(sender, [spared], spared_room)
 
-        async def both_workers_connected() -> bool:
-            # Each worker holds a connection to every master; one may be reconnecting
-            # (a loaded machine, an earlier test's failover): cut both at once.
-            reply = await anyio.to_thread.run_sync(
-                redis.server(victim).command, "CLIENT", "LIST", "TYPE", "pubsub"
-            )
-            assert isinstance(reply, bytes), reply
-            return len(reply.splitlines()) >= 2
-
-        await eventually(both_workers_connected, WAIT)
         killed = await anyio.to_thread.run_sync(
             redis.server(victim).command, "CLIENT", "KILL", "TYPE", "pubsub"
         )
-        assert isinstance(killed, int) and killed >= 2, killed  # A's and B's
+        # A's connection there holds the cut room's channel (B connects to a master
+        # once its layout names it, or a channel of its needs it).
+        assert isinstance(killed, int) and killed >= 1, killed
         await cut.until(lambda: bool(gaps(cut)), WAIT)
         await anyio.sleep(2 * QUIET)  # a second $gap, or one to the spared client
         assert gaps(cut) == [{"reason": "backplane"}]
@@ -398,6 +401,7 @@ async def run_traffic(workers: Workers, upset: Any, *, after: float = 3.0) -> Tr
     return traffic
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_a_master_killed_mid_traffic_fails_over_and_traffic_resumes(
     workers: Workers,
 ) -> None:
@@ -443,6 +447,7 @@ def _sent_at(traffic: Traffic, n: int) -> float:
     return traffic.sent[n][1]
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_a_slot_migration_mid_traffic_loses_nothing(workers: Workers) -> None:
     redis = workers.redis
     # Move every slot of the master that holds /recover's history, with the pub/sub

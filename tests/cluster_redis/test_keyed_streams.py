@@ -172,6 +172,7 @@ async def test_the_reader_follows_streams_on_every_master_and_orders_reach_their
         ]
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_after_a_failover_the_new_master_gets_the_scripts_and_nothing_is_lost(
     tmp_path: Path,
 ) -> None:

@@ -289,6 +289,7 @@ async def test_the_partitions_live_on_different_masters_each_with_its_share(
 # -- a master SIGKILLed mid-burst -----------------------------------------------------------
 
 
+@pytest.mark.timeout(180)  # a revive may wait a minute for a whole cluster
 async def test_the_master_of_a_rooms_partition_killed_mid_burst(workers: Workers) -> None:
     redis = workers.redis
     rounds = 1000
