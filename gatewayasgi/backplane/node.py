@@ -211,10 +211,9 @@ class Backplane:
         clients: dict[str, list[str]] = {}
         for channel in channels:
             route = self._routes.get(channel)
-            found = self.subscriptions.target_of(channel)
             if route is not None:
                 everyone.add(route[0])
-            elif found is not None:
+            elif (found := self.subscriptions.target_of(channel)) is not None:
                 namespace, kind, name = found
                 (rooms if kind == "room" else clients).setdefault(namespace, []).append(name)
             else:

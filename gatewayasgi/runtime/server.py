@@ -321,22 +321,8 @@ class WebSocketServer:
     def tell_gap(self, targets: Targets) -> int:
         """Tell the local clients in ``targets`` (empty: every one) that frames for them
         may have been lost between workers (``$gap``); never waits. Returns how many."""
-        frames: dict[WireProtocol, tuple[Message, int]] = {}
-        count = 0
-        for client_id in self._recipients(targets, NOBODY):
-            client = self.clients.get(client_id)
-            if client is None:
-                continue
-            found = frames.get(client.protocol)
-            if found is None:
-                payload = client.protocol.encode_emit(GAP_EVENT, GAP_BACKPLANE)
-                found = frames[client.protocol] = (
-                    WireProtocol.message(payload),
-                    frame_cost(payload),
-                )
-            if client.outbox.put_nowait(*found):
-                count += 1
-        return count
+        frame = self.delivery.protocol.encode_emit(GAP_EVENT, GAP_BACKPLANE)
+        return self.deliver_local(frame, targets)
 
     def deliver_local(
         self,

@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,23 @@ def start_workers(redis: RedisCluster, workdir: Path, names: tuple[str, ...]) ->
     return nodes
 
 
+@contextmanager
+def two_workers(redis: RedisCluster, workdir: Path) -> Iterator[Workers]:
+    """Workers A and B serving the cluster app on ``redis``, stopped after."""
+    nodes = start_workers(redis, workdir, ("A", "B"))
+    try:
+        yield Workers(redis, *nodes)
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
 @pytest.fixture(scope="module")
 def workers(
     redis_cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
-    nodes = start_workers(redis_cluster, tmp_path_factory.mktemp("cluster-workers"), ("A", "B"))
-    try:
-        yield Workers(redis_cluster, *nodes)
-    finally:
-        for node in nodes:
-            stop_node(node)
+    with two_workers(redis_cluster, tmp_path_factory.mktemp("cluster-workers")) as both:
+        yield both
 
 
 def emitter(redis: RedisCluster, namespace: str, **options: Any) -> RedisEmitter:

@@ -34,12 +34,11 @@ import pytest
 from gatewayasgi.stores._redis_partitions import partition_of_name
 from tests.apps.recovery_app import PARTITIONS
 from tests.cluster.nodes import eventually
-from tests.cluster_redis.test_cluster_redis import QUIET, WAIT, Workers, start_workers
+from tests.cluster_redis.test_cluster_redis import QUIET, WAIT, Workers, two_workers
 from tests.recovery.cut_proxy import CutProxy
 from tests.recovery.test_partitions_redis import rooms_in_partitions
 from tests.recovery.wire import Session
 from tests.redis_cluster import ClusterServer, RedisCluster
-from tests.workers import stop_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -65,12 +64,8 @@ def workers(
     redis_cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
     redis_cluster.three_masters()
-    nodes = start_workers(redis_cluster, tmp_path_factory.mktemp("partition-workers"), ("A", "B"))
-    try:
-        yield Workers(redis_cluster, *nodes)
-    finally:
-        for node in nodes:
-            stop_node(node)
+    with two_workers(redis_cluster, tmp_path_factory.mktemp("partition-workers")) as both:
+        yield both
 
 
 async def _open(session: Session, resume: bool = False) -> Frame:

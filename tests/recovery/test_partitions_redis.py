@@ -197,17 +197,7 @@ async def test_a_reply_waits_for_what_its_handler_emitted_to_every_partition(
     room = next(room for room in ROOMS if partition_of_name(room, PARTITIONS) != own)
     await session.request("join", room)
     for call in range(10):
-        frame_id = 100 + call
-        await session.ws.send(
-            json.dumps({"event": "talk", "data": {"room": room, "count": 3}, "id": frame_id})
-        )
-        before: list[tuple[str, int]] = []
-        while True:
-            frame = await session.recv()
-            if frame.get("id") == frame_id:
-                assert frame["data"] == {"done": 3}
-                break
-            before.append((frame["event"], frame["data"]))
+        before = await session.talk(room, 3, 100 + call)
         # Each partition's frames in order; all of them before the reply.
         assert [n for event, n in before if event == "said"] == [0, 1, 2], call
         assert [n for event, n in before if event == "aside"] == [0, 1, 2], call

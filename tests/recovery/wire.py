@@ -75,6 +75,21 @@ class Session:
         """Drop the TCP connection: no close frame, as a network failure would."""
         self.ws.transport.abort()
 
+    async def talk(self, room: str, count: int, frame_id: int) -> list[tuple[str, Any]]:
+        """Send a ``talk`` request (the test apps' handler that emits ``count`` frames to
+        ``room`` and to the caller, then replies ``{"done": count}``); the ``(event, data)``
+        of every frame that arrived before its reply."""
+        await self.ws.send(
+            json.dumps({"event": "talk", "data": {"room": room, "count": count}, "id": frame_id})
+        )
+        before: list[tuple[str, Any]] = []
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == frame_id:
+                assert frame["data"] == {"done": count}, frame
+                return before
+            before.append((frame["event"], frame["data"]))
+
     async def reply(self, frame_id: int) -> Any:
         """Read (keeping offsets) until the reply to ``frame_id`` arrives."""
         while True:

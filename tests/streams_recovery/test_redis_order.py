@@ -55,17 +55,7 @@ async def test_a_reply_never_overtakes_what_its_handler_emitted(
     with anyio.fail_after(TIMEOUT):
         assert await session.request("join", "r") == {"joined": "r", "node": "A"}
         for call in range(20):
-            frame_id = 100 + call
-            await session.ws.send(
-                f'{{"event":"talk","data":{{"room":"r","count":3}},"id":{frame_id}}}'
-            )
-            before: list[tuple[str, int]] = []
-            while True:
-                frame = await session.recv()
-                if frame.get("id") == frame_id:
-                    assert frame["data"] == {"done": 3}
-                    break
-                before.append((frame["event"], frame["data"]))
+            before = await session.talk("r", 3, 100 + call)
             # Every frame the handler emitted arrived, in its order, before the reply.
             assert before == [(e, n) for n in range(3) for e in ("said", "aside")], call
 

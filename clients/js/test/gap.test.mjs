@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 
-import { GatewayClient } from "../dist/index.js";
 import {
   REDIS_SERVER,
   WebSocket,
+  fastClient,
   nextLifecycle,
   sleep,
   startRedis,
@@ -99,11 +99,8 @@ describe("$gap from a worker whose Redis subscription was cut", { skip: missing 
 
   it("the client gets the gap event (backplane), keeps its connection, and room frames flow again", async () => {
     const record = { sockets: 0, frames: [] };
-    gateway = new GatewayClient(`ws://127.0.0.1:${worker.port}${PATH}`, {
+    gateway = fastClient(`ws://127.0.0.1:${worker.port}${PATH}`, WAIT, {
       WebSocket: tappedWebSocket(record),
-      reconnectDelay: 50,
-      reconnectDelayMax: 250,
-      ackTimeout: WAIT,
       connectTimeout: WAIT,
     });
     const seen = [];

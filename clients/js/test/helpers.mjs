@@ -8,6 +8,8 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket as WsWebSocket } from "ws";
 
+import { GatewayClient } from "../dist/index.js";
+
 /** Node 22+ has a global WebSocket; Node 20 gets the `ws` package's. */
 export const WebSocket = globalThis.WebSocket ?? WsWebSocket;
 
@@ -89,6 +91,43 @@ const SERVER_ARGS = {
 };
 
 /**
+ * A real client that reconnects fast (50 ms, backing off to at most 250 ms) and waits `wait` ms
+ * for an ack; `options` add to or override these.
+ */
+export function fastClient(url, wait, options = {}) {
+  return new GatewayClient(url, {
+    WebSocket,
+    reconnectDelay: 50,
+    reconnectDelayMax: 250,
+    ackTimeout: wait,
+    ...options,
+  });
+}
+
+/**
+ * What every child process of the tests gets: the last 4,000 characters of its stderr (`log()`,
+ * shown when it fails), a promise of its exit (`exited`), and a SIGKILL when the test process
+ * exits first (it never outlives it, even when a test fails without stopping it; `release()`
+ * once it was stopped).
+ */
+function supervise(child) {
+  let log = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk) => {
+    log = (log + chunk).slice(-4000);
+  });
+  child.stderr.unref?.();
+  child.unref();
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  return {
+    log: () => log,
+    exited: new Promise((done) => child.once("exit", done)),
+    release: () => process.removeListener("exit", killOnExit),
+  };
+}
+
+/**
  * Serve clients/js/test/server_app.py (or the ASGI `app`, "module:attribute") with hypercorn (or
  * `server`: "uvicorn") on `port` (a free one when omitted), with `env` added to the environment.
  * Returns `{ port, url, stop }`; `stop()` sends SIGTERM and, after 5 s, SIGKILL. `url` is
@@ -107,18 +146,8 @@ export async function startServer(
     env: { ...process.env, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
-  // hypercorn logs cancelled connections on shutdown: keep its stderr, show it only on failure.
-  let log = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (chunk) => {
-    log = (log + chunk).slice(-4000);
-  });
-  child.stderr.unref?.();
-  // Never outlive the test process, even when a test fails without stopping its server.
-  child.unref();
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  const exited = new Promise((done) => child.once("exit", done));
+  // hypercorn logs cancelled connections on shutdown: its stderr is shown only on failure.
+  const { log, exited, release } = supervise(child);
   const failed = exited.then((code) => {
     throw new Error(`server exited early (code ${code})`);
   });
@@ -126,7 +155,7 @@ export async function startServer(
     await Promise.race([waitForPort(port, 20000), failed]);
   } catch (error) {
     child.kill("SIGKILL");
-    throw new Error(`${error.message}\n${log}`);
+    throw new Error(`${error.message}\n${log()}`);
   }
   failed.catch(() => undefined);
   const stop = async () => {
@@ -135,7 +164,7 @@ export async function startServer(
     const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
     await exited;
     clearTimeout(killer);
-    process.removeListener("exit", killOnExit);
+    release();
   };
   return { port, url: `ws://127.0.0.1:${port}/ws`, stop };
 }
@@ -235,16 +264,7 @@ export async function startRedis() {
   const child = spawn(REDIS_SERVER, [...argv, "--loglevel", "warning"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
-  let log = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (chunk) => {
-    log = (log + chunk).slice(-4000);
-  });
-  child.stderr.unref?.();
-  child.unref();
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  const exited = new Promise((done) => child.once("exit", done));
+  const { log, exited, release } = supervise(child);
   const started = new Promise((done, fail) => {
     child.once("spawn", done);
     child.once("error", fail);
@@ -254,7 +274,7 @@ export async function startRedis() {
       child.kill("SIGKILL");
       await withTimeout(exited, 5000, "redis-server exit").catch(() => undefined);
     }
-    process.removeListener("exit", killOnExit);
+    release();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -267,7 +287,7 @@ export async function startRedis() {
     }
   } catch (error) {
     await stop();
-    if (log) error.message += `\n${log}`;
+    if (log()) error.message += `\n${log()}`;
     throw error;
   }
   return { port, url: `redis://127.0.0.1:${port}/0`, stop };

@@ -6,13 +6,13 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 
-import { GatewayClient } from "../dist/index.js";
 import {
   CutProxy,
   PYTHON,
   REDIS_SERVER,
   ROOT,
   WebSocket,
+  fastClient,
   nextLifecycle,
   sleep,
   startRedis,
@@ -129,14 +129,7 @@ describe("a partitioned history on redis-server, two workers", { skip: missing &
   });
 
   function client(url, options = {}) {
-    const gateway = new GatewayClient(url, {
-      WebSocket,
-      reconnectDelay: 50,
-      reconnectDelayMax: 250,
-      ackTimeout: WAIT,
-      connectTimeout: WAIT,
-      ...options,
-    });
+    const gateway = fastClient(url, WAIT, { connectTimeout: WAIT, ...options });
     clients.push(gateway);
     return gateway;
   }

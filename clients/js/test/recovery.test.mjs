@@ -3,8 +3,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { GatewayClient } from "../dist/index.js";
-import { CutProxy, WebSocket, nextLifecycle, startServer, withTimeout } from "./helpers.mjs";
+import {
+  CutProxy,
+  WebSocket,
+  fastClient,
+  nextLifecycle,
+  startServer,
+  withTimeout,
+} from "./helpers.mjs";
 
 const APP = "clients.js.test.recovery_app:app";
 const RESUME = "gatewayasgi.resume.";
@@ -49,13 +55,7 @@ async function newProxy() {
 }
 
 function client(url, options = {}) {
-  const gateway = new GatewayClient(url, {
-    WebSocket,
-    reconnectDelay: 50,
-    reconnectDelayMax: 250,
-    ackTimeout: WAIT,
-    ...options,
-  });
+  const gateway = fastClient(url, WAIT, options);
   clients.push(gateway);
   return gateway;
 }
